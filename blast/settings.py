@@ -1,0 +1,206 @@
+"""Settings for the Blast platform.
+
+Everything comes from the environment through the typed helpers in
+``blast.env``; the defaults run a single machine out of the box (SQLite in
+the project folder, Redis on localhost). Every policy number of the
+connection engine is a setting whose default is the seed's value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from blast.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("BLAST_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("SECRET_KEY must be set when BLAST_REQUIRE_SECRET_KEY is on")
+    # A fixed development key: fine on one machine, refused in production by
+    # setting BLAST_REQUIRE_SECRET_KEY=1.
+    SECRET_KEY = "blast-development-key-do-not-use-in-production"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_celery_beat",
+    "rest_framework",
+    "drf_spectacular",
+    "instances",
+    "monitoring",
+    "simulator",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "blast.urls"
+WSGI_APPLICATION = "blast.wsgi.application"
+ASGI_APPLICATION = "blast.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))
+except Exception as exc:  # dj-database-url raises several types for a bad URL
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # Five processes write at once on a single machine: WAL lets readers run
+    # beside the writer, IMMEDIATE transactions take the write lock up front
+    # (no lock upgrade deadlock), and the timeout makes writers queue.
+    _database["CONN_MAX_AGE"] = 0
+    _database["OPTIONS"] = {
+        "timeout": env_float("SQLITE_BUSY_TIMEOUT_S", 30.0, minimum=0),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+    }
+    _database["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, Channels, Celery ---------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://, got {REDIS_URL!r}")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": env_str("BLAST_CHANNEL_PREFIX", "blast:asgi"),
+            "capacity": env_int("BLAST_CHANNEL_CAPACITY", 1000, minimum=100),
+            "expiry": 60,
+        },
+    },
+}
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# --- Auth, i18n, static ---------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BLAST_MAX_BODY_BYTES", 2_621_440, minimum=1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Blast API",
+    "DESCRIPTION": "Run messaging instances and send message blasts.",
+    "VERSION": "1.0.0",
+}
+
+# --- The connection engine's policies (seed values as defaults) -----------
+
+# Circuit breaker: opens after THRESHOLD failures inside a sliding WINDOW,
+# goes half-open after COOLDOWN for one trial attempt.
+BLAST_BREAKER_THRESHOLD = env_int("BLAST_BREAKER_THRESHOLD", 10, minimum=1)
+BLAST_BREAKER_WINDOW_S = env_float("BLAST_BREAKER_WINDOW_S", 300.0, minimum=0.001)
+BLAST_BREAKER_COOLDOWN_S = env_float("BLAST_BREAKER_COOLDOWN_S", 600.0, minimum=0)
+# A session that drops within this long of `ready` counts as a failure.
+BLAST_FLAP_WINDOW_S = env_float("BLAST_FLAP_WINDOW_S", 30.0, minimum=0)
+
+# Retry delays by reason; growth after GROWTH_AFTER consecutive failures,
+# capped at MAX_DELAY; every delay is jittered by +/- JITTER (a fraction).
+BLAST_RETRY_DELAY_TIMEOUT_S = env_float("BLAST_RETRY_DELAY_TIMEOUT_S", 30.0, minimum=0)
+BLAST_RETRY_DELAY_S = env_float("BLAST_RETRY_DELAY_S", 15.0, minimum=0)
+BLAST_RETRY_GROWTH_AFTER = env_int("BLAST_RETRY_GROWTH_AFTER", 5, minimum=0)
+BLAST_RETRY_GROWTH_FACTOR = env_float("BLAST_RETRY_GROWTH_FACTOR", 1.5, minimum=1)
+BLAST_RETRY_MAX_DELAY_S = env_float("BLAST_RETRY_MAX_DELAY_S", 60.0, minimum=0)
+BLAST_RETRY_JITTER = env_float("BLAST_RETRY_JITTER", 0.2, minimum=0, maximum=1)
+BLAST_BAN_PAUSE_S = env_float("BLAST_BAN_PAUSE_S", 3600.0, minimum=0)
+
+# Sessions (PROTOCOL.md): upgrade timeout, hello timeout, keepalive,
+# malformed-frame budget.
+BLAST_OPEN_TIMEOUT_S = env_float("BLAST_OPEN_TIMEOUT_S", 10.0, minimum=0.1)
+BLAST_HELLO_TIMEOUT_S = env_float("BLAST_HELLO_TIMEOUT_S", 10.0, minimum=0.1)
+BLAST_PING_INTERVAL_S = env_float("BLAST_PING_INTERVAL_S", 20.0, minimum=0.1)
+BLAST_PING_TIMEOUT_S = env_float("BLAST_PING_TIMEOUT_S", 20.0, minimum=0.1)
+BLAST_MALFORMED_LIMIT = env_int("BLAST_MALFORMED_LIMIT", 5, minimum=0)
+BLAST_MALFORMED_WINDOW_S = env_float("BLAST_MALFORMED_WINDOW_S", 60.0, minimum=0.001)
+
+# Ownership: Redis lease per instance, renewed every TTL/3.
+BLAST_LEASE_TTL_S = env_float("BLAST_LEASE_TTL_S", 15.0, minimum=0.3)
+BLAST_WORKER_CHANNEL = env_str("BLAST_WORKER_CHANNEL", "blast-connections")
+BLAST_HEARTBEAT_INTERVAL_S = env_float("BLAST_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
+# How often beat runs the recovery jobs (due retries, cooldowns, lost leases).
+BLAST_RECOVERY_PERIOD_S = env_float("BLAST_RECOVERY_PERIOD_S", 5.0, minimum=0.5)
+
+# Key that encrypts instance tokens at rest; derived from SECRET_KEY when unset.
+BLAST_TOKEN_KEY = env_str("BLAST_TOKEN_KEY", "")
+
+# --- Logging ----------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "blast.logs.RedactSecretsFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": LOG_LEVEL},
+        "websockets": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,248 @@
+"""Tenants, gateways, instances, their breakers and their event log.
+
+The database is the single source of truth for what each instance should be
+doing (``desired_state``) and what it is doing (``status``); workers only
+reconcile the second toward the first (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from instances import tokens
+from instances.reasons import Reason
+
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "Use 1-63 lowercase letters, digits or hyphens.")
+
+
+class Tenant(models.Model):
+    slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def validate_gateway_url(value: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValidationError("A gateway URL is ws:// or wss:// host[:port][/prefix].")
+    if value.endswith("/"):
+        raise ValidationError("A gateway URL has no trailing slash.")
+    if parts.query or parts.fragment:
+        raise ValidationError("A gateway URL has no query string or fragment.")
+    try:
+        parts.port
+    except ValueError:
+        raise ValidationError("The gateway URL's port is not a valid port number.") from None
+
+
+class Gateway(models.Model):
+    """A gateway that platform administrators allow tenants to use."""
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.CharField(max_length=500, validators=[validate_gateway_url])
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.url})"
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+
+
+class Status(models.TextChoices):
+    """The observed state of an instance's session (ARCHITECTURE.md)."""
+
+    IDLE = "idle", "Idle"
+    CONNECTING = "connecting", "Connecting"
+    AWAITING_QR = "awaiting_qr", "Awaiting QR scan"
+    CONNECTED = "connected", "Connected"
+    DISCONNECTED = "disconnected", "Disconnected"
+    BACKING_OFF = "backing_off", "Backing off"
+    CIRCUIT_OPEN = "circuit_open", "Circuit open"
+    STOPPED = "stopped", "Stopped"
+    LOGGED_OUT = "logged_out", "Logged out"
+    REPLACED = "replaced", "Replaced"
+    FORBIDDEN = "forbidden", "Forbidden"
+    HALTED = "halted", "Halted"  # another terminal reason: see last_reason
+
+
+# Statuses in which no worker should hold or start a session on its own.
+TERMINAL_STATUSES = frozenset(
+    {Status.STOPPED, Status.LOGGED_OUT, Status.REPLACED, Status.FORBIDDEN, Status.HALTED}
+)
+
+REASON_CHOICES = [(reason.value, reason.value) for reason in Reason]
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Instance(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="instances")
+    name = models.CharField(max_length=100)
+    key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
+    gateway = models.ForeignKey(Gateway, on_delete=models.PROTECT, related_name="instances")
+    # Encrypted at rest (instances.tokens); sent to the gateway, never shown.
+    token_encrypted = models.TextField(editable=False)
+
+    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.STOPPED)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.IDLE)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    last_reason = models.CharField(max_length=32, choices=REASON_CHOICES, blank=True)
+    last_message = models.CharField(max_length=500, blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+    retry_count = models.PositiveIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    # Fencing token of the last lease acquisition that wrote this row.
+    lease_epoch = models.BigIntegerField(default=0)
+    owner = models.CharField("worker", max_length=200, blank=True)
+
+    paired = models.BooleanField(default=False)
+    account = models.CharField(max_length=20, blank=True)
+    qr_code = models.CharField(max_length=500, blank=True)
+    qr_expires_at = models.DateTimeField(null=True, blank=True)
+    session_id = models.CharField(max_length=100, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="instance_name_unique_per_tenant"),
+        ]
+        indexes = [
+            # The due-retry sweep: desired running, a retry time in the past.
+            models.Index(fields=["desired_state", "next_retry_at"], name="instance_due_retry"),
+            models.Index(fields=["desired_state", "status"], name="instance_desired_status"),
+            models.Index(fields=["tenant", "status"], name="instance_tenant_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.key}]"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.token_encrypted:
+            self.token_encrypted = tokens.encrypt(new_token())
+        super().save(*args, **kwargs)
+
+    @property
+    def token(self) -> str:
+        """The decrypted per-instance secret sent to the gateway."""
+        return tokens.decrypt(self.token_encrypted)
+
+    def rotate_token(self) -> None:
+        self.token_encrypted = tokens.encrypt(new_token())
+
+    @property
+    def socket_url(self) -> str:
+        return f"{self.gateway.url}/v1/instances/{self.key}/socket"
+
+
+class BreakerState(models.TextChoices):
+    CLOSED = "closed", "Closed"
+    OPEN = "open", "Open"
+    HALF_OPEN = "half_open", "Half-open"
+
+
+class CircuitBreaker(models.Model):
+    """The persisted state of one instance's breaker (instances.breaker)."""
+
+    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, related_name="breaker")
+    state = models.CharField(max_length=10, choices=BreakerState.choices, default=BreakerState.CLOSED)
+    # Epoch seconds of the failures still inside the sliding window.
+    failures = models.JSONField(default=list, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    trip_count = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "cooldown_until"], name="breaker_cooldown_due")]
+
+    def __str__(self) -> str:
+        return f"breaker of {self.instance_id}: {self.state}"
+
+
+class EventKind(models.TextChoices):
+    ATTEMPT = "attempt", "Connection attempt"
+    QR = "qr", "QR code issued"
+    PAIRED = "paired", "Paired"
+    READY = "ready", "Ready"
+    DISCONNECT = "disconnect", "Disconnected"
+    RETRY_SCHEDULED = "retry_scheduled", "Retry scheduled"
+    BREAKER_OPENED = "breaker_opened", "Breaker opened"
+    BREAKER_HALF_OPEN = "breaker_half_open", "Breaker half-open"
+    BREAKER_CLOSED = "breaker_closed", "Breaker closed"
+    CONNECT = "connect", "Connect requested"
+    DISCONNECT_REQUESTED = "disconnect_requested", "Disconnect requested"
+    FORCE_RETRY = "force_retry", "Force retry"
+    RESET_BREAKER = "reset_breaker", "Breaker reset"
+    LOST = "lost", "Session lost with its worker"
+    MALFORMED = "malformed", "Malformed frame"
+
+
+class ConnectionEvent(models.Model):
+    """Append-only log of what happened to an instance's session."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=24, choices=EventKind.choices)
+    reason = models.CharField(max_length=32, choices=REASON_CHOICES, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    actor = models.CharField(max_length=200, blank=True, help_text="Who did it: a user, an API key, a worker or beat.")
+    epoch = models.BigIntegerField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["instance", "-at"], name="event_instance_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.reason}".strip()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ValueError("Connection events are append-only")
+        super().save(*args, **kwargs)
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per connection worker process, refreshed while it runs."""
+
+    worker_id = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now, db_index=True)
+    sessions_held = models.PositiveIntegerField(default=0)
+    last_progress_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return self.worker_id

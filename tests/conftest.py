@@ -1,0 +1,7 @@
+"""Fixtures shared by the whole suite.
+
+Integration fixtures start real parts: the gateway simulator as its own
+process on 127.0.0.1, real Redis, the real database.
+"""
+
+from tests.fixtures.simulator import gateway_sim  # noqa: F401
