@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,6 +134,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BLAST_MAX_BODY_BYTES", 2_621_440, minimum=1024)
 
 REST_FRAMEWORK = {
@@ -173,8 +178,14 @@ BLAST_PING_TIMEOUT_S = env_float("BLAST_PING_TIMEOUT_S", 20.0, minimum=0.1)
 BLAST_MALFORMED_LIMIT = env_int("BLAST_MALFORMED_LIMIT", 5, minimum=0)
 BLAST_MALFORMED_WINDOW_S = env_float("BLAST_MALFORMED_WINDOW_S", 60.0, minimum=0.001)
 
+BLAST_CLOSE_TIMEOUT_S = env_float("BLAST_CLOSE_TIMEOUT_S", 2.0, minimum=0.1)
+
 # Ownership: Redis lease per instance, renewed every TTL/3.
 BLAST_LEASE_TTL_S = env_float("BLAST_LEASE_TTL_S", 15.0, minimum=0.3)
+# Prefix of every Redis key the platform writes (leases, epochs, rate limits).
+BLAST_REDIS_PREFIX = env_str("BLAST_REDIS_PREFIX", "blast")
+# How many instance ids one hint names; hints are batched, never one by one.
+BLAST_HINT_BATCH = env_int("BLAST_HINT_BATCH", 500, minimum=1)
 BLAST_WORKER_CHANNEL = env_str("BLAST_WORKER_CHANNEL", "blast-connections")
 BLAST_HEARTBEAT_INTERVAL_S = env_float("BLAST_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
 # How often beat runs the recovery jobs (due retries, cooldowns, lost leases).
@@ -187,7 +198,9 @@ BLAST_TOKEN_KEY = env_str("BLAST_TOKEN_KEY", "")
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -19,7 +19,9 @@ from django.utils import timezone
 from instances import tokens
 from instances.reasons import Reason
 
-slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "Use 1-63 lowercase letters, digits or hyphens.")
+slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9-]{0,62}$", "Use 1-63 lowercase letters, digits or hyphens."
+)
 
 
 class Tenant(models.Model):
@@ -45,7 +47,7 @@ def validate_gateway_url(value: str) -> None:
     if parts.query or parts.fragment:
         raise ValidationError("A gateway URL has no query string or fragment.")
     try:
-        parts.port
+        _ = parts.port
     except ValueError:
         raise ValidationError("The gateway URL's port is not a valid port number.") from None
 
@@ -107,7 +109,9 @@ class Instance(models.Model):
     # Encrypted at rest (instances.tokens); sent to the gateway, never shown.
     token_encrypted = models.TextField(editable=False)
 
-    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.STOPPED)
+    desired_state = models.CharField(
+        max_length=16, choices=DesiredState.choices, default=DesiredState.STOPPED
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IDLE)
     status_changed_at = models.DateTimeField(default=timezone.now)
     last_reason = models.CharField(max_length=32, choices=REASON_CHOICES, blank=True)
@@ -118,6 +122,8 @@ class Instance(models.Model):
     next_retry_at = models.DateTimeField(null=True, blank=True)
     # Fencing token of the last lease acquisition that wrote this row.
     lease_epoch = models.BigIntegerField(default=0)
+    # Set by a force retry: one attempt now, even while the breaker is open.
+    force_retry = models.BooleanField(default=False)
     owner = models.CharField("worker", max_length=200, blank=True)
 
     paired = models.BooleanField(default=False)
@@ -144,9 +150,12 @@ class Instance(models.Model):
         return f"{self.name} [{self.key}]"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        adding = self._state.adding
         if not self.token_encrypted:
             self.token_encrypted = tokens.encrypt(new_token())
         super().save(*args, **kwargs)
+        if adding:
+            CircuitBreaker.objects.get_or_create(instance=self)
 
     @property
     def token(self) -> str:
@@ -212,7 +221,9 @@ class ConnectionEvent(models.Model):
     kind = models.CharField(max_length=24, choices=EventKind.choices)
     reason = models.CharField(max_length=32, choices=REASON_CHOICES, blank=True)
     message = models.CharField(max_length=500, blank=True)
-    actor = models.CharField(max_length=200, blank=True, help_text="Who did it: a user, an API key, a worker or beat.")
+    actor = models.CharField(
+        max_length=200, blank=True, help_text="Who did it: a user, an API key, a worker or beat."
+    )
     epoch = models.BigIntegerField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)
 

@@ -5,11 +5,24 @@ fail. This module turns each of them (an HTTP status refusing the upgrade, a
 close code, a network error, a lost keepalive, too many malformed frames)
 into a :class:`Reason`, and each reason into a :class:`Kind` that the retry
 policy and the circuit breaker act on. It is pure: no sockets, no clock.
+:func:`from_exception` only inspects exception objects; it never performs I/O.
 """
 
 from __future__ import annotations
 
 import enum
+
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidProxy,
+    InvalidStatus,
+    InvalidURI,
+    PayloadTooBig,
+    ProtocolError,
+    ProxyError,
+)
 
 
 class Kind(enum.StrEnum):
@@ -114,10 +127,12 @@ GATEWAY_CLOSE_CODES: dict[Reason, int] = {
 
 
 def kind_of(reason: Reason) -> Kind:
+    """The kind of reaction ``reason`` calls for."""
     return KINDS[reason]
 
 
 def is_terminal(reason: Reason) -> bool:
+    """True when ``reason`` means stop until a person acts (never retry)."""
     return KINDS[reason] is Kind.TERMINAL
 
 
@@ -132,11 +147,9 @@ def from_close_code(code: int | None) -> Reason:
     known = CLOSE_CODES.get(code)
     if known is not None:
         return known
-    if 4000 <= code <= 4999:
-        return Reason.CONNECTION_CLOSED
-    if code == 1005:  # closed without a status code
-        return Reason.CONNECTION_CLOSED
-    return Reason.CONNECTION_LOST if code == 1006 else Reason.CONNECTION_CLOSED
+    # Any other 4xxx code, 1005 (a close frame without a status code) and any
+    # code the protocol does not name: the gateway closed on purpose, so retry.
+    return Reason.CONNECTION_CLOSED
 
 
 def from_http_status(status: int) -> Reason:
@@ -168,3 +181,78 @@ def parse_retry_after(value: str | None) -> float | None:
     if seconds != seconds or seconds < 0 or seconds == float("inf"):
         return None
     return seconds
+
+
+# Close codes the client itself fails a connection with when the gateway's
+# input is bad: 1002 (more than the malformed-frame budget, or a frame that
+# websockets rejects), 1007 (invalid UTF-8 in a text frame), 1009 (a frame
+# over max_size). PROTOCOL.md section 5 calls all of these `protocol_error`.
+CLIENT_PROTOCOL_FAILURE_CODES: frozenset[int] = frozenset({1002, 1007, 1009})
+
+
+def from_exception(exc: BaseException) -> tuple[Reason, float | None]:
+    """The reason a session failed, and the gateway's ``Retry-After`` (seconds).
+
+    ``exc`` is what ``websockets.asyncio.client.connect`` (websockets 15), a
+    receive, a send or the network raised. The second item is the
+    ``Retry-After`` of a refused upgrade in delta-seconds form, else None.
+
+    - ``InvalidStatus``: :func:`from_http_status` of the response's status.
+    - ``ConnectionClosed``: :func:`from_close_code` of the close frame the
+      gateway sent, or ``connection_lost`` when none arrived (1006, and a
+      keepalive ping that timed out). When the client failed the connection
+      itself for bad input (1002, 1007, 1009) before any close frame from the
+      gateway, ``protocol_error``, whether or not the gateway echoed it.
+    - websockets' ``ProtocolError`` and ``PayloadTooBig``: ``protocol_error``.
+    - A proxy failure (``ProxyError``), an invalid gateway or proxy address
+      (``InvalidURI``, ``InvalidProxy``): ``unreachable``.
+    - ``InvalidMessage`` (no valid HTTP response, e.g. the gateway hung up
+      during the upgrade): ``unavailable``.
+    - Any other ``InvalidHandshake`` (a bad Upgrade header, a refused
+      subprotocol, a security limit): ``protocol_error``.
+    - ``TimeoutError`` (including the open timeout): ``timed_out``.
+    - ``OSError`` (refused, DNS, TLS, reset, ...): ``unreachable``.
+    - ``EOFError`` and anything else: ``connection_lost``.
+
+    Every reason returned here is transient except those that
+    :func:`from_http_status` and :func:`from_close_code` map otherwise.
+    Cancellation is not classified specially: a caller that cancels a
+    session knows why it did and should report ``stopped``/``shutdown``.
+    """
+    if isinstance(exc, InvalidStatus):
+        response = exc.response
+        # Headers.get() raises when the header is repeated; the first wins.
+        values = response.headers.get_all("Retry-After")
+        retry_after = parse_retry_after(values[0]) if values else None
+        return from_http_status(response.status_code), retry_after
+    if isinstance(exc, ConnectionClosed):
+        return _from_connection_closed(exc), None
+    if isinstance(exc, ProtocolError | PayloadTooBig):
+        return Reason.PROTOCOL_ERROR, None
+    if isinstance(exc, ProxyError | InvalidURI | InvalidProxy):
+        # Retrying an invalid address is futile, but it is an operator's
+        # configuration and the breaker bounds the retries; a terminal reason
+        # would need a person to notice a typo that they can simply fix.
+        return Reason.UNREACHABLE, None
+    if isinstance(exc, InvalidMessage):
+        return Reason.UNAVAILABLE, None
+    if isinstance(exc, InvalidHandshake):
+        return Reason.PROTOCOL_ERROR, None
+    # TimeoutError is an OSError subclass (and asyncio.TimeoutError is the
+    # same class since 3.11), so it must be tested first.
+    if isinstance(exc, TimeoutError):
+        return Reason.TIMED_OUT, None
+    if isinstance(exc, OSError):
+        # ConnectionRefusedError, socket.gaierror, ssl.SSLError and the rest.
+        return Reason.UNREACHABLE, None
+    return Reason.CONNECTION_LOST, None
+
+
+def _from_connection_closed(exc: ConnectionClosed) -> Reason:
+    sent, rcvd = exc.sent, exc.rcvd
+    client_closed_first = sent is not None and (rcvd is None or exc.rcvd_then_sent is False)
+    if client_closed_first and sent is not None and sent.code in CLIENT_PROTOCOL_FAILURE_CODES:
+        return Reason.PROTOCOL_ERROR
+    # With no close frame from the gateway (1006), even when the client sent
+    # one (1011 on a keepalive ping timeout), the connection was lost.
+    return from_close_code(rcvd.code if rcvd is not None else None)

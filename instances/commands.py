@@ -1,0 +1,157 @@
+"""Operator and tenant commands on instances.
+
+Each command writes its intent and its audit event to the database first,
+in one transaction, and sends the hint second (after commit): a lost hint
+delays the command until the next beat period, it never loses it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from instances import breaker as breakers
+from instances import hints
+from instances.breaker import BreakerPolicy
+from instances.models import (
+    TERMINAL_STATUSES,
+    CircuitBreaker,
+    ConnectionEvent,
+    DesiredState,
+    EventKind,
+    Instance,
+    Status,
+)
+from instances.store import breaker_fields, breaker_from_row
+
+
+class CommandRefused(Exception):
+    """The command does not apply to the instance in its current state."""
+
+
+def _hint_after_commit(instance_id: int) -> None:
+    transaction.on_commit(lambda: hints.send([instance_id]))
+
+
+def _locked(instance: Instance) -> Instance:
+    return Instance.objects.select_for_update().get(pk=instance.pk)
+
+
+def connect(instance: Instance, actor: str) -> Instance:
+    """Desired state running; a terminal stop (logged out, ...) is cleared."""
+    now = timezone.now()
+    with transaction.atomic():
+        instance = _locked(instance)
+        fields: dict[str, Any] = {"desired_state": DesiredState.RUNNING, "next_retry_at": now}
+        if instance.status in TERMINAL_STATUSES:
+            fields.update(status=Status.IDLE, status_changed_at=now, retry_count=0)
+        Instance.objects.filter(pk=instance.pk).update(**fields)
+        ConnectionEvent.objects.create(instance=instance, kind=EventKind.CONNECT, actor=actor)
+        _hint_after_commit(instance.pk)
+    instance.refresh_from_db()
+    return instance
+
+
+def disconnect(instance: Instance, actor: str) -> Instance:
+    """Desired state stopped; the owner closes the session."""
+    with transaction.atomic():
+        instance = _locked(instance)
+        Instance.objects.filter(pk=instance.pk).update(
+            desired_state=DesiredState.STOPPED, next_retry_at=None, force_retry=False
+        )
+        ConnectionEvent.objects.create(instance=instance, kind=EventKind.DISCONNECT_REQUESTED, actor=actor)
+        _hint_after_commit(instance.pk)
+    instance.refresh_from_db()
+    return instance
+
+
+def force_retry(instance: Instance, actor: str) -> Instance:
+    """One attempt now, even while the breaker is open."""
+    now = timezone.now()
+    with transaction.atomic():
+        instance = _locked(instance)
+        if instance.desired_state != DesiredState.RUNNING:
+            raise CommandRefused("The instance is stopped: connect it first.")
+        fields: dict[str, Any] = {"force_retry": True, "next_retry_at": now}
+        if instance.status in TERMINAL_STATUSES:
+            fields.update(status=Status.IDLE, status_changed_at=now)
+        Instance.objects.filter(pk=instance.pk).update(**fields)
+        ConnectionEvent.objects.create(instance=instance, kind=EventKind.FORCE_RETRY, actor=actor)
+        _hint_after_commit(instance.pk)
+    instance.refresh_from_db()
+    return instance
+
+
+def reset_breaker(instance: Instance, actor: str) -> Instance:
+    """Breaker closed and its window cleared; a waiting instance retries now."""
+    now = timezone.now()
+    with transaction.atomic():
+        instance = _locked(instance)
+        row, _ = CircuitBreaker.objects.get_or_create(instance=instance)
+        before = breaker_from_row(row)
+        after, _transition = breakers.reset(before)
+        CircuitBreaker.objects.filter(pk=row.pk).update(**breaker_fields(after))
+        fields: dict[str, Any] = {}
+        if instance.status == Status.CIRCUIT_OPEN:
+            fields.update(status=Status.BACKING_OFF, status_changed_at=now, next_retry_at=now, retry_count=0)
+        if fields:
+            Instance.objects.filter(pk=instance.pk).update(**fields)
+        ConnectionEvent.objects.create(
+            instance=instance,
+            kind=EventKind.RESET_BREAKER,
+            actor=actor,
+            data={"from": str(before.state), "failures": len(before.failures)},
+        )
+        _hint_after_commit(instance.pk)
+    instance.refresh_from_db()
+    return instance
+
+
+@dataclass(frozen=True)
+class BreakerStatus:
+    state: str
+    failures_in_window: int
+    threshold: int
+    window_s: float
+    cooldown_s: float
+    opened_at: dt.datetime | None
+    cooldown_until: dt.datetime | None
+    trip_count: int
+    next_retry_at: dt.datetime | None
+    retry_count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "failures_in_window": self.failures_in_window,
+            "threshold": self.threshold,
+            "window_s": self.window_s,
+            "cooldown_s": self.cooldown_s,
+            "opened_at": self.opened_at,
+            "cooldown_until": self.cooldown_until,
+            "trip_count": self.trip_count,
+            "next_retry_at": self.next_retry_at,
+            "retry_count": self.retry_count,
+        }
+
+
+def breaker_status(instance: Instance) -> BreakerStatus:
+    policy = BreakerPolicy.from_settings()
+    row = CircuitBreaker.objects.filter(instance=instance).first()
+    breaker = breaker_from_row(row)
+    return BreakerStatus(
+        state=str(breaker.state),
+        failures_in_window=breakers.failures_in_window(breaker, timezone.now().timestamp(), policy),
+        threshold=policy.threshold,
+        window_s=policy.window_s,
+        cooldown_s=policy.cooldown_s,
+        opened_at=row.opened_at if row else None,
+        cooldown_until=row.cooldown_until if row else None,
+        trip_count=breaker.trip_count,
+        next_retry_at=instance.next_retry_at,
+        retry_count=instance.retry_count,
+    )

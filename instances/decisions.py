@@ -1,0 +1,180 @@
+"""What happens to an instance when its session ends, is claimed, or is ready.
+
+Pure glue between the reason classifier, the retry policy and the breaker:
+events and ``now`` go in, the instance's next observed state comes out. The
+worker carries the result to the database and to the socket.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from instances import breaker as breakers
+from instances.backoff import RetryPolicy, retry_delay
+from instances.breaker import Breaker, BreakerPolicy, Transition
+from instances.reasons import Kind, Reason, kind_of
+
+
+@dataclass(frozen=True)
+class Policies:
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+
+    @classmethod
+    def from_settings(cls) -> Policies:
+        return cls(retry=RetryPolicy.from_settings(), breaker=BreakerPolicy.from_settings())
+
+
+# Observed statuses (the values of instances.models.Status), kept as plain
+# strings so this module needs no Django.
+CONNECTING = "connecting"
+DISCONNECTED = "disconnected"
+BACKING_OFF = "backing_off"
+CIRCUIT_OPEN = "circuit_open"
+STOPPED = "stopped"
+
+TERMINAL_STATUS_BY_REASON = {
+    Reason.LOGGED_OUT: "logged_out",
+    Reason.REPLACED: "replaced",
+    Reason.FORBIDDEN: "forbidden",
+}
+HALTED = "halted"
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """How a session ended, as the session saw it."""
+
+    reason: Reason
+    message: str = ""
+    ready_at: float | None = None  # epoch seconds of `ready`, None if it never came
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    retry_count: int
+    next_retry_at: float | None  # epoch seconds; None schedules nothing
+    breaker: Breaker
+    transition: Transition | None
+    failure: bool  # counted against the breaker
+    reconnect_now: bool  # reconnect inside the worker, keeping the lease
+    unpair: bool
+    delay: float | None
+
+
+def after_session(
+    end: SessionEnd,
+    *,
+    retry_count: int,
+    breaker: Breaker,
+    desired_running: bool,
+    recent_restarts: int,
+    now: float,
+    policies: Policies,
+    rand: Callable[[], float] = random.random,
+) -> Outcome:
+    """Decide what follows a session that ended with ``end``."""
+    kind = kind_of(end.reason)
+
+    def outcome(status: str, **changes: object) -> Outcome:
+        values: dict[str, object] = {
+            "status": status,
+            "retry_count": retry_count,
+            "next_retry_at": None,
+            "breaker": breaker,
+            "transition": None,
+            "failure": False,
+            "reconnect_now": False,
+            "unpair": False,
+            "delay": None,
+        }
+        values.update(changes)
+        return Outcome(**values)  # type: ignore[arg-type]
+
+    if not desired_running or end.reason is Reason.STOPPED:
+        return outcome(STOPPED, retry_count=0)
+    if kind is Kind.CLEAN:
+        # The worker let go (lost lease, shutdown): not the instance's fault.
+        # Due at once, so that another owner picks it up on the next hint.
+        return outcome(DISCONNECTED, next_retry_at=now, delay=0.0)
+    if kind is Kind.TERMINAL:
+        status = TERMINAL_STATUS_BY_REASON.get(end.reason, HALTED)
+        return outcome(status, unpair=end.reason is Reason.LOGGED_OUT)
+    if kind is Kind.RESTART:
+        delay = retry_delay(
+            end.reason, max(retry_count, 1), policies.retry, rand=rand, recent_restarts=recent_restarts
+        )
+        assert delay is not None
+        if delay == 0:
+            return outcome(CONNECTING, reconnect_now=True, delay=0.0)
+        return outcome(BACKING_OFF, next_retry_at=now + delay, delay=delay)
+
+    # Transient, re-pair and long-pause reasons: an attempt follows.
+    failure = breakers.counts_as_failure(end.reason, end.ready_at, now, policies.breaker)
+    transition: Transition | None = None
+    if failure:
+        breaker, transition = breakers.record_failure(breaker, now, policies.breaker)
+    retry_count += 1
+    unpair = end.reason is Reason.BAD_SESSION
+    if breaker.state is breakers.State.OPEN:
+        return outcome(
+            CIRCUIT_OPEN,
+            retry_count=retry_count,
+            next_retry_at=breaker.cooldown_until,
+            breaker=breaker,
+            transition=transition,
+            failure=failure,
+            unpair=unpair,
+        )
+    delay = retry_delay(end.reason, retry_count, policies.retry, rand=rand, retry_after=end.retry_after)
+    assert delay is not None
+    return outcome(
+        CONNECTING if delay == 0 else BACKING_OFF,
+        retry_count=retry_count,
+        next_retry_at=None if delay == 0 else now + delay,
+        breaker=breaker,
+        transition=transition,
+        failure=failure,
+        reconnect_now=delay == 0,
+        unpair=unpair,
+        delay=delay,
+    )
+
+
+@dataclass(frozen=True)
+class ClaimDecision:
+    attempt: bool
+    breaker: Breaker
+    transition: Transition | None  # HALF_OPENED when the cooldown just ended
+    forced: bool
+
+
+def before_attempt(
+    breaker: Breaker,
+    *,
+    now: float,
+    next_retry_at: float | None,
+    force: bool,
+    policies: Policies,
+) -> ClaimDecision:
+    """May a worker that holds the lease make an attempt now?
+
+    A forced retry makes one attempt even while the breaker is open or the
+    retry is not due yet. Otherwise the retry must be due and the breaker must
+    allow it (closed, or half-open for its one trial).
+    """
+    breaker, transition = breakers.poll(breaker, now, policies.breaker)
+    if force:
+        return ClaimDecision(True, breaker, transition, forced=True)
+    due = next_retry_at is None or next_retry_at <= now
+    allowed = due and breakers.allows_attempt(breaker, now)
+    return ClaimDecision(allowed, breaker, transition, forced=False)
+
+
+def after_ready(breaker: Breaker, *, now: float, policies: Policies) -> tuple[Breaker, Transition | None]:
+    """`ready` arrived: the trial (if any) succeeded; the retry count resets."""
+    return breakers.record_success(breaker, now, policies.breaker)

@@ -1,0 +1,321 @@
+"""The connection worker's database side: claims, fenced writes, heartbeats.
+
+Every function here is synchronous ORM code, called from the worker through
+``database_sync_to_async``. Writes about an instance are conditional on the
+writer's lease epoch (``filter(lease_epoch=epoch)``), so a worker that lost
+its lease can never overwrite what a newer owner wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from instances import breaker as breakers
+from instances.breaker import Breaker
+from instances.decisions import Policies, before_attempt
+from instances.models import (
+    TERMINAL_STATUSES,
+    CircuitBreaker,
+    ConnectionEvent,
+    DesiredState,
+    EventKind,
+    Instance,
+    Status,
+    WorkerHeartbeat,
+)
+
+
+def to_dt(ts: float | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+
+
+def to_ts(value: dt.datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def breaker_from_row(row: CircuitBreaker | None) -> Breaker:
+    if row is None:
+        return Breaker()
+    return Breaker(
+        state=breakers.State(row.state),
+        failures=tuple(float(t) for t in row.failures or ()),
+        opened_at=to_ts(row.opened_at),
+        cooldown_until=to_ts(row.cooldown_until),
+        trip_count=row.trip_count,
+    )
+
+
+def breaker_fields(breaker: Breaker) -> dict[str, Any]:
+    return {
+        "state": str(breaker.state),
+        "failures": list(breaker.failures),
+        "opened_at": to_dt(breaker.opened_at),
+        "cooldown_until": to_dt(breaker.cooldown_until),
+        "trip_count": breaker.trip_count,
+        "updated_at": timezone.now(),
+    }
+
+
+BREAKER_EVENT = {
+    breakers.Transition.OPENED: EventKind.BREAKER_OPENED,
+    breakers.Transition.HALF_OPENED: EventKind.BREAKER_HALF_OPEN,
+    breakers.Transition.CLOSED: EventKind.BREAKER_CLOSED,
+}
+
+
+# -- reading what the worker should do ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    desired_state: str
+    status: str
+    lease_epoch: int
+    next_retry_at: float | None
+    force_retry: bool
+    breaker_state: str
+    cooldown_until: float | None
+
+    @property
+    def running(self) -> bool:
+        return self.desired_state == DesiredState.RUNNING
+
+    def wants_session(self, now: float) -> bool:
+        """Worth taking the lease for: a cheap filter before the real claim."""
+        if not self.running:
+            return False
+        if self.force_retry:
+            return True
+        if self.status in TERMINAL_STATUSES:
+            return False
+        if self.next_retry_at is not None and self.next_retry_at > now:
+            return False
+        if self.breaker_state == breakers.State.OPEN:
+            return self.cooldown_until is not None and self.cooldown_until <= now
+        return True
+
+    def wants_stop_written(self) -> bool:
+        """Desired stopped, but the row does not say so yet."""
+        return not self.running and self.status not in TERMINAL_STATUSES and self.status != Status.IDLE
+
+
+def load_rows(ids: list[int]) -> list[Row]:
+    rows = Instance.objects.filter(id__in=ids).values_list(
+        "id",
+        "desired_state",
+        "status",
+        "lease_epoch",
+        "next_retry_at",
+        "force_retry",
+        "breaker__state",
+        "breaker__cooldown_until",
+    )
+    return [
+        Row(
+            id=i,
+            desired_state=d,
+            status=s,
+            lease_epoch=e,
+            next_retry_at=to_ts(n),
+            force_retry=f,
+            breaker_state=b or breakers.State.CLOSED,
+            cooldown_until=to_ts(c),
+        )
+        for i, d, s, e, n, f, b, c in rows
+    ]
+
+
+# -- claiming an instance under a fresh lease --------------------------------
+
+
+@dataclass
+class Claim:
+    instance_id: int
+    key: str
+    url: str
+    token: str
+    retry_count: int
+    breaker: Breaker
+    paired: bool
+    forced: bool
+    events: list[ConnectionEvent] = field(default_factory=list)
+
+
+def claim(instance_id: int, epoch: int, worker_id: str, now: float, policies: Policies) -> Claim | None:
+    """Record that ``worker_id`` owns the instance under ``epoch`` and, when an
+    attempt is due, mark it connecting. Returns what the session needs, or
+    None when there is nothing to do (the caller then releases the lease).
+
+    Conditional on the epoch: a claim older than the row's epoch writes nothing.
+    """
+    when = to_dt(now)
+    with transaction.atomic():
+        instance = Instance.objects.select_related("gateway", "breaker").filter(id=instance_id).first()
+        if instance is None or instance.lease_epoch >= epoch:
+            return None
+        actor = f"worker:{worker_id}"
+        if instance.desired_state != DesiredState.RUNNING:
+            stop_fields: dict[str, Any] = {"lease_epoch": epoch, "owner": ""}
+            if instance.status not in TERMINAL_STATUSES and instance.status != Status.IDLE:
+                stop_fields.update(
+                    status=Status.STOPPED, status_changed_at=when, next_retry_at=None, last_reason="stopped"
+                )
+            Instance.objects.filter(id=instance_id, lease_epoch__lt=epoch).update(**stop_fields)
+            return None
+        if instance.status in TERMINAL_STATUSES and not instance.force_retry:
+            return None
+        breaker_row = getattr(instance, "breaker", None)
+        decision = before_attempt(
+            breaker_from_row(breaker_row),
+            now=now,
+            next_retry_at=to_ts(instance.next_retry_at),
+            force=instance.force_retry,
+            policies=policies,
+        )
+        events: list[ConnectionEvent] = []
+        if decision.transition is not None and breaker_row is not None:
+            CircuitBreaker.objects.filter(pk=breaker_row.pk).update(**breaker_fields(decision.breaker))
+            events.append(
+                ConnectionEvent(
+                    instance_id=instance_id,
+                    at=when,
+                    kind=BREAKER_EVENT[decision.transition],
+                    actor=actor,
+                    epoch=epoch,
+                    message="cooldown ended: one trial attempt",
+                )
+            )
+        if not decision.attempt:
+            Instance.objects.filter(id=instance_id, lease_epoch__lt=epoch).update(lease_epoch=epoch)
+            ConnectionEvent.objects.bulk_create(events)
+            return None
+        updated = Instance.objects.filter(id=instance_id, lease_epoch__lt=epoch).update(
+            lease_epoch=epoch,
+            owner=worker_id,
+            status=Status.CONNECTING,
+            status_changed_at=when,
+            next_retry_at=None,
+            force_retry=False,
+        )
+        if updated != 1:
+            return None
+        events.append(
+            ConnectionEvent(
+                instance_id=instance_id,
+                at=when,
+                kind=EventKind.ATTEMPT,
+                actor=actor,
+                epoch=epoch,
+                message="forced retry" if decision.forced else "",
+                data={"retry_count": instance.retry_count, "breaker": str(decision.breaker.state)},
+            )
+        )
+        ConnectionEvent.objects.bulk_create(events)
+        return Claim(
+            instance_id=instance_id,
+            key=str(instance.key),
+            url=instance.socket_url,
+            token=instance.token,
+            retry_count=instance.retry_count,
+            breaker=decision.breaker,
+            paired=instance.paired,
+            forced=decision.forced,
+        )
+
+
+def rebind_epoch(instance_id: int, old_epoch: int, new_epoch: int) -> bool:
+    """Move a held instance to a re-acquired lease (after Redis lost it)."""
+    return Instance.objects.filter(id=instance_id, lease_epoch=old_epoch).update(lease_epoch=new_epoch) == 1
+
+
+# -- fenced writes, batched -----------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """Writes collected by the worker and applied together, in order."""
+
+    states: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    breakers: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    events: list[ConnectionEvent] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.states or self.breakers or self.events)
+
+    def __len__(self) -> int:
+        return len(self.states) + len(self.breakers) + len(self.events)
+
+    def state(self, instance_id: int, epoch: int, **fields: Any) -> None:
+        self.states.setdefault((instance_id, epoch), {}).update(fields)
+
+    def breaker(self, instance_id: int, epoch: int, breaker: Breaker) -> None:
+        self.breakers[(instance_id, epoch)] = breaker_fields(breaker)
+
+    def event(self, instance_id: int, kind: str, *, epoch: int | None, actor: str, **fields: Any) -> None:
+        self.events.append(
+            ConnectionEvent(
+                instance_id=instance_id, kind=kind, epoch=epoch, actor=actor, at=timezone.now(), **fields
+            )
+        )
+
+    def merge_newer(self, newer: Batch) -> Batch:
+        """This batch (which failed to apply) followed by ``newer``."""
+        merged = Batch(
+            states=dict(self.states), breakers=dict(self.breakers), events=self.events + newer.events
+        )
+        for key, fields in newer.states.items():
+            merged.states.setdefault(key, {}).update(fields)
+        merged.breakers.update(newer.breakers)
+        return merged
+
+
+def apply(batch: Batch) -> int:
+    """Apply a batch in one transaction; returns how many state rows matched."""
+    matched = 0
+    with transaction.atomic():
+        for (instance_id, epoch), fields in batch.states.items():
+            matched += Instance.objects.filter(id=instance_id, lease_epoch=epoch).update(**fields)
+        for (instance_id, epoch), fields in batch.breakers.items():
+            CircuitBreaker.objects.filter(instance_id=instance_id, instance__lease_epoch=epoch).update(
+                **fields
+            )
+        if batch.events:
+            existing = set(
+                Instance.objects.filter(id__in={e.instance_id for e in batch.events}).values_list(
+                    "id", flat=True
+                )
+            )
+            ConnectionEvent.objects.bulk_create([e for e in batch.events if e.instance_id in existing])
+    return matched
+
+
+# -- heartbeat -------------------------------------------------------------------
+
+
+def heartbeat(
+    worker_id: str,
+    host: str,
+    pid: int,
+    sessions_held: int,
+    last_progress: float | None,
+    *,
+    stopped: bool = False,
+) -> None:
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "host": host,
+        "pid": pid,
+        "last_seen": now,
+        "sessions_held": sessions_held,
+        "last_progress_at": to_dt(last_progress),
+        "stopped_at": now if stopped else None,
+    }
+    updated = WorkerHeartbeat.objects.filter(worker_id=worker_id).update(**fields)
+    if not updated:
+        WorkerHeartbeat.objects.create(worker_id=worker_id, started_at=now, **fields)

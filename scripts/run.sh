@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make run`: set everything up, seed demo data and start every process of
+# the Procfile in the foreground. Ctrl-C stops them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-venv.sh requirements.txt
+REDIS_URL=$(scripts/ensure-redis.sh)
+export REDIS_URL
+export PATH="$PWD/.venv/bin:$PATH"
+export PYTHONUNBUFFERED=1
+mkdir -p logs
+
+python manage.py migrate --noinput
+python manage.py collectstatic --noinput -v 0
+python manage.py seed_demo
+
+echo
+echo "Starting the platform (Redis at ${REDIS_URL}). Ctrl-C stops every process."
+echo "  admin:     http://127.0.0.1:${WEB_PORT:-8000}/admin/"
+echo "  gateway:   ws://127.0.0.1:${GATEWAY_PORT:-8765} (simulator)"
+echo
+exec honcho start -f Procfile
