@@ -6,3 +6,4 @@ process on 127.0.0.1, real Redis, the real database.
 
 from tests.fixtures.simulator import gateway_sim  # noqa: F401
 from tests.fixtures.platform import platform  # noqa: F401
+from tests.fixtures.engine import engine  # noqa: F401
