@@ -11,6 +11,7 @@ import secrets
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -34,6 +35,23 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TenantMembership(models.Model):
+    """Ties a staff user to one tenant: in the admin and the dashboard they
+    see and change only that tenant's objects. Superusers see everything."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="members")
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant}"
+
+
+def tenant_of(user: Any) -> Tenant | None:
+    """The tenant a staff user is tied to, or None (superusers, untied staff)."""
+    membership = getattr(user, "membership", None) if getattr(user, "is_authenticated", False) else None
+    return membership.tenant if membership is not None else None
 
 
 def validate_gateway_url(value: str) -> None:
