@@ -8,6 +8,7 @@ connection engine is a setting whose default is the seed's value.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -92,7 +93,10 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     }
-    _database["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
+    # A file (not memory) so that worker processes started by integration
+    # tests share it; one per test run, so that runs never lock each other.
+    (BASE_DIR / ".run").mkdir(exist_ok=True)
+    _database["TEST"] = {"NAME": str(BASE_DIR / ".run" / f"test-db-{os.getpid()}.sqlite3")}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -218,4 +222,45 @@ LOGGING = {
         "django.server": {"level": LOG_LEVEL},
         "websockets": {"level": "WARNING"},
     },
+}
+
+# --- Tenant API ---
+
+# The docs page's JavaScript and CSS served from this host (no CDN).
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+
+# Lists are paginated: ?page=N&page_size=M (at most the maximum).
+BLAST_API_PAGE_SIZE = env_int("BLAST_API_PAGE_SIZE", 50, minimum=1, maximum=1000)
+BLAST_API_MAX_PAGE_SIZE = env_int("BLAST_API_MAX_PAGE_SIZE", 200, minimum=1, maximum=1000)
+# Force retry and reset breaker: at most one of each per instance per interval,
+# whoever asks (API keys, seed endpoints, admin). 0 turns the limit off.
+BLAST_MANUAL_ACTION_INTERVAL_S = env_float("BLAST_MANUAL_ACTION_INTERVAL_S", 30.0, minimum=0)
+# An API key's last-used time is written at most this often.
+BLAST_API_KEY_TOUCH_INTERVAL_S = env_float("BLAST_API_KEY_TOUCH_INTERVAL_S", 60.0, minimum=0)
+
+# Closed by default: a DRF view answers only to a tenant's API key unless it
+# says otherwise (an open endpoint sets its own permission_classes).
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = ["api.authentication.ApiKeyAuthentication"]
+REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] = ["api.authentication.IsTenantClient"]
+REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = ["rest_framework.renderers.JSONRenderer"]
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["api.parsers.BoundedJSONParser"]
+REST_FRAMEWORK["EXCEPTION_HANDLER"] = "api.exceptions.api_exception_handler"
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "api.views.Pagination"
+REST_FRAMEWORK["PAGE_SIZE"] = BLAST_API_PAGE_SIZE
+REST_FRAMEWORK["UNAUTHENTICATED_USER"] = None
+
+SPECTACULAR_SETTINGS["DESCRIPTION"] = (
+    "Run messaging instances: create them on an allowed gateway, connect and pair them, watch their "
+    "circuit breakers. Authenticate with `Authorization: Bearer <API key>`."
+)
+SPECTACULAR_SETTINGS["COMPONENT_SPLIT_REQUEST"] = True
+SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = ["rest_framework.permissions.AllowAny"]
+SPECTACULAR_SETTINGS["SERVE_AUTHENTICATION"] = []
+SPECTACULAR_SETTINGS["SWAGGER_UI_DIST"] = "SIDECAR"
+SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
+SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "InstanceStatusEnum": "instances.models.Status",
+    "BreakerStateEnum": "instances.models.BreakerState",
+    "EventKindEnum": "instances.models.EventKind",
 }
