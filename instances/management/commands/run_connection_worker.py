@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 from typing import Any
 
@@ -71,6 +72,17 @@ class ConnectionWorker(Worker):
             await queue.put(message)
 
 
+def raise_open_file_limit() -> None:
+    """One socket per session: allow as many as the hard limit permits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            logger.warning("⚠️ could not raise the open file limit above %s", soft)
+
+
 class Command(BaseCommand):
     help = "Run a connection worker: owns instances and holds their gateway sessions."
 
@@ -80,6 +92,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, worker_id: str | None = None, **options: Any) -> None:
+        raise_open_file_limit()
         layer = get_channel_layer()
         if layer is None:
             raise CommandError("No channel layer is configured (CHANNEL_LAYERS).")
