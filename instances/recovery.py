@@ -45,9 +45,13 @@ def dispatch_due_retries() -> int:
     """Hint every instance that wants to run and whose retry is due, and every
     stopped instance whose row does not say stopped yet."""
     now = timezone.now()
+    # Retries due before the next run are dispatched now; the worker waits
+    # for each one's own (jittered) time, so that one beat tick does not turn
+    # thousands of spread-out retries into one burst.
+    horizon = now + dt.timedelta(seconds=settings.BLAST_RECOVERY_PERIOD_S)
     due = (
         Instance.objects.filter(desired_state=DesiredState.RUNNING, status__in=WAITING)
-        .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now) | Q(force_retry=True))
+        .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=horizon) | Q(force_retry=True))
         .exclude(breaker__state=BreakerState.OPEN, force_retry=False)
         .values_list("id", flat=True)
     )

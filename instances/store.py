@@ -100,6 +100,15 @@ class Row:
             return self.cooldown_until is not None and self.cooldown_until <= now
         return True
 
+    def due_later(self, now: float, horizon: float) -> float | None:
+        """Seconds until a retry that falls due within ``horizon``, else None."""
+        if not self.running or self.force_retry or self.status in TERMINAL_STATUSES:
+            return None
+        if self.breaker_state == breakers.State.OPEN or self.next_retry_at is None:
+            return None
+        delay = self.next_retry_at - now
+        return delay if 0 < delay <= horizon else None
+
     def wants_stop_written(self) -> bool:
         """Desired stopped, but the row does not say so yet."""
         return not self.running and self.status not in TERMINAL_STATUSES and self.status != Status.IDLE

@@ -66,6 +66,7 @@ class WorkerConfig:
     redis_prefix: str = "blast"
     common_channel: str = "blast-connections"
     hint_batch: int = 500
+    retry_horizon: float = 5.0
 
     @classmethod
     def from_settings(cls) -> WorkerConfig:
@@ -78,6 +79,7 @@ class WorkerConfig:
             redis_prefix=settings.BLAST_REDIS_PREFIX,
             common_channel=settings.BLAST_WORKER_CHANNEL,
             hint_batch=settings.BLAST_HINT_BATCH,
+            retry_horizon=settings.BLAST_RECOVERY_PERIOD_S + 1.0,
         )
 
 
@@ -133,6 +135,8 @@ class Supervisor:
         # In-process connecting markers: instance id -> monotonic start time.
         self.starting: dict[int, float] = {}
         self.pending: set[int] = set()
+        # Instances whose retry falls due soon, waiting for their time.
+        self.deferred: set[int] = set()
         self._wake = asyncio.Event()
         self.batch = store.Batch()
         self._flush_wake = asyncio.Event()
@@ -242,6 +246,15 @@ class Supervisor:
                 held.desired_running = False
                 held.session.stop(Reason.STOPPED)  # the instance was deleted
         now = time.time()
+        loop = asyncio.get_running_loop()
+        for row in rows:
+            if row.id in self.held or row.id in self.deferred:
+                continue
+            delay = row.due_later(now, self.config.retry_horizon)
+            if delay is not None:
+                # Attempt at the retry's own jittered time, not at the hint's.
+                self.deferred.add(row.id)
+                loop.call_later(delay, self._due, row.id)
         candidates = [
             row
             for row in rows
@@ -268,6 +281,10 @@ class Supervisor:
             # The owner acts on its own sessions (disconnect, force retry).
             channel = hints.worker_channel(self.config.common_channel, worker_id)
             await hints.send_async(self.channel_layer, owned, channel, self.config.hint_batch)
+
+    def _due(self, instance_id: int) -> None:
+        self.deferred.discard(instance_id)
+        self.enqueue([instance_id])
 
     def _reconcile_held(self, held: Held, row: store.Row) -> None:
         if held.session is None:
