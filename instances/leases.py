@@ -33,6 +33,28 @@ redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
 return epoch
 """
 
+# KEYS: the epoch counter, then lease keys; ARGV[1] worker id, ARGV[2] ttl
+# ms, ARGV[3..] floor epochs, one per lease key. Returns the new epoch for
+# each lease taken, 0 for each held by someone else.
+_ACQUIRE_MANY = """
+local out = {}
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[i - 1] = 0
+  else
+    local epoch = redis.call('INCR', KEYS[1])
+    local floor = tonumber(ARGV[i + 1])
+    if epoch <= floor then
+      epoch = floor + 1
+      redis.call('SET', KEYS[1], epoch)
+    end
+    redis.call('SET', KEYS[i], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
+    out[i - 1] = epoch
+  end
+end
+return out
+"""
+
 # KEYS lease keys; ARGV[1] ttl ms, ARGV[2..] expected values, one per key.
 # Returns 1 for each lease still ours (and extended), 0 otherwise.
 _RENEW = """
@@ -114,6 +136,7 @@ class LeaseManager:
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.keys = Keys(prefix)
         self._acquire = client.register_script(_ACQUIRE)
+        self._acquire_many = client.register_script(_ACQUIRE_MANY)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
@@ -125,6 +148,22 @@ class LeaseManager:
         )
         epoch = int(epoch)
         return Lease(instance_id, self.worker_id, epoch) if epoch else None
+
+    async def acquire_many(self, floors: dict[int, int]) -> dict[int, Lease]:
+        """Take every free lease among ``floors`` (instance id -> floor epoch)
+        in one call per batch; returns the leases taken."""
+        taken: dict[int, Lease] = {}
+        items = list(floors.items())
+        for start in range(0, len(items), BATCH):
+            chunk = items[start : start + BATCH]
+            epochs = await self._acquire_many(
+                keys=[self.keys.epoch, *(self.keys.lease(i) for i, _ in chunk)],
+                args=[self.worker_id, self.ttl_ms, *(floor for _, floor in chunk)],
+            )
+            for (instance_id, _), epoch in zip(chunk, epochs, strict=True):
+                if int(epoch):
+                    taken[instance_id] = Lease(instance_id, self.worker_id, int(epoch))
+        return taken
 
     async def renew(self, leases: Sequence[Lease]) -> set[int]:
         """Extend the leases still ours; return the instance ids renewed."""

@@ -156,86 +156,106 @@ class Claim:
     events: list[ConnectionEvent] = field(default_factory=list)
 
 
-def claim(instance_id: int, epoch: int, worker_id: str, now: float, policies: Policies) -> Claim | None:
-    """Record that ``worker_id`` owns the instance under ``epoch`` and, when an
-    attempt is due, mark it connecting. Returns what the session needs, or
-    None when there is nothing to do (the caller then releases the lease).
+def claim_many(epochs: dict[int, int], worker_id: str, now: float, policies: Policies) -> dict[int, Claim]:
+    """Record that ``worker_id`` owns each instance under its new epoch and,
+    where an attempt is due, mark it connecting: one transaction for all.
 
-    Conditional on the epoch: a claim older than the row's epoch writes nothing.
+    Returns what each session to open needs; an instance missing from the
+    result has nothing to do (the caller releases its lease). Conditional on
+    the epoch: a claim older than the row's epoch writes nothing.
     """
     when = to_dt(now)
+    actor = f"worker:{worker_id}"
+    claims: dict[int, Claim] = {}
+    events: list[ConnectionEvent] = []
     with transaction.atomic():
-        instance = Instance.objects.select_related("gateway", "breaker").filter(id=instance_id).first()
-        if instance is None or instance.lease_epoch >= epoch:
-            return None
-        actor = f"worker:{worker_id}"
-        if instance.desired_state != DesiredState.RUNNING:
-            stop_fields: dict[str, Any] = {"lease_epoch": epoch, "owner": ""}
-            if instance.status not in TERMINAL_STATUSES and instance.status != Status.IDLE:
-                stop_fields.update(
-                    status=Status.STOPPED, status_changed_at=when, next_retry_at=None, last_reason="stopped"
-                )
-            Instance.objects.filter(id=instance_id, lease_epoch__lt=epoch).update(**stop_fields)
-            return None
-        if instance.status in TERMINAL_STATUSES and not instance.force_retry:
-            return None
-        breaker_row = getattr(instance, "breaker", None)
-        decision = before_attempt(
-            breaker_from_row(breaker_row),
-            now=now,
-            next_retry_at=to_ts(instance.next_retry_at),
-            force=instance.force_retry,
-            policies=policies,
-        )
-        events: list[ConnectionEvent] = []
-        if decision.transition is not None and breaker_row is not None:
-            CircuitBreaker.objects.filter(pk=breaker_row.pk).update(**breaker_fields(decision.breaker))
-            events.append(
-                ConnectionEvent(
-                    instance_id=instance_id,
-                    at=when,
-                    kind=BREAKER_EVENT[decision.transition],
-                    actor=actor,
-                    epoch=epoch,
-                    message="cooldown ended: one trial attempt",
-                )
+        instances = Instance.objects.select_related("gateway", "breaker").filter(id__in=list(epochs))
+        for instance in instances:
+            epoch = epochs[instance.id]
+            result = _claim_one(instance, epoch, worker_id, actor, now, when, policies, events)
+            if result is not None:
+                claims[instance.id] = result
+        ConnectionEvent.objects.bulk_create(events)
+    return claims
+
+
+def _claim_one(
+    instance: Instance,
+    epoch: int,
+    worker_id: str,
+    actor: str,
+    now: float,
+    when: dt.datetime | None,
+    policies: Policies,
+    events: list[ConnectionEvent],
+) -> Claim | None:
+    if instance.lease_epoch >= epoch:
+        return None
+    fenced = Instance.objects.filter(id=instance.id, lease_epoch__lt=epoch)
+    if instance.desired_state != DesiredState.RUNNING:
+        stop_fields: dict[str, Any] = {"lease_epoch": epoch, "owner": ""}
+        if instance.status not in TERMINAL_STATUSES and instance.status != Status.IDLE:
+            stop_fields.update(
+                status=Status.STOPPED, status_changed_at=when, next_retry_at=None, last_reason="stopped"
             )
-        if not decision.attempt:
-            Instance.objects.filter(id=instance_id, lease_epoch__lt=epoch).update(lease_epoch=epoch)
-            ConnectionEvent.objects.bulk_create(events)
-            return None
-        updated = Instance.objects.filter(id=instance_id, lease_epoch__lt=epoch).update(
-            lease_epoch=epoch,
-            owner=worker_id,
-            status=Status.CONNECTING,
-            status_changed_at=when,
-            next_retry_at=None,
-            force_retry=False,
-        )
-        if updated != 1:
-            return None
+        fenced.update(**stop_fields)
+        return None
+    if instance.status in TERMINAL_STATUSES and not instance.force_retry:
+        return None
+    breaker_row = getattr(instance, "breaker", None)
+    decision = before_attempt(
+        breaker_from_row(breaker_row),
+        now=now,
+        next_retry_at=to_ts(instance.next_retry_at),
+        force=instance.force_retry,
+        policies=policies,
+    )
+    if decision.transition is not None and breaker_row is not None:
+        CircuitBreaker.objects.filter(pk=breaker_row.pk).update(**breaker_fields(decision.breaker))
         events.append(
             ConnectionEvent(
-                instance_id=instance_id,
+                instance_id=instance.id,
                 at=when,
-                kind=EventKind.ATTEMPT,
+                kind=BREAKER_EVENT[decision.transition],
                 actor=actor,
                 epoch=epoch,
-                message="forced retry" if decision.forced else "",
-                data={"retry_count": instance.retry_count, "breaker": str(decision.breaker.state)},
+                message="cooldown ended: one trial attempt",
             )
         )
-        ConnectionEvent.objects.bulk_create(events)
-        return Claim(
-            instance_id=instance_id,
-            key=str(instance.key),
-            url=instance.socket_url,
-            token=instance.token,
-            retry_count=instance.retry_count,
-            breaker=decision.breaker,
-            paired=instance.paired,
-            forced=decision.forced,
+    if not decision.attempt:
+        fenced.update(lease_epoch=epoch)
+        return None
+    updated = fenced.update(
+        lease_epoch=epoch,
+        owner=worker_id,
+        status=Status.CONNECTING,
+        status_changed_at=when,
+        next_retry_at=None,
+        force_retry=False,
+    )
+    if updated != 1:
+        return None
+    events.append(
+        ConnectionEvent(
+            instance_id=instance.id,
+            at=when,
+            kind=EventKind.ATTEMPT,
+            actor=actor,
+            epoch=epoch,
+            message="forced retry" if decision.forced else "",
+            data={"retry_count": instance.retry_count, "breaker": str(decision.breaker.state)},
         )
+    )
+    return Claim(
+        instance_id=instance.id,
+        key=str(instance.key),
+        url=instance.socket_url,
+        token=instance.token,
+        retry_count=instance.retry_count,
+        breaker=decision.breaker,
+        paired=instance.paired,
+        forced=decision.forced,
+    )
 
 
 def rebind_epoch(instance_id: int, old_epoch: int, new_epoch: int) -> bool:

@@ -139,6 +139,8 @@ class Supervisor:
         self.deferred: set[int] = set()
         self._wake = asyncio.Event()
         self.batch = store.Batch()
+        # Leases of ended sessions, released once their last writes landed.
+        self.releasing: list[Lease] = []
         self._flush_wake = asyncio.Event()
         self.stopping = False
         self.last_progress: float | None = None
@@ -213,6 +215,10 @@ class Supervisor:
                 await step()
             except asyncio.CancelledError:
                 raise
+            except (*DB_ERRORS, RedisError, OSError) as exc:
+                # Expected while a dependency is away: one line, not a trace.
+                logger.warning("⚠️ %s failed (%s: %s); carrying on", step.__name__, type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
             except Exception:
                 logger.exception("⚠️ %s failed; carrying on", step.__name__)
                 await asyncio.sleep(1.0)
@@ -268,19 +274,21 @@ class Supervisor:
             held = self.held.get(row.id)
             if held is not None:
                 self._reconcile_held(held, row)
+        to_start: list[store.Row] = []
         for row in candidates:
             holder = holders.get(row.id)
             if holder is not None:
                 if holder[0] != self.worker_id:
                     forward[holder[0]].append(row.id)
                 continue
-            if self.stopping:
-                continue
-            self._spawn(row)
+            if not self.stopping:
+                to_start.append(row)
         for worker_id, owned in forward.items():
             # The owner acts on its own sessions (disconnect, force retry).
             channel = hints.worker_channel(self.config.common_channel, worker_id)
             await hints.send_async(self.channel_layer, owned, channel, self.config.hint_batch)
+        if to_start:
+            await self._start(to_start)
 
     def _due(self, instance_id: int) -> None:
         self.deferred.discard(instance_id)
@@ -311,12 +319,6 @@ class Supervisor:
             return False
         return True
 
-    def _spawn(self, row: store.Row) -> None:
-        self.starting[row.id] = time.monotonic()
-        task = asyncio.create_task(self._own(row), name=f"instance-{row.id}")
-        self._session_tasks.add(task)
-        task.add_done_callback(self._session_done)
-
     def _session_done(self, task: asyncio.Task[None]) -> None:
         self._session_tasks.discard(task)
         if task.cancelled():
@@ -327,46 +329,64 @@ class Supervisor:
 
     # -- owning one instance ------------------------------------------------------
 
-    async def _own(self, row: store.Row) -> None:
+    async def _start(self, rows: list[store.Row]) -> None:
+        """Take the leases of ``rows`` and claim them in the database, in one
+        Redis call and one transaction, then open a session for each claim."""
         assert self.leases is not None
+        for row in rows:
+            self.starting[row.id] = time.monotonic()
         try:
-            lease = await self.leases.acquire(row.id, row.lease_epoch)
-            if lease is None:
+            leases = await self.leases.acquire_many({row.id: row.lease_epoch for row in rows})
+            if not leases:
                 return
             proven_until = time.monotonic() + self.config.lease_ttl
             try:
-                claim = await database_sync_to_async(store.claim)(
-                    row.id, lease.epoch, self.worker_id, time.time(), self.policies
+                claims = await database_sync_to_async(store.claim_many)(
+                    {i: lease.epoch for i, lease in leases.items()},
+                    self.worker_id,
+                    time.time(),
+                    self.policies,
                 )
             except BaseException:
-                await self._release([lease])
+                await self._release(list(leases.values()))
                 raise
-            if claim is None or self.stopping:
-                await self._release([lease])
-                return
-            held = Held(
-                instance_id=row.id,
-                lease=lease,
-                url=claim.url,
-                token=claim.token,
-                retry_count=claim.retry_count,
-                breaker=claim.breaker,
-                valid_until=proven_until,
-            )
-            self.held[row.id] = held
+            if self.stopping:
+                claims = {}
+            await self._release([lease for i, lease in leases.items() if i not in claims])
+            for instance_id, claim in claims.items():
+                held = Held(
+                    instance_id=instance_id,
+                    lease=leases[instance_id],
+                    url=claim.url,
+                    token=claim.token,
+                    retry_count=claim.retry_count,
+                    breaker=claim.breaker,
+                    valid_until=proven_until,
+                )
+                self.held[instance_id] = held
+                task = asyncio.create_task(self._own(held, claim.forced), name=f"instance-{instance_id}")
+                self._session_tasks.add(task)
+                task.add_done_callback(self._session_done)
         finally:
-            self.starting.pop(row.id, None)
+            for row in rows:
+                self.starting.pop(row.id, None)
+
+    async def _own(self, held: Held, forced: bool) -> None:
+        """Hold one claimed instance until its session ends for good."""
         try:
             logger.info(
-                "🔌 instance=%s attempt (epoch %s%s)", row.id, lease.epoch, ", forced" if claim.forced else ""
+                "🔌 instance=%s attempt (epoch %s%s)",
+                held.instance_id,
+                held.epoch,
+                ", forced" if forced else "",
             )
             await self._hold(held)
         finally:
-            # Write the session's last state under our epoch before letting go,
-            # so that the next owner starts from it.
-            await self._flush_once()
-            self.held.pop(row.id, None)
-            await self._release([held.lease])
+            # Let go only after the session's last state is written under our
+            # epoch, so that the next owner starts from it: the flush releases.
+            self.held.pop(held.instance_id, None)
+            self.releasing.append(held.lease)
+            self._flush_wake.set()
 
     async def _hold(self, held: Held) -> None:
         while True:
@@ -600,17 +620,23 @@ class Supervisor:
             await asyncio.sleep(1.0)
 
     async def _flush_once(self) -> bool:
-        """Apply what is pending; on a database error keep it for the next try."""
-        if not self.batch:
+        """Apply what is pending, then release the leases of sessions that
+        ended before it; on a database error keep both for the next try (an
+        unreleased lease is not renewed, so it expires by itself)."""
+        if not self.batch and not self.releasing:
             return True
         batch, self.batch = self.batch, store.Batch()
-        try:
-            await database_sync_to_async(store.apply)(batch)
-        except DB_ERRORS:
-            logger.warning("⚠️ database unavailable; %d writes kept for retry", len(batch))
-            self.batch = batch.merge_newer(self.batch)
-            return False
-        self._progress()
+        releasing, self.releasing = self.releasing, []
+        if batch:
+            try:
+                await database_sync_to_async(store.apply)(batch)
+            except DB_ERRORS:
+                logger.warning("⚠️ database unavailable; %d writes kept for retry", len(batch))
+                self.batch = batch.merge_newer(self.batch)
+                self.releasing = releasing + self.releasing
+                return False
+            self._progress()
+        await self._release(releasing)
         return True
 
     # -- leases -----------------------------------------------------------------------
