@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "instances",
     "api",
+    "campaigns",
     "monitoring",
     "simulator",
 ]
@@ -197,6 +198,19 @@ BLAST_HEARTBEAT_INTERVAL_S = env_float("BLAST_HEARTBEAT_INTERVAL_S", 5.0, minimu
 # How often beat runs the recovery jobs (due retries, cooldowns, lost leases).
 BLAST_RECOVERY_PERIOD_S = env_float("BLAST_RECOVERY_PERIOD_S", 5.0, minimum=0.5)
 
+# Sending policy defaults for new instances: a random delay between two
+# sends and hourly/daily caps (0: no cap). Single messages go out at once by
+# default; campaigns pace themselves (tens of seconds between sends, as
+# common anti-ban guidance has it) and the caps bound an account's volume.
+BLAST_SEND_DELAY_MIN_S = env_float("BLAST_SEND_DELAY_MIN_S", 0.0, minimum=0)
+BLAST_SEND_DELAY_MAX_S = env_float("BLAST_SEND_DELAY_MAX_S", 0.0, minimum=0)
+BLAST_HOURLY_CAP = env_int("BLAST_HOURLY_CAP", 200, minimum=0)
+BLAST_DAILY_CAP = env_int("BLAST_DAILY_CAP", 1000, minimum=0)
+BLAST_CAMPAIGN_DELAY_MIN_S = env_float("BLAST_CAMPAIGN_DELAY_MIN_S", 20.0, minimum=0)
+BLAST_CAMPAIGN_DELAY_MAX_S = env_float("BLAST_CAMPAIGN_DELAY_MAX_S", 45.0, minimum=0)
+# A nack without retry_after_s is retried after this long.
+BLAST_NACK_RETRY_S = env_float("BLAST_NACK_RETRY_S", 30.0, minimum=0)
+
 # Key that encrypts instance tokens at rest; derived from SECRET_KEY when unset.
 BLAST_TOKEN_KEY = env_str("BLAST_TOKEN_KEY", "")
 
@@ -222,45 +236,4 @@ LOGGING = {
         "django.server": {"level": LOG_LEVEL},
         "websockets": {"level": "WARNING"},
     },
-}
-
-# --- Tenant API ---
-
-# The docs page's JavaScript and CSS served from this host (no CDN).
-INSTALLED_APPS += ["drf_spectacular_sidecar"]
-
-# Lists are paginated: ?page=N&page_size=M (at most the maximum).
-BLAST_API_PAGE_SIZE = env_int("BLAST_API_PAGE_SIZE", 50, minimum=1, maximum=1000)
-BLAST_API_MAX_PAGE_SIZE = env_int("BLAST_API_MAX_PAGE_SIZE", 200, minimum=1, maximum=1000)
-# Force retry and reset breaker: at most one of each per instance per interval,
-# whoever asks (API keys, seed endpoints, admin). 0 turns the limit off.
-BLAST_MANUAL_ACTION_INTERVAL_S = env_float("BLAST_MANUAL_ACTION_INTERVAL_S", 30.0, minimum=0)
-# An API key's last-used time is written at most this often.
-BLAST_API_KEY_TOUCH_INTERVAL_S = env_float("BLAST_API_KEY_TOUCH_INTERVAL_S", 60.0, minimum=0)
-
-# Closed by default: a DRF view answers only to a tenant's API key unless it
-# says otherwise (an open endpoint sets its own permission_classes).
-REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = ["api.authentication.ApiKeyAuthentication"]
-REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] = ["api.authentication.IsTenantClient"]
-REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = ["rest_framework.renderers.JSONRenderer"]
-REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["api.parsers.BoundedJSONParser"]
-REST_FRAMEWORK["EXCEPTION_HANDLER"] = "api.exceptions.api_exception_handler"
-REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "api.views.Pagination"
-REST_FRAMEWORK["PAGE_SIZE"] = BLAST_API_PAGE_SIZE
-REST_FRAMEWORK["UNAUTHENTICATED_USER"] = None
-
-SPECTACULAR_SETTINGS["DESCRIPTION"] = (
-    "Run messaging instances: create them on an allowed gateway, connect and pair them, watch their "
-    "circuit breakers. Authenticate with `Authorization: Bearer <API key>`."
-)
-SPECTACULAR_SETTINGS["COMPONENT_SPLIT_REQUEST"] = True
-SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = ["rest_framework.permissions.AllowAny"]
-SPECTACULAR_SETTINGS["SERVE_AUTHENTICATION"] = []
-SPECTACULAR_SETTINGS["SWAGGER_UI_DIST"] = "SIDECAR"
-SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
-SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
-    "InstanceStatusEnum": "instances.models.Status",
-    "BreakerStateEnum": "instances.models.BreakerState",
-    "EventKindEnum": "instances.models.EventKind",
 }

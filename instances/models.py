@@ -115,6 +115,22 @@ TERMINAL_STATUSES = frozenset(
 REASON_CHOICES = [(reason.value, reason.value) for reason in Reason]
 
 
+def default_send_delay_min() -> float:
+    return float(settings.BLAST_SEND_DELAY_MIN_S)
+
+
+def default_send_delay_max() -> float:
+    return float(settings.BLAST_SEND_DELAY_MAX_S)
+
+
+def default_hourly_cap() -> int:
+    return int(settings.BLAST_HOURLY_CAP)
+
+
+def default_daily_cap() -> int:
+    return int(settings.BLAST_DAILY_CAP)
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -149,6 +165,14 @@ class Instance(models.Model):
     qr_code = models.CharField(max_length=500, blank=True)
     qr_expires_at = models.DateTimeField(null=True, blank=True)
     session_id = models.CharField(max_length=100, blank=True)
+
+    # Sending policy: a random delay between two sends inside [min, max],
+    # at most hourly_cap and daily_cap sends (0: no cap). Defaults follow
+    # common anti-ban guidance; campaigns may set their own delay.
+    send_delay_min_s = models.FloatField(default=default_send_delay_min)
+    send_delay_max_s = models.FloatField(default=default_send_delay_max)
+    hourly_cap = models.PositiveIntegerField(default=default_hourly_cap)
+    daily_cap = models.PositiveIntegerField(default=default_daily_cap)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
