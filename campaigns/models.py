@@ -118,3 +118,25 @@ class Message(models.Model):
     def client_id(self) -> str:
         """The protocol's client message id: stable, 32 chars of [0-9a-f]."""
         return self.key.hex
+
+
+class MessageEvent(models.Model):
+    """Append-only log of message status changes, written with each change.
+
+    Status webhooks and campaign reports read it by increasing id, so that
+    none is missed and none is sent twice."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=12, choices=MessageStatus.choices)
+    at = models.DateTimeField(default=timezone.now)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["campaign", "status"], name="message_event_campaign")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.status}"
