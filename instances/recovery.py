@@ -137,3 +137,16 @@ def clean_stale_connecting() -> int:
     """Connecting markers in the database older than any open could take."""
     stale = dt.timedelta(seconds=settings.BLAST_OPEN_TIMEOUT_S + settings.BLAST_HELLO_TIMEOUT_S)
     return _recover([Status.CONNECTING], stale, "stale connecting marker")
+
+
+def dispatch_due_messages() -> int:
+    """Wake the owners of connected instances that have due queued messages:
+    the sweep behind the hint that every new message sends."""
+    from campaigns.sending import instances_with_due_messages
+
+    due = set(instances_with_due_messages())
+    if not due:
+        return 0
+    connected = list(Instance.objects.filter(id__in=due, status=Status.CONNECTED).values_list("id", flat=True))
+    hints.send(connected)
+    return len(connected)

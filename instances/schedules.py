@@ -6,4 +6,5 @@ RECOVERY_JOBS = [
     ("Advance breakers after cooldown", "instances.advance_breakers"),
     ("Recover sessions lost with their worker", "instances.recover_lost_sessions"),
     ("Clean stale connecting markers", "instances.clean_stale_connecting"),
+    ("Dispatch due messages", "instances.dispatch_due_messages"),
 ]
