@@ -1,0 +1,275 @@
+"""The connection worker's side of messages: what to send next, and
+recording what the gateway answered.
+
+Synchronous ORM code, called from the worker through
+``database_sync_to_async``. Outcomes are applied in batches and only move a
+message forward (queued -> sent -> delivered -> read, or -> failed), so a
+late or repeated frame never undoes a newer state, and a resend after a
+drop (same client id, deduplicated by the gateway) records nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from campaigns.models import FailureReason, Message, MessageEvent, MessageStatus
+from instances.models import Instance
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A queued message, as the worker needs it to send it."""
+
+    id: int
+    client_id: str
+    to: str
+    text: str
+    delay_min_s: float
+    delay_max_s: float
+
+
+@dataclass(frozen=True)
+class Policy:
+    delay_min_s: float
+    delay_max_s: float
+    hourly_cap: int
+    daily_cap: int
+
+
+def recent_sends(instance_id: int, now: float) -> list[float]:
+    """Epoch seconds of this instance's sends in the last 24 hours, oldest first."""
+    since = dt.datetime.fromtimestamp(now - 86_400, tz=dt.UTC)
+    stamps = Message.objects.filter(instance_id=instance_id, last_sent_at__gte=since).values_list(
+        "last_sent_at", flat=True
+    )
+    return sorted(s.timestamp() for s in stamps)
+
+
+def next_batch(instance_id: int, exclude: list[int], now: float, limit: int = 100) -> tuple[Policy, list[Outgoing]]:
+    """The instance's sending policy and its next queued messages, oldest
+    first: due (``not_before`` passed), not expired, not already in flight.
+    Messages whose ``expires_at`` passed are failed with reason expired."""
+    when = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+    instance = (
+        Instance.objects.filter(id=instance_id)
+        .values("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap")
+        .first()
+    )
+    if instance is None:
+        return Policy(0, 0, 0, 0), []
+    policy = Policy(
+        delay_min_s=instance["send_delay_min_s"],
+        delay_max_s=instance["send_delay_max_s"],
+        hourly_cap=instance["hourly_cap"],
+        daily_cap=instance["daily_cap"],
+    )
+    queued = Message.objects.filter(instance_id=instance_id, status=MessageStatus.QUEUED)
+    expired = list(queued.filter(expires_at__lte=when).values_list("id", flat=True)[:1000])
+    if expired:
+        fail(expired, FailureReason.EXPIRED, "expired before it could be sent", now)
+    rows = (
+        queued.filter(Q(not_before__isnull=True) | Q(not_before__lte=when))
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=when))
+        .exclude(id__in=exclude)
+        .order_by("id")
+        .values("id", "key", "to", "text", "campaign__send_delay_min_s", "campaign__send_delay_max_s")[:limit]
+    )
+    batch = []
+    for row in rows:
+        low, high = row["campaign__send_delay_min_s"], row["campaign__send_delay_max_s"]
+        batch.append(
+            Outgoing(
+                id=row["id"],
+                client_id=row["key"].hex,
+                to=row["to"],
+                text=row["text"],
+                delay_min_s=policy.delay_min_s if low is None else low,
+                delay_max_s=policy.delay_max_s if high is None else high,
+            )
+        )
+    return policy, batch
+
+
+def fail(ids: list[int], reason: str, error: str, now: float) -> int:
+    when = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+    with transaction.atomic():
+        rows = list(
+            Message.objects.select_for_update()
+            .filter(id__in=ids, status=MessageStatus.QUEUED)
+            .values("id", "tenant_id", "instance_id", "campaign_id")
+        )
+        Message.objects.filter(id__in=[r["id"] for r in rows]).update(
+            status=MessageStatus.FAILED, failure_reason=reason, error=error[:500], failed_at=when
+        )
+        MessageEvent.objects.bulk_create(
+            [
+                MessageEvent(
+                    message_id=r["id"],
+                    tenant_id=r["tenant_id"],
+                    instance_id=r["instance_id"],
+                    campaign_id=r["campaign_id"],
+                    status=MessageStatus.FAILED,
+                    at=when,
+                    data={"reason": reason},
+                )
+                for r in rows
+            ]
+        )
+    return len(rows)
+
+
+@dataclass
+class Outcomes:
+    """What the gateway said about messages, collected between flushes."""
+
+    sent: dict[int, float] = field(default_factory=dict)  # message id -> time the frame went out
+    acks: dict[str, tuple[str, float]] = field(default_factory=dict)  # client id -> (server id, time)
+    nacks: dict[str, tuple[bool, str, float | None, float]] = field(default_factory=dict)
+    receipts: dict[str, tuple[str, float]] = field(default_factory=dict)  # client id -> (status, time)
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.acks or self.nacks or self.receipts)
+
+    def __len__(self) -> int:
+        return len(self.sent) + len(self.acks) + len(self.nacks) + len(self.receipts)
+
+    def receipt(self, client_id: str, status: str, at: float) -> None:
+        # Keep the furthest status seen (read beats delivered).
+        previous = self.receipts.get(client_id)
+        if previous is None or (previous[0] == MessageStatus.DELIVERED and status == MessageStatus.READ):
+            self.receipts[client_id] = (status, at)
+
+    def merge_newer(self, newer: Outcomes) -> Outcomes:
+        merged = Outcomes(
+            sent={**self.sent, **newer.sent},
+            acks={**self.acks, **newer.acks},
+            nacks={**self.nacks, **newer.nacks},
+            receipts=dict(self.receipts),
+        )
+        for client_id, (status, at) in newer.receipts.items():
+            merged.receipt(client_id, status, at)
+        return merged
+
+
+def _key(client_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(hex=client_id)
+    except ValueError:
+        return None
+
+
+def _dt(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+
+
+def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
+    """Record a batch of outcomes in one transaction, forward-only."""
+    with transaction.atomic():
+        if outcomes.sent:
+            latest = max(outcomes.sent.values())
+            Message.objects.filter(id__in=list(outcomes.sent)).update(
+                attempts=F("attempts") + 1, last_sent_at=_dt(latest)
+            )
+        keys = {
+            client_id: key
+            for client_id in {*outcomes.acks, *outcomes.nacks, *outcomes.receipts}
+            if (key := _key(client_id)) is not None
+        }
+        if not keys:
+            return
+        rows = {
+            row.key.hex: row
+            for row in Message.objects.select_for_update()
+            .filter(key__in=list(keys.values()))
+            .only("id", "key", "tenant_id", "instance_id", "campaign_id", "status")
+        }
+        events: list[MessageEvent] = []
+
+        def event(row: Message, status: str, at: float, **data: Any) -> None:
+            events.append(
+                MessageEvent(
+                    message_id=row.id,
+                    tenant_id=row.tenant_id,
+                    instance_id=row.instance_id,
+                    campaign_id=row.campaign_id,
+                    status=status,
+                    at=_dt(at),
+                    data=data,
+                )
+            )
+
+        for client_id, (server_id, at) in outcomes.acks.items():
+            row = rows.get(client_id)
+            if row is None or row.status != MessageStatus.QUEUED:
+                continue  # a repeated ack of a resend: already recorded
+            Message.objects.filter(id=row.id, status=MessageStatus.QUEUED).update(
+                status=MessageStatus.SENT, server_id=server_id[:100], sent_at=_dt(at), not_before=None
+            )
+            row.status = MessageStatus.SENT
+            event(row, MessageStatus.SENT, at, server_id=server_id[:100])
+        for client_id, (permanent, error, retry_after, at) in outcomes.nacks.items():
+            row = rows.get(client_id)
+            if row is None or row.status != MessageStatus.QUEUED:
+                continue
+            if permanent:
+                Message.objects.filter(id=row.id, status=MessageStatus.QUEUED).update(
+                    status=MessageStatus.FAILED,
+                    failure_reason=FailureReason.NACK_PERMANENT,
+                    error=error[:500],
+                    failed_at=_dt(at),
+                )
+                row.status = MessageStatus.FAILED
+                event(row, MessageStatus.FAILED, at, reason=FailureReason.NACK_PERMANENT, error=error[:200])
+            else:
+                delay = retry_after if retry_after is not None else default_nack_retry_s
+                Message.objects.filter(id=row.id, status=MessageStatus.QUEUED).update(
+                    not_before=_dt(at + delay), error=error[:500]
+                )
+        for client_id, (status, at) in outcomes.receipts.items():
+            row = rows.get(client_id)
+            if row is None:
+                continue
+            advance = _receipt_fields(row.status, status, at)
+            if advance:
+                Message.objects.filter(id=row.id, status=row.status).update(**advance)
+                if row.status == MessageStatus.QUEUED:  # a receipt implies the ack
+                    event(row, MessageStatus.SENT, at)
+                if status == MessageStatus.READ and row.status in (MessageStatus.QUEUED, MessageStatus.SENT):
+                    event(row, MessageStatus.DELIVERED, at)
+                event(row, status, at)
+                row.status = status
+        MessageEvent.objects.bulk_create(events)
+
+
+def _receipt_fields(current: str, status: str, at: float) -> dict[str, Any]:
+    order = [MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ]
+    if current not in order or status not in (MessageStatus.DELIVERED, MessageStatus.READ):
+        return {}
+    if order.index(status) <= order.index(current):
+        return {}
+    fields: dict[str, Any] = {"status": status}
+    if current == MessageStatus.QUEUED:
+        fields["sent_at"] = _dt(at)
+    if status == MessageStatus.DELIVERED or current in (MessageStatus.QUEUED, MessageStatus.SENT):
+        fields["delivered_at"] = _dt(at)
+    if status == MessageStatus.READ:
+        fields["read_at"] = _dt(at)
+    return fields
+
+
+def instances_with_due_messages(now: dt.datetime | None = None) -> list[int]:
+    """Instances with queued messages that are due, for the periodic sweep."""
+    now = now or timezone.now()
+    return list(
+        Message.objects.filter(status=MessageStatus.QUEUED)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .values_list("instance_id", flat=True)
+        .distinct()
+    )
