@@ -149,7 +149,7 @@ def main() -> int:
                 "--schedule",
                 str(logs / "beat-schedule"),
                 "--scheduler",
-                "django_celery_beat.schedulers:DatabaseScheduler",
+                "blast.beat:ResilientDatabaseScheduler",
             ],
         )
         from instances.models import WorkerHeartbeat

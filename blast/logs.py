@@ -29,3 +29,16 @@ class RedactSecretsFilter(logging.Filter):
             record.msg = cleaned
             record.args = None
         return True
+
+
+def _redacting_access_log() -> type:
+    from daphne.access import AccessLogGenerator
+
+    class RedactingAccessLog(AccessLogGenerator):  # type: ignore[misc]
+        """Daphne's access log writes request lines straight to its stream,
+        past Python logging: redact them here."""
+
+        def write_entry(self, host, date, request, status=None, length=None, ident=None, user=None):  # type: ignore[no-untyped-def]
+            super().write_entry(host, date, redact(request), status, length, ident, user)
+
+    return RedactingAccessLog

@@ -123,7 +123,7 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "blast.beat:ResilientDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -237,3 +237,98 @@ LOGGING = {
         "websockets": {"level": "WARNING"},
     },
 }
+
+# --- Tenant API ---
+
+# The docs page's JavaScript and CSS served from this host (no CDN).
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+
+# Lists are paginated: ?page=N&page_size=M (at most the maximum).
+BLAST_API_PAGE_SIZE = env_int("BLAST_API_PAGE_SIZE", 50, minimum=1, maximum=1000)
+BLAST_API_MAX_PAGE_SIZE = env_int("BLAST_API_MAX_PAGE_SIZE", 200, minimum=1, maximum=1000)
+# Force retry and reset breaker: at most one of each per instance per interval,
+# whoever asks (API keys, seed endpoints, admin). 0 turns the limit off.
+BLAST_MANUAL_ACTION_INTERVAL_S = env_float("BLAST_MANUAL_ACTION_INTERVAL_S", 30.0, minimum=0)
+# An API key's last-used time is written at most this often.
+BLAST_API_KEY_TOUCH_INTERVAL_S = env_float("BLAST_API_KEY_TOUCH_INTERVAL_S", 60.0, minimum=0)
+
+# Closed by default: a DRF view answers only to a tenant's API key unless it
+# says otherwise (an open endpoint sets its own permission_classes).
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = ["api.authentication.ApiKeyAuthentication"]
+REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] = ["api.authentication.IsTenantClient"]
+REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = ["rest_framework.renderers.JSONRenderer"]
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["api.parsers.BoundedJSONParser"]
+REST_FRAMEWORK["EXCEPTION_HANDLER"] = "api.exceptions.api_exception_handler"
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "api.pagination.Pagination"
+REST_FRAMEWORK["PAGE_SIZE"] = BLAST_API_PAGE_SIZE
+REST_FRAMEWORK["UNAUTHENTICATED_USER"] = None
+
+SPECTACULAR_SETTINGS["DESCRIPTION"] = (
+    "Run messaging instances: create them on an allowed gateway, connect and pair them, watch their "
+    "circuit breakers. Authenticate with `Authorization: Bearer <API key>`."
+)
+SPECTACULAR_SETTINGS["COMPONENT_SPLIT_REQUEST"] = True
+SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = ["rest_framework.permissions.AllowAny"]
+SPECTACULAR_SETTINGS["SERVE_AUTHENTICATION"] = []
+SPECTACULAR_SETTINGS["SWAGGER_UI_DIST"] = "SIDECAR"
+SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
+SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "InstanceStatusEnum": "instances.models.Status",
+    "BreakerStateEnum": "instances.models.BreakerState",
+    "EventKindEnum": "instances.models.EventKind",
+    "ReasonEnum": "instances.models.REASON_CHOICES",
+}
+SPECTACULAR_SETTINGS["SERVE_INCLUDE_SCHEMA"] = False
+
+# runserver's request lines ("GET /path?access_token=... HTTP/1.1") are logged
+# on django.server; without a handler of ours they went to Python's
+# last-resort handler, past the redaction filter.
+LOGGING["loggers"]["django.server"] = {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
+
+# --- Monitoring ---------------------------------------------------------------
+# Health (monitoring.health): pass from this score up; a connection worker is
+# live while its heartbeat is fresher than FACTOR heartbeat intervals; beat is
+# stalled when no recovery job ran for BEAT_STALE_S; the Celery worker when no
+# heartbeat task ran for CELERY_STALE_S.
+BLAST_HEALTH_PASS_SCORE = env_int("BLAST_HEALTH_PASS_SCORE", 80, minimum=0, maximum=100)
+BLAST_WORKER_STALE_FACTOR = env_float("BLAST_WORKER_STALE_FACTOR", 3.0, minimum=1.0)
+BLAST_BEAT_STALE_S = env_float("BLAST_BEAT_STALE_S", 60.0, minimum=1.0)
+BLAST_CELERY_STALE_S = env_float("BLAST_CELERY_STALE_S", 45.0, minimum=1.0)
+# django-celery-beat writes last_run_at to the database only when it syncs
+# (every 3 minutes by default); syncing after every few dispatched tasks keeps
+# the beat check above accurate to seconds for a few small writes.
+CELERY_BEAT_SYNC_EVERY = env_int("BLAST_BEAT_SYNC_EVERY", 4, minimum=1)
+
+# Beat jobs of the monitoring app (schedules created by its migration 0002).
+BLAST_CELERY_HEARTBEAT_PERIOD_S = env_float("BLAST_CELERY_HEARTBEAT_PERIOD_S", 10.0, minimum=1.0)
+BLAST_SNAPSHOT_PERIOD_S = env_float("BLAST_SNAPSHOT_PERIOD_S", 60.0, minimum=1.0)
+BLAST_ALERT_PERIOD_S = env_float("BLAST_ALERT_PERIOD_S", 10.0, minimum=1.0)
+BLAST_PRUNE_PERIOD_S = env_float("BLAST_PRUNE_PERIOD_S", 3600.0, minimum=1.0)
+
+# Retention: snapshots in hours, connection events and alerts in days.
+BLAST_SNAPSHOT_RETENTION_H = env_float("BLAST_SNAPSHOT_RETENTION_H", 168.0, minimum=1.0)
+BLAST_EVENT_RETENTION_DAYS = env_float("BLAST_EVENT_RETENTION_DAYS", 30.0, minimum=0.01)
+BLAST_ALERT_RETENTION_DAYS = env_float("BLAST_ALERT_RETENTION_DAYS", 90.0, minimum=0.01)
+
+# Alerts: the score below which score_low fires; webhook delivery attempts,
+# exponential backoff (BASE * 2^(attempt-1), at most MAX) and HTTP timeout.
+BLAST_ALERT_SCORE_THRESHOLD = env_int("BLAST_ALERT_SCORE_THRESHOLD", 80, minimum=0, maximum=100)
+BLAST_ALERT_MAX_ATTEMPTS = env_int("BLAST_ALERT_MAX_ATTEMPTS", 8, minimum=1)
+BLAST_ALERT_RETRY_BASE_S = env_float("BLAST_ALERT_RETRY_BASE_S", 10.0, minimum=0.01)
+BLAST_ALERT_RETRY_MAX_S = env_float("BLAST_ALERT_RETRY_MAX_S", 900.0, minimum=0.01)
+BLAST_ALERT_TIMEOUT_S = env_float("BLAST_ALERT_TIMEOUT_S", 10.0, minimum=0.1)
+# How long the evaluator waits for an event id it skipped (a transaction still
+# open) before giving up on it.
+BLAST_ALERT_EVENT_GRACE_S = env_float("BLAST_ALERT_EVENT_GRACE_S", 120.0, minimum=1.0)
+
+# The live dashboard: how often each open page is refreshed over its
+# WebSocket, how many instance rows it shows, how many hours its chart spans.
+BLAST_DASHBOARD_POLL_S = env_float("BLAST_DASHBOARD_POLL_S", 2.0, minimum=0.2)
+BLAST_DASHBOARD_MAX_ROWS = env_int("BLAST_DASHBOARD_MAX_ROWS", 200, minimum=1)
+BLAST_DASHBOARD_CHART_HOURS = env_float("BLAST_DASHBOARD_CHART_HOURS", 6.0, minimum=0.1)
+
+# /metrics: when set, scrapers must send "Authorization: Bearer <token>".
+BLAST_METRICS_TOKEN = env_str("BLAST_METRICS_TOKEN", "")
+# The messages model counted by blast_messages{status} once it exists.
+BLAST_METRICS_MESSAGE_MODEL = env_str("BLAST_METRICS_MESSAGE_MODEL", "campaigns.Message")

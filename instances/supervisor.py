@@ -237,8 +237,10 @@ class Supervisor:
             batch = [self.pending.pop() for _ in range(min(len(self.pending), 1000))]
             try:
                 await self.reconcile(batch)
-            except (RedisError, *DB_ERRORS, OSError):
-                logger.warning("⚠️ reconcile of %d instances failed; retrying soon", len(batch), exc_info=True)
+            except (RedisError, *DB_ERRORS, OSError) as exc:
+                logger.warning(
+                    "⚠️ reconcile of %d instances failed (%s: %s); retrying soon", len(batch), type(exc).__name__, exc
+                )
                 self.pending.update(batch)
                 await asyncio.sleep(1.0)
 

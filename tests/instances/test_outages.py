@@ -77,19 +77,26 @@ def test_redis_down_longer_than_a_lease_closes_sessions_in_time_then_heals(
 def database_outage() -> Iterator[None]:
     """Make the test database unreachable for the other processes."""
     if connection.vendor == "postgresql":
+        import psycopg
+
         name = connection.settings_dict["NAME"]
         with connection.cursor() as cursor:
-            cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            cursor.execute(
+            cursor.execute("SELECT pg_backend_pid()")
+            (own_pid,) = cursor.fetchone()
+        # Connections to a database cannot be disallowed from inside it.
+        params = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
+        with psycopg.connect(**params) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                [name],
+                "WHERE datname = %s AND pid <> %s AND pid <> pg_backend_pid()",
+                [name, own_pid],
             )
         try:
             yield
         finally:
-            with connection.cursor() as cursor:
-                cursor.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            with psycopg.connect(**params) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     else:
         import sqlite3
 

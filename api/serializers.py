@@ -1,0 +1,269 @@
+"""JSON shapes of the tenant API, and the validation of what clients send.
+
+Every writable field is validated with a field-level message; fields a
+client may not write (or that do not exist) are refused by name instead of
+being silently ignored. An instance's token never appears in any shape.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from instances import breaker as breakers
+from instances.breaker import BreakerPolicy
+from instances.models import (
+    REASON_CHOICES,
+    BreakerState,
+    ConnectionEvent,
+    EventKind,
+    Gateway,
+    Instance,
+    Status,
+)
+from instances.store import breaker_from_row
+
+MAX_GATEWAY_ID = 2**63 - 1
+
+
+class StrictSerializerMixin:
+    """Refuse keys the serializer does not accept, one message per key."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            writable = {name for name, field in self.fields.items() if not field.read_only}  # type: ignore[attr-defined]
+            errors = {}
+            for name in data:
+                if name in writable:
+                    continue
+                known = name in self.fields  # type: ignore[attr-defined]
+                errors[str(name)] = ["This field is read-only." if known else "Unknown field."]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of converting them."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+def validate_display_name(value: str) -> str:
+    """A name people read: printable text, no control or format characters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise serializers.ValidationError("The name is not valid Unicode text.") from None
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"} for ch in value):
+        raise serializers.ValidationError("The name may not contain control or invisible characters.")
+    return value
+
+
+REASON_SCHEMA = {
+    "type": "string",
+    "enum": ["", *(value for value, _ in REASON_CHOICES)],
+    "description": "Why the session last ended (PROTOCOL.md section 4); empty if it never did.",
+}
+
+
+@extend_schema_field(REASON_SCHEMA)
+class ReasonField(serializers.CharField):
+    """A reason of ``instances.reasons`` or the empty string, read-only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, allow_blank=True, **kwargs)
+
+
+# --- gateways ---------------------------------------------------------------
+
+
+class GatewaySerializer(serializers.ModelSerializer[Gateway]):
+    class Meta:
+        model = Gateway
+        fields = ["id", "name"]
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "format": "int64"})
+class GatewayField(serializers.Field):  # type: ignore[type-arg]
+    """A gateway chosen by id from the enabled gateways."""
+
+    default_error_messages = {
+        "invalid": "A gateway id is a positive whole number.",
+        "unknown": "Unknown gateway id {value}: GET /api/v1/gateways lists the gateways you may use.",
+        "disabled": "Gateway {value} is disabled: choose another from GET /api/v1/gateways.",
+    }
+
+    def to_internal_value(self, data: Any) -> Gateway:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("invalid")
+        try:
+            gateway_id = int(data)
+        except ValueError:
+            self.fail("invalid")
+        if not 1 <= gateway_id <= MAX_GATEWAY_ID:
+            self.fail("unknown", value=gateway_id)
+        gateway = Gateway.objects.filter(pk=gateway_id).first()
+        if gateway is None:
+            self.fail("unknown", value=gateway_id)
+        if not gateway.enabled:
+            self.fail("disabled", value=gateway_id)
+        return gateway
+
+    def to_representation(self, value: Gateway) -> int:
+        return int(value.pk)
+
+
+# --- instances --------------------------------------------------------------
+
+
+class CircuitBreakerSummarySerializer(serializers.Serializer[Any]):
+    state = serializers.ChoiceField(choices=BreakerState.choices)
+    failures_in_window = serializers.IntegerField()
+    threshold = serializers.IntegerField()
+    opened_at = serializers.DateTimeField(allow_null=True)
+    cooldown_until = serializers.DateTimeField(allow_null=True)
+    trip_count = serializers.IntegerField()
+
+
+class CircuitBreakerSerializer(CircuitBreakerSummarySerializer):
+    """``GET .../circuit-breaker``: ``instances.commands.breaker_status`` as JSON."""
+
+    instance = serializers.UUIDField()
+    window_s = serializers.FloatField()
+    cooldown_s = serializers.FloatField()
+    next_retry_at = serializers.DateTimeField(allow_null=True)
+    retry_count = serializers.IntegerField()
+
+
+def breaker_summary(instance: Instance) -> dict[str, Any]:
+    """The breaker part of an instance's JSON, from its prefetched breaker row (no query)."""
+    policy = BreakerPolicy.from_settings()
+    row = getattr(instance, "breaker", None)
+    breaker = breaker_from_row(row)
+    return {
+        "state": str(breaker.state),
+        "failures_in_window": breakers.failures_in_window(breaker, timezone.now().timestamp(), policy),
+        "threshold": policy.threshold,
+        "opened_at": row.opened_at if row else None,
+        "cooldown_until": row.cooldown_until if row else None,
+        "trip_count": breaker.trip_count,
+    }
+
+
+class InstanceSerializer(StrictSerializerMixin, serializers.ModelSerializer[Instance]):
+    """An instance as tenants see it; ``id`` is its public UUID."""
+
+    id = serializers.UUIDField(source="key", read_only=True)
+    name = StrictCharField(
+        max_length=100,
+        validators=[validate_display_name],
+        help_text="Unique within the tenant; 1-100 printable characters.",
+    )
+    gateway = GatewayField(help_text="A gateway id from GET /api/v1/gateways.")
+    last_reason = ReasonField()
+    circuit_breaker = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id",
+            "name",
+            "gateway",
+            "status",
+            "desired_state",
+            "last_reason",
+            "last_message",
+            "retry_count",
+            "next_retry_at",
+            "status_changed_at",
+            "connected_at",
+            "disconnected_at",
+            "paired",
+            "account",
+            "circuit_breaker",
+            "created_at",
+        ]
+        read_only_fields = [
+            "status",
+            "desired_state",
+            "last_reason",
+            "last_message",
+            "retry_count",
+            "next_retry_at",
+            "status_changed_at",
+            "connected_at",
+            "disconnected_at",
+            "paired",
+            "account",
+            "created_at",
+        ]
+        # Name uniqueness is checked in validate_name, with the tenant.
+        validators: list[Any] = []
+
+    @extend_schema_field(CircuitBreakerSummarySerializer)
+    def get_circuit_breaker(self, instance: Instance) -> dict[str, Any]:
+        return breaker_summary(instance)
+
+    def validate_name(self, value: str) -> str:
+        tenant = self.context["tenant"]
+        clash = Instance.objects.filter(tenant=tenant, name=value)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError("You already have an instance with this name.")
+        return value
+
+
+class InstanceUpdateSerializer(InstanceSerializer):
+    """PATCH: only the name changes; the gateway is fixed at creation."""
+
+    gateway = GatewayField(read_only=True)
+
+    class Meta(InstanceSerializer.Meta):
+        read_only_fields = [*InstanceSerializer.Meta.read_only_fields, "gateway"]
+
+
+class InstanceListQuerySerializer(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
+
+
+# --- QR, events, health -----------------------------------------------------
+
+
+class QRCodeSerializer(serializers.Serializer[Any]):
+    instance = serializers.UUIDField()
+    code = serializers.CharField(help_text="The pairing code to scan.")
+    expires_at = serializers.DateTimeField(allow_null=True)
+    image = serializers.CharField(help_text="The code as a PNG image, a data: URI (base64).")
+
+
+class ConnectionEventSerializer(serializers.ModelSerializer[ConnectionEvent]):
+    kind = serializers.ChoiceField(choices=EventKind.choices)
+    reason = ReasonField()
+
+    class Meta:
+        model = ConnectionEvent
+        fields = ["id", "at", "kind", "reason", "message", "actor", "data"]
+
+
+class HealthSerializer(serializers.Serializer[Any]):
+    tenant = serializers.CharField()
+    score = serializers.IntegerField(min_value=0, max_value=100)
+    instances = serializers.IntegerField()
+    expected = serializers.IntegerField(help_text="Instances expected to be connected (see the score).")
+    connected = serializers.IntegerField(help_text="Expected instances that are connected.")
+    open_breakers = serializers.IntegerField(help_text="Instances whose circuit breaker is open.")
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="Instances by status.")
+    breakers = serializers.DictField(child=serializers.IntegerField(), help_text="Instances by breaker state.")
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    detail = serializers.CharField()

@@ -1,0 +1,175 @@
+"""What the live dashboard shows, as JSON-ready sections.
+
+:func:`build_state` is called for the first render of ``/dashboard/`` and
+then every ``BLAST_DASHBOARD_POLL_S`` by each open page's WebSocket consumer,
+which pushes only the sections that changed. A fixed handful of queries,
+whatever the number of instances: aggregate counts, the first
+``BLAST_DASHBOARD_MAX_ROWS`` instances (problems first), the latest events,
+the snapshots of the chart's window.
+
+``tenant_id`` None is the platform view (superusers, staff tied to no
+tenant); otherwise every query is filtered to that tenant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.utils import timezone
+
+from instances.models import ConnectionEvent, Instance, Status, Tenant, tenant_of
+from monitoring import health
+from monitoring.counts import InstanceCounts, count_instances
+from monitoring.models import HealthSnapshot
+
+EVENTS = 30
+CHART_POINTS = 360
+
+# Problems first in the table: lower sorts first.
+STATUS_RANK = {
+    Status.CIRCUIT_OPEN: 0,
+    Status.HALTED: 1,
+    Status.FORBIDDEN: 1,
+    Status.LOGGED_OUT: 1,
+    Status.REPLACED: 1,
+    Status.DISCONNECTED: 2,
+    Status.BACKING_OFF: 2,
+    Status.CONNECTING: 3,
+    Status.AWAITING_QR: 3,
+    Status.IDLE: 3,
+    Status.CONNECTED: 4,
+    Status.STOPPED: 5,
+}
+
+
+def scope_of(user: Any) -> int | None:
+    """The tenant id a user's dashboard is limited to: their tenant when they
+    are staff tied to one, None (the whole platform) for superusers and
+    untied staff."""
+    if getattr(user, "is_superuser", False):
+        return None
+    tenant = tenant_of(user)
+    return tenant.pk if tenant is not None else None
+
+
+def _instances(tenant_id: int | None) -> QuerySet[Instance]:
+    queryset = Instance.objects.all()
+    return queryset if tenant_id is None else queryset.filter(tenant_id=tenant_id)
+
+
+def summary(tenant_id: int | None, now: dt.datetime) -> tuple[dict[str, Any], InstanceCounts]:
+    if tenant_id is None:
+        report = health.evaluate(now)
+        counts = report.counts or InstanceCounts()
+        status = report.status
+        checks = [
+            {"name": c.name, "status": c.status, "output": c.output, "value": c.observed_value, "unit": c.observed_unit}
+            for c in report.checks
+        ]
+        scope = "platform"
+    else:
+        counts = count_instances(_instances(tenant_id))
+        status = health.score_status(counts.score, settings.BLAST_HEALTH_PASS_SCORE)
+        checks = []
+        scope = Tenant.objects.filter(id=tenant_id).values_list("name", flat=True).first() or "tenant"
+    return (
+        {
+            "scope": scope,
+            "status": status,
+            "score": counts.score,
+            "pass_score": settings.BLAST_HEALTH_PASS_SCORE,
+            "checks": checks,
+            **counts.as_dict(),
+        },
+        counts,
+    )
+
+
+def instance_rows(tenant_id: int | None) -> list[dict[str, Any]]:
+    rank = Case(
+        *[When(status=status, then=Value(value)) for status, value in STATUS_RANK.items()],
+        default=Value(9),
+        output_field=IntegerField(),
+    )
+    rows = (
+        _instances(tenant_id)
+        .annotate(rank=rank)
+        .order_by("rank", "tenant__slug", "name")
+        .values(
+            "key",
+            "name",
+            "tenant__slug",
+            "status",
+            "desired_state",
+            "breaker__state",
+            "last_reason",
+            "status_changed_at",
+        )[: settings.BLAST_DASHBOARD_MAX_ROWS]
+    )
+    return [
+        {
+            "key": str(row["key"]),
+            "name": row["name"],
+            "tenant": row["tenant__slug"],
+            "status": row["status"],
+            "desired": row["desired_state"],
+            "breaker": row["breaker__state"] or "closed",
+            "reason": row["last_reason"],
+            "since": row["status_changed_at"].isoformat(),
+        }
+        for row in rows
+    ]
+
+
+def recent_events(tenant_id: int | None) -> list[dict[str, Any]]:
+    queryset = ConnectionEvent.objects.all()
+    if tenant_id is not None:
+        queryset = queryset.filter(instance__tenant_id=tenant_id)
+    rows = queryset.order_by("-id").values(
+        "id", "at", "kind", "reason", "message", "actor", "instance__name", "instance__tenant__slug"
+    )[:EVENTS]
+    return [
+        {
+            "id": row["id"],
+            "at": row["at"].isoformat(),
+            "kind": row["kind"],
+            "reason": row["reason"],
+            "message": row["message"][:160],
+            "actor": row["actor"][:60],
+            "instance": row["instance__name"],
+            "tenant": row["instance__tenant__slug"],
+        }
+        for row in rows
+    ]
+
+
+def chart(tenant_id: int | None, now: dt.datetime) -> dict[str, Any]:
+    hours = settings.BLAST_DASHBOARD_CHART_HOURS
+    since = now - dt.timedelta(hours=hours)
+    rows = list(
+        HealthSnapshot.objects.filter(tenant_id=tenant_id, at__gte=since)
+        .order_by("at")
+        .values_list("at", "score", "connected", "expected")
+    )
+    step = max(1, -(-len(rows) // CHART_POINTS))
+    points = [
+        {"t": at.timestamp(), "score": score, "connected": connected, "expected": expected}
+        for at, score, connected, expected in rows[::step]
+    ]
+    # No "now" in here: the section changes only when a snapshot is added.
+    return {"hours": hours, "points": points}
+
+
+def build_state(tenant_id: int | None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Every section of the dashboard, JSON-ready."""
+    now = now or timezone.now()
+    head, counts = summary(tenant_id, now)
+    return {
+        "summary": head,
+        "instances": {"rows": instance_rows(tenant_id), "total": counts.total},
+        "events": recent_events(tenant_id),
+        "chart": chart(tenant_id, now),
+    }

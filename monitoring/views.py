@@ -1,0 +1,77 @@
+"""HTTP endpoints: health, metrics, the dashboard page."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from instances.models import Tenant
+from monitoring import dashboard, health, metrics
+
+
+def _health_response(report: health.HealthReport) -> HttpResponse:
+    response = HttpResponse(report.to_bytes(), content_type=health.CONTENT_TYPE, status=report.http_status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_safe
+@never_cache
+def health_view(request: HttpRequest) -> HttpResponse:
+    """``/health``: every check and the score; 200 for pass and warn, 503 for fail."""
+    return _health_response(health.evaluate())
+
+
+@require_safe
+@never_cache
+def live_view(request: HttpRequest) -> HttpResponse:
+    """``/health/live``: the process answers (touches no dependency)."""
+    body = json.dumps({"status": health.PASS, "serviceId": "blast"}).encode()
+    return HttpResponse(body, content_type=health.CONTENT_TYPE)
+
+
+@require_safe
+@never_cache
+def ready_view(request: HttpRequest) -> HttpResponse:
+    """``/health/ready``: the database and Redis answer (503 otherwise)."""
+    return _health_response(health.readiness())
+
+
+@require_safe
+@never_cache
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``/metrics`` in the Prometheus text format; behind a bearer token when
+    ``BLAST_METRICS_TOKEN`` is set."""
+    token = settings.BLAST_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
+    return HttpResponse(generate_latest(metrics.registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+@staff_member_required
+@never_cache
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    """The live dashboard; staff tied to a tenant see that tenant only."""
+    tenant_id = dashboard.scope_of(request.user)
+    tenant = Tenant.objects.filter(pk=tenant_id).first() if tenant_id is not None else None
+    state = dashboard.build_state(tenant_id)
+    return render(
+        request,
+        "monitoring/dashboard.html",
+        {
+            "state": state,
+            "tenant": tenant,
+            "poll_s": settings.BLAST_DASHBOARD_POLL_S,
+            "ws_path": "/ws/dashboard/",
+        },
+    )

@@ -1,0 +1,268 @@
+"""The live dashboard: staff only, scoped to a tenant for tenant staff, fed
+over a browser WebSocket; and in a real headless Chromium against a real
+daphne, it shows the instances and follows the database without a reload."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+
+from blast.asgi import application
+from instances.models import (
+    BreakerState,
+    CircuitBreaker,
+    ConnectionEvent,
+    EventKind,
+    Gateway,
+    Instance,
+    Status,
+    Tenant,
+    TenantMembership,
+)
+from tests.fixtures.platform import Platform, Process, wait_until
+from tests.monitoring.conftest import free_port, make_instances
+
+PASSWORD = "correct horse battery staple"
+
+
+def staff(username: str, tenant: Tenant | None = None, superuser: bool = False) -> User:
+    user = User.objects.create_user(username, password=PASSWORD, is_staff=True, is_superuser=superuser)
+    if tenant is not None:
+        TenantMembership.objects.create(user=user, tenant=tenant)
+    return user
+
+
+def page_state(client: Client) -> dict[str, Any]:
+    response = client.get("/dashboard/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    start = html.index('<script id="dashboard-state" type="application/json">') + len(
+        '<script id="dashboard-state" type="application/json">'
+    )
+    return dict(json.loads(html[start : html.index("</script>", start)]))
+
+
+@pytest.mark.django_db
+def test_the_dashboard_is_for_staff_only(client: Client) -> None:
+    response = client.get("/dashboard/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+    client.force_login(User.objects.create_user("customer", password=PASSWORD))
+    assert client.get("/dashboard/").status_code == 302
+
+
+@pytest.mark.django_db
+def test_tenant_staff_see_their_tenant_only(client: Client, tenant: Tenant, gateway: Gateway) -> None:
+    other = Tenant.objects.create(slug="other", name="Other")
+    make_instances(tenant, gateway, Status.CONNECTED, 2, prefix="mine")
+    make_instances(other, gateway, Status.CIRCUIT_OPEN, 3, prefix="theirs")
+    ConnectionEvent.objects.create(instance=Instance.objects.get(name="theirs0"), kind=EventKind.ATTEMPT)
+
+    client.force_login(staff("acme-ops", tenant))
+    state = page_state(client)
+    assert {row["name"] for row in state["instances"]["rows"]} == {"mine0", "mine1"}
+    assert state["summary"]["scope"] == "Acme" and state["summary"]["checks"] == []
+    assert (state["summary"]["score"], state["summary"]["total"]) == (100, 2)
+    assert state["events"] == []
+
+    client.force_login(staff("root", superuser=True))
+    state = page_state(client)
+    assert len(state["instances"]["rows"]) == 5
+    # Problems first.
+    assert [row["status"] for row in state["instances"]["rows"]][:3] == ["circuit_open"] * 3
+    assert state["summary"]["scope"] == "platform" and state["summary"]["checks"]
+
+
+@pytest.fixture
+async def _close_thread_connection() -> AsyncIterator[None]:
+    """The consumer's queries run in asgiref's thread: close its connection."""
+    from channels.db import database_sync_to_async
+    from django.db import connection
+
+    yield
+    await database_sync_to_async(lambda: connection.close())()
+
+
+@pytest.fixture
+def session_cookie(transactional_db: Any, _close_thread_connection: None) -> Iterator[tuple[User, bytes]]:
+    client = Client()
+    user = staff("ops", superuser=True)
+    client.force_login(user)
+    yield user, f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def test_the_websocket_refuses_anonymous_users(transactional_db: Any, _close_thread_connection: None) -> None:
+    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=[(b"origin", b"http://127.0.0.1")])
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_the_websocket_refuses_other_origins(session_cookie: tuple[User, bytes]) -> None:
+    _, cookie = session_cookie
+    communicator = WebsocketCommunicator(
+        application, "/ws/dashboard/", headers=[(b"origin", b"https://evil.example"), (b"cookie", cookie)]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_the_websocket_pushes_only_what_changed(session_cookie: tuple[User, bytes], settings: Any) -> None:
+    from channels.db import database_sync_to_async
+
+    settings.BLAST_DASHBOARD_POLL_S = 0.2
+    _, cookie = session_cookie
+
+    def setup() -> Instance:
+        tenant = Tenant.objects.create(slug="acme", name="Acme")
+        gateway = Gateway.objects.create(name="gw", url="ws://127.0.0.1:9")
+        return make_instances(tenant, gateway, Status.CONNECTED, 2, prefix="ws")[0]
+
+    instance = await database_sync_to_async(setup)()
+    communicator = WebsocketCommunicator(
+        application, "/ws/dashboard/", headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", cookie)]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_json_from(timeout=20)
+    assert first["type"] == "update"
+    assert {"summary", "instances", "events", "chart"} <= set(first)
+    assert {row["name"] for row in first["instances"]["rows"]} == {"ws0", "ws1"}
+
+    await database_sync_to_async(
+        lambda: Instance.objects.filter(pk=instance.pk).update(status=Status.BACKING_OFF, last_reason="timed_out")
+    )()
+    update = await communicator.receive_json_from(timeout=20)
+    assert "chart" not in update and "events" not in update
+    row = next(r for r in update["instances"]["rows"] if r["name"] == "ws0")
+    assert (row["status"], row["reason"]) == ("backing_off", "timed_out")
+    assert update["summary"]["by_status"]["backing_off"] == 1
+    await communicator.disconnect()
+
+
+# -- in a real browser ----------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def start_web(platform: Platform) -> tuple[Process, str]:
+    """daphne serving blast.asgi on a free port, against the test database."""
+    import urllib.request
+
+    for _ in range(3):
+        port = free_port()
+        web = platform.start(
+            "web",
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "blast.asgi:application"],
+            BLAST_DASHBOARD_POLL_S="0.5",
+        )
+        base = f"http://127.0.0.1:{port}"
+
+        def answers(web: Process = web, base: str = base) -> bool:
+            if not web.alive():
+                return True
+            try:
+                with urllib.request.urlopen(f"{base}/health/live", timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_until(answers, timeout=60, message="daphne answering")
+        if web.alive():
+            return web, base
+    raise AssertionError(f"daphne did not start:\n{web.log()[-3000:]}")
+
+
+class Database:
+    """Runs ORM calls in a thread of its own: Playwright's sync API keeps an
+    event loop running in the test's thread, where Django refuses them."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def __call__(self, fn: Callable[[], Any]) -> Any:
+        return self.pool.submit(fn).result(timeout=60)
+
+    def close(self) -> None:
+        from django.db import connection
+
+        self(lambda: connection.close())
+        self.pool.shutdown()
+
+
+def test_the_dashboard_updates_live_in_chromium(platform: Platform) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which(CHROMIUM) or __import__("os").path.exists(CHROMIUM), (
+        "Chromium is missing: run scripts/ensure-chromium.sh"
+    )
+    tenant = Tenant.objects.create(slug="acme", name="Acme")
+    gateway = Gateway.objects.create(name="gw", url="ws://127.0.0.1:9")
+    instances = make_instances(tenant, gateway, Status.CONNECTED, 4, prefix="sales-")
+    staff("ops", superuser=True)
+    web, base = start_web(platform)
+
+    database = Database()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/dashboard/")
+            # Not logged in: the admin's login page, then back.
+            page.fill("#id_username", "ops")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{base}/dashboard/")
+            page.wait_for_selector("#conn.live", timeout=30_000)
+
+            assert page.locator("#instances tr").count() == 4
+            names = page.locator("#instances td.name").all_text_contents()
+            assert sorted(names) == ["sales-0", "sales-1", "sales-2", "sales-3"]
+            assert page.text_content("#score") == "100"
+            assert page.locator('#counts li[data-status="connected"] .count').text_content() == "4"
+            navigations: list[str] = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url))
+            page.evaluate("window.sameDocument = true")
+
+            # The worker would write this: the breaker of sales-0 opened.
+            target = instances[0]
+
+            def breaker_opens() -> None:
+                Instance.objects.filter(pk=target.pk).update(status=Status.CIRCUIT_OPEN, last_reason="unavailable")
+                CircuitBreaker.objects.filter(instance=target).update(state=BreakerState.OPEN)
+                ConnectionEvent.objects.create(instance=target, kind=EventKind.BREAKER_OPENED, reason="unavailable")
+
+            database(breaker_opens)
+
+            row = f'#instances tr[data-key="{target.key}"]'
+            page.wait_for_selector(f'{row}[data-status="circuit_open"]', timeout=30_000)
+            assert page.text_content(f"{row} td.breaker") == "open"
+            assert page.text_content(f"{row} td.reason") == "unavailable"
+            # Problems first: the row moved to the top.
+            assert page.locator("#instances tr").first.get_attribute("data-key") == str(target.key)
+            # 3 of 4 connected (75) less half an instance for the open breaker.
+            page.wait_for_function("document.getElementById('score').textContent === '62'", timeout=30_000)
+            assert page.locator('#counts li[data-status="circuit_open"] .count').text_content() == "1"
+            page.wait_for_selector("#events li", timeout=30_000)
+            assert "breaker_opened" in page.text_content("#events")
+
+            assert page.evaluate("window.sameDocument") is True, "the page reloaded"
+            assert navigations == []
+        finally:
+            browser.close()
+            database.close()
+    assert "Traceback" not in web.log(), web.log()[-4000:]
