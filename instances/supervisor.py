@@ -36,6 +36,8 @@ from channels.db import database_sync_to_async
 from django.db import DatabaseError, InterfaceError
 from redis.exceptions import RedisError
 
+from campaigns import sending
+from campaigns.sender import Sender
 from instances import hints, store
 from instances.breaker import Breaker, Transition
 from instances.decisions import Outcome, Policies, SessionEnd, after_ready, after_session
@@ -67,6 +69,7 @@ class WorkerConfig:
     common_channel: str = "blast-connections"
     hint_batch: int = 500
     retry_horizon: float = 5.0
+    nack_retry_s: float = 30.0
 
     @classmethod
     def from_settings(cls) -> WorkerConfig:
@@ -80,6 +83,7 @@ class WorkerConfig:
             common_channel=settings.BLAST_WORKER_CHANNEL,
             hint_batch=settings.BLAST_HINT_BATCH,
             retry_horizon=settings.BLAST_RECOVERY_PERIOD_S + 1.0,
+            nack_retry_s=settings.BLAST_NACK_RETRY_S,
         )
 
 
@@ -104,6 +108,9 @@ class Held:
     session: GatewaySession | None = None
     restarts: collections.deque[float] = field(default_factory=collections.deque)
     qr_logged: bool = False
+    sender: Sender | None = None
+    # Send times of the last 24 hours, kept across sessions for pacing caps.
+    recent_sends: collections.deque[float] | None = None
 
     @property
     def epoch(self) -> int:
@@ -131,6 +138,7 @@ class Supervisor:
         self.config = config
         self.channel_layer = channel_layer
         self.actor = f"worker:{self.worker_id}"
+        self.nack_retry_s = config.nack_retry_s
         self.held: dict[int, Held] = {}
         # In-process connecting markers: instance id -> monotonic start time.
         self.starting: dict[int, float] = {}
@@ -139,6 +147,7 @@ class Supervisor:
         self.deferred: set[int] = set()
         self._wake = asyncio.Event()
         self.batch = store.Batch()
+        self.outcomes = sending.Outcomes()
         # Leases of ended sessions, released once their last writes landed.
         self.releasing: list[Lease] = []
         self._flush_wake = asyncio.Event()
@@ -299,6 +308,8 @@ class Supervisor:
     def _reconcile_held(self, held: Held, row: store.Row) -> None:
         if held.session is None:
             return
+        if held.sender is not None:
+            held.sender.wake()  # a hint may mean new messages
         if not row.running:
             held.desired_running = False
             held.session.stop(Reason.STOPPED)
@@ -402,6 +413,7 @@ class Supervisor:
             held.session = session
             held.qr_logged = False
             end = await session.run()
+            await self._stop_sender(held)
             now = time.time()
             while held.restarts and now - held.restarts[0] > self.policies.retry.restart_window_s:
                 held.restarts.popleft()
@@ -590,6 +602,7 @@ class Supervisor:
             )
             logger.info("🟢 instance=%s breaker closed", held.instance_id)
         logger.info("✅ instance=%s connected", held.instance_id)
+        self._start_sender(held, session)
         self._progress()
         self._flush_wake.set()
 
@@ -601,11 +614,49 @@ class Supervisor:
             )
 
     def on_frame(self, session: GatewaySession, frame: dict[str, Any]) -> None:
-        # Message frames (ack, nack, receipt, inbound) are the messaging
-        # layer's; without it they are only counted.
+        """Message frames: outcomes for the sender, inbound messages stored."""
         held = self._held_for(session)
-        if held is not None:
-            logger.debug("instance=%s frame %s", held.instance_id, frame.get("type"))
+        if held is None:
+            return
+        if frame.get("type") == "inbound":
+            self._spawn_task(self._inbound(held.instance_id, frame), f"inbound-{held.instance_id}")
+        elif held.sender is not None:
+            held.sender.on_frame(frame)
+
+    async def _inbound(self, instance_id: int, frame: dict[str, Any]) -> None:
+        from campaigns.inbound import handle_inbound
+
+        sender, text = frame.get("from"), frame.get("text")
+        if not isinstance(sender, str) or not isinstance(text, str):
+            return
+        try:
+            await database_sync_to_async(handle_inbound)(
+                instance_id, str(frame.get("server_id", ""))[:100], sender[:20], text[:4096]
+            )
+        except DB_ERRORS:
+            logger.warning("⚠️ instance=%s inbound message not stored: database unavailable", instance_id)
+
+    def _start_sender(self, held: Held, session: GatewaySession) -> None:
+        held.sender = Sender(
+            session,
+            outcomes=lambda: self.outcomes,
+            wake_flush=self._flush_wake.set,
+            recent=held.recent_sends,
+        )
+        task = held.sender.start()
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_done)
+
+    async def _stop_sender(self, held: Held) -> None:
+        if held.sender is not None:
+            await held.sender.stop()
+            held.recent_sends = held.sender.recent
+            held.sender = None
+
+    def _spawn_task(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_done)
 
     def _progress(self) -> None:
         self.last_progress = time.time()
@@ -625,6 +676,8 @@ class Supervisor:
         """Apply what is pending, then release the leases of sessions that
         ended before it; on a database error keep both for the next try (an
         unreleased lease is not renewed, so it expires by itself)."""
+        if not await self._flush_outcomes():
+            return False
         if not self.batch and not self.releasing:
             return True
         batch, self.batch = self.batch, store.Batch()
@@ -632,13 +685,35 @@ class Supervisor:
         if batch:
             try:
                 await database_sync_to_async(store.apply)(batch)
-            except DB_ERRORS:
-                logger.warning("⚠️ database unavailable; %d writes kept for retry", len(batch))
+            except BaseException as exc:
+                # Kept for the next try, also when cancelled at shutdown.
                 self.batch = batch.merge_newer(self.batch)
                 self.releasing = releasing + self.releasing
-                return False
+                if isinstance(exc, DB_ERRORS):
+                    logger.warning("⚠️ database unavailable; %d writes kept for retry", len(batch))
+                    return False
+                raise
             self._progress()
-        await self._release(releasing)
+        try:
+            await self._release(releasing)
+        except BaseException:
+            self.releasing = releasing + self.releasing
+            raise
+        return True
+
+    async def _flush_outcomes(self) -> bool:
+        if not self.outcomes:
+            return True
+        outcomes, self.outcomes = self.outcomes, sending.Outcomes()
+        try:
+            await database_sync_to_async(sending.apply)(outcomes, self.nack_retry_s)
+        except BaseException as exc:
+            self.outcomes = outcomes.merge_newer(self.outcomes)
+            if isinstance(exc, DB_ERRORS):
+                logger.warning("⚠️ database unavailable; %d message outcomes kept for retry", len(outcomes))
+                return False
+            raise
+        self._progress()
         return True
 
     # -- leases -----------------------------------------------------------------------

@@ -1,0 +1,166 @@
+"""Sending one instance's queued messages over its ready session.
+
+The connection worker runs one :class:`Sender` per ready session. It takes
+the instance's queued messages in order, paces them with the instance's (or
+the campaign's) policy, writes ``send`` frames whose ``id`` is the message's
+stable client id, and turns ``ack``, ``nack`` and ``receipt`` frames into
+outcomes that the worker applies to the database in batches. It stops the
+moment the session leaves ``ready``; a message sent but not acknowledged
+stays queued and is sent again, with the same id, on the next session (the
+gateway deduplicates it: delivered once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+
+from campaigns import sending
+from campaigns.pacing import Pacing, next_send_at
+
+logger = logging.getLogger("blast.sender")
+
+DAY_S = 86_400.0
+# A frame sent without an answer is sent again after this long.
+RESEND_AFTER_S = 60.0
+# An acked or nacked message is kept out of the next batches this long, so
+# that a batch read before its outcome was written does not resend it.
+SETTLE_S = 30.0
+IDLE_WAIT_S = 30.0
+
+
+class FrameSender(Protocol):
+    instance_id: int
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def send_frame(self, frame: dict[str, Any]) -> bool: ...
+
+
+class Sender:
+    def __init__(
+        self,
+        session: FrameSender,
+        outcomes: Callable[[], sending.Outcomes],
+        wake_flush: Callable[[], None],
+        recent: collections.deque[float] | None = None,
+    ) -> None:
+        self.session = session
+        self.instance_id = session.instance_id
+        self._outcomes = outcomes
+        self._wake_flush = wake_flush
+        self.recent = recent  # send times in the last 24 h, shared across sessions
+        self.last_send: float | None = recent[-1] if recent else None
+        self.hold: dict[int, float] = {}  # message id -> not picked again before this time
+        self.client_ids: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self._run(), name=f"sender-{self.instance_id}")
+        return self._task
+
+    async def stop(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- frames from the gateway ---------------------------------------------------
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        client_id = frame.get("id")
+        if not isinstance(client_id, str) or not client_id:
+            return
+        now = time.time()
+        outcomes = self._outcomes()
+        if kind == "ack":
+            server_id = frame.get("server_id")
+            outcomes.acks[client_id] = (str(server_id) if server_id is not None else "", now)
+            self._settle(client_id, now + SETTLE_S)
+        elif kind == "nack":
+            permanent = frame.get("permanent") is True
+            retry_after = frame.get("retry_after_s")
+            if not isinstance(retry_after, int | float) or isinstance(retry_after, bool) or retry_after < 0:
+                retry_after = None
+            error = frame.get("error")
+            outcomes.nacks[client_id] = (permanent, str(error)[:500] if error else "", retry_after, now)
+            self._settle(client_id, now + (SETTLE_S if permanent else max(retry_after or 0.0, 1.0)))
+        elif kind == "receipt":
+            status = frame.get("status")
+            if status in ("delivered", "read"):
+                outcomes.receipt(client_id, status, now)
+        else:
+            return
+        self._wake_flush()
+
+    def _settle(self, client_id: str, until: float) -> None:
+        message_id = self.client_ids.pop(client_id, None)
+        if message_id is not None:
+            self.hold[message_id] = until
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        if self.recent is None:
+            self.recent = collections.deque(
+                await database_sync_to_async(sending.recent_sends)(self.instance_id, time.time())
+            )
+            self.last_send = self.recent[-1] if self.recent else None
+        while self.session.ready:
+            now = time.time()
+            self.hold = {mid: until for mid, until in self.hold.items() if until > now}
+            policy, batch = await database_sync_to_async(sending.next_batch)(self.instance_id, list(self.hold), now)
+            if not batch:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=IDLE_WAIT_S)
+                except TimeoutError:
+                    pass
+                continue
+            for message in batch:
+                pacing = Pacing(
+                    delay_min_s=message.delay_min_s,
+                    delay_max_s=message.delay_max_s,
+                    hourly_cap=policy.hourly_cap,
+                    daily_cap=policy.daily_cap,
+                )
+                await self._wait_turn(pacing)
+                if not self.session.ready:
+                    return
+                frame = {"type": "send", "id": message.client_id, "to": message.to, "text": message.text}
+                if not await self.session.send_frame(frame):
+                    return
+                sent = time.time()
+                self.hold[message.id] = sent + RESEND_AFTER_S
+                self.client_ids[message.client_id] = message.id
+                self.last_send = sent
+                self.recent.append(sent)
+                self._outcomes().sent[message.id] = sent
+            self._wake_flush()
+
+    async def _wait_turn(self, pacing: Pacing) -> None:
+        """Sleep until pacing allows the next send. One random draw per
+        message, so that waking up early (caps re-checked) keeps its delay."""
+        assert self.recent is not None
+        draw = random.random()
+        while True:
+            now = time.time()
+            while self.recent and now - self.recent[0] > DAY_S:
+                self.recent.popleft()
+            at = next_send_at(pacing, self.recent, self.last_send, now, lambda: draw)
+            if at <= now:
+                return
+            await asyncio.sleep(min(at - now, 60.0))
