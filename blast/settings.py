@@ -332,3 +332,36 @@ BLAST_DASHBOARD_CHART_HOURS = env_float("BLAST_DASHBOARD_CHART_HOURS", 6.0, mini
 BLAST_METRICS_TOKEN = env_str("BLAST_METRICS_TOKEN", "")
 # The messages model counted by blast_messages{status} once it exists.
 BLAST_METRICS_MESSAGE_MODEL = env_str("BLAST_METRICS_MESSAGE_MODEL", "campaigns.Message")
+
+# --- Messages and campaigns ---------------------------------------------------
+# Defaults and meaning: campaigns/conf.py.
+BLAST_TENANT_MONTHLY_QUOTA = env_int("BLAST_TENANT_MONTHLY_QUOTA", 0, minimum=0)
+BLAST_DEFAULT_REGION = env_str("BLAST_DEFAULT_REGION", "")
+BLAST_CSV_MAX_BYTES = env_int("BLAST_CSV_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+BLAST_CSV_MAX_ROWS = env_int("BLAST_CSV_MAX_ROWS", 100_000, minimum=1)
+BLAST_CONTACT_LIST_MAX_CONTACTS = env_int("BLAST_CONTACT_LIST_MAX_CONTACTS", 1_000_000, minimum=1)
+BLAST_CAMPAIGN_CHUNK = env_int("BLAST_CAMPAIGN_CHUNK", 500, minimum=1)
+BLAST_CAMPAIGN_CHUNKS_PER_TASK = env_int("BLAST_CAMPAIGN_CHUNKS_PER_TASK", 20, minimum=1)
+BLAST_CAMPAIGN_PERIOD_S = env_float("BLAST_CAMPAIGN_PERIOD_S", 5.0, minimum=0.5)
+BLAST_CAMPAIGN_EXPANSION_STALL_S = env_float("BLAST_CAMPAIGN_EXPANSION_STALL_S", 60.0, minimum=1)
+BLAST_CAMPAIGN_PAUSE_GRACE_S = env_float("BLAST_CAMPAIGN_PAUSE_GRACE_S", 15.0, minimum=0)
+BLAST_CAMPAIGN_WINDOW_GUARD_S = env_float("BLAST_CAMPAIGN_WINDOW_GUARD_S", 30.0, minimum=0)
+BLAST_OPT_OUT_KEYWORDS = env_list(
+    "BLAST_OPT_OUT_KEYWORDS", ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT"]
+)
+BLAST_OPT_IN_KEYWORDS = env_list("BLAST_OPT_IN_KEYWORDS", ["START", "UNSTOP"])
+BLAST_WEBHOOK_PERIOD_S = env_float("BLAST_WEBHOOK_PERIOD_S", 5.0, minimum=0.5)
+BLAST_WEBHOOK_BATCH = env_int("BLAST_WEBHOOK_BATCH", 100, minimum=1)
+BLAST_WEBHOOK_MAX_ATTEMPTS = env_int("BLAST_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
+BLAST_WEBHOOK_RETRY_BASE_S = env_float("BLAST_WEBHOOK_RETRY_BASE_S", 10.0, minimum=0.01)
+BLAST_WEBHOOK_RETRY_MAX_S = env_float("BLAST_WEBHOOK_RETRY_MAX_S", 3600.0, minimum=0.01)
+BLAST_WEBHOOK_TIMEOUT_S = env_float("BLAST_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
+BLAST_WEBHOOK_RETENTION_DAYS = env_float("BLAST_WEBHOOK_RETENTION_DAYS", 7.0, minimum=0.01)
+BLAST_WEBHOOK_ALLOW_PRIVATE = env_bool("BLAST_WEBHOOK_ALLOW_PRIVATE", False)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "MessageStatusEnum": "campaigns.models.MessageStatus",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "DeliveryStatusEnum": "campaigns.models.DeliveryStatus",
+    }
+)

@@ -1,20 +1,92 @@
-"""Messages, and the campaigns that expand into them.
+"""Messages, the campaigns that expand into them, contact lists, opt-outs,
+monthly quotas and the tenants' status webhooks.
 
 A message is a database row before the API answers 202; the worker that owns
 its instance sends it while the session is ready and records the outcome.
 Its protocol client id is the row's own stable public id, so that a resend
 after a drop is deduplicated by the gateway and delivered once.
+
+A campaign is a template and a contact list, sent through one or several of
+the tenant's instances. It expands into message rows (one per contact, at
+most: a unique constraint on ``(campaign, contact)``) in chunks; its
+lifecycle is ``campaigns.lifecycle``. Queued messages the worker must not
+send yet carry a ``not_before`` in the future: the next allowed-hours window,
+a nack's retry time, or :data:`HOLD` while their campaign is paused.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
 import uuid
+from typing import Any
 
+from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from instances import tokens
 from instances.models import Instance, Tenant
+
+# ``not_before`` of the queued messages of a paused campaign: never due until
+# the campaign resumes and releases them (campaigns.lifecycle).
+HOLD = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+def default_campaign_delay_min() -> float:
+    return float(settings.BLAST_CAMPAIGN_DELAY_MIN_S)
+
+
+def default_campaign_delay_max() -> float:
+    return float(settings.BLAST_CAMPAIGN_DELAY_MAX_S)
+
+
+class ContactList(models.Model):
+    """A tenant's named list of recipients, filled by CSV uploads.
+
+    ``fields`` names the custom columns seen so far (in order of first
+    appearance); a campaign's template may use them, and ``phone``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contact_lists")
+    key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200)
+    fields = models.JSONField(default=list, blank=True, help_text="Custom field names, from the CSV headers.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="contact_list_name_unique_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    """One recipient of a list: a normalised E.164 number (unique in the
+    list: uploads merge duplicates) and its custom fields."""
+
+    contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE, related_name="contacts")
+    phone = models.CharField(max_length=20, help_text="E.164")
+    fields = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["contact_list", "phone"], name="contact_phone_unique_per_list")]
+
+    def __str__(self) -> str:
+        return self.phone
+
+
+class RotationMode(models.TextChoices):
+    """How a campaign spreads its contacts over its instances (campaigns.expansion)."""
+
+    ROUND_ROBIN = "round_robin", "Round-robin"
+    LEAST_LOADED = "least_loaded", "Least loaded"
 
 
 class CampaignStatus(models.TextChoices):
@@ -26,19 +98,61 @@ class CampaignStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class PauseReason(models.TextChoices):
+    MANUAL = "manual", "Paused by the tenant"
+    NO_CONNECTED_INSTANCE = "no_connected_instance", "None of its instances is connected"
+    QUOTA_EXCEEDED = "quota_exceeded", "Monthly quota exhausted"
+
+
 class Campaign(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="campaigns")
     key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
+    template = models.TextField(
+        max_length=20_000, blank=True, help_text="{{field}} variables and {Hi|Hello} spintax (campaigns.templating)."
+    )
+    contact_list = models.ForeignKey(
+        ContactList, on_delete=models.PROTECT, null=True, blank=True, related_name="campaigns"
+    )
+    instances = models.ManyToManyField(Instance, blank=True, related_name="campaigns")
+    rotation = models.CharField(max_length=16, choices=RotationMode.choices, default=RotationMode.ROUND_ROBIN)
+    start_at = models.DateTimeField(null=True, blank=True, help_text="Empty: as soon as it is started.")
+    # Allowed hours: sends only between allowed_start and allowed_end (local
+    # time in `timezone`; end before start spans midnight) on the allowed
+    # weekdays (0 = Monday; empty: every day). No start/end: at any hour.
+    time_zone = models.CharField("timezone", max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Paris.")
+    allowed_start = models.TimeField(null=True, blank=True)
+    allowed_end = models.TimeField(null=True, blank=True)
+    allowed_weekdays = models.JSONField(default=list, blank=True)
     # Pacing of this campaign's sends on each instance (random delay between
     # two sends, inside [min, max]); None falls back to the instance's own.
-    send_delay_min_s = models.FloatField(null=True, blank=True)
-    send_delay_max_s = models.FloatField(null=True, blank=True)
+    send_delay_min_s = models.FloatField(null=True, blank=True, default=default_campaign_delay_min)
+    send_delay_max_s = models.FloatField(null=True, blank=True, default=default_campaign_delay_max)
+
+    # Lifecycle (campaigns.lifecycle).
+    pause_reason = models.CharField(max_length=24, choices=PauseReason.choices, blank=True)
+    status_message = models.CharField(max_length=300, blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    # Expansion (campaigns.expansion): contacts up to this id are expanded.
+    expansion_cursor = models.BigIntegerField(default=0)
+    expanded_count = models.PositiveIntegerField(default=0)
+    expansion_progress_at = models.DateTimeField(null=True, blank=True)
+    expanded_at = models.DateTimeField(null=True, blank=True, help_text="Every contact has its message.")
+    # Allowed hours: the window is closed until this time (queued messages
+    # carry it as not_before); the beat job wakes the instances then.
+    window_opens_at = models.DateTimeField(null=True, blank=True)
+
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "start_at"], name="campaign_status_start")]
 
     def __str__(self) -> str:
         return self.name
@@ -70,12 +184,15 @@ class FailureReason(models.TextChoices):
     OPTED_OUT = "opted_out", "Recipient opted out"
     QUOTA_EXCEEDED = "quota_exceeded", "Monthly quota exceeded"
     INSTANCE_STOPPED = "instance_stopped", "Instance stopped for good"
+    CANCELLED = "cancelled", "Campaign cancelled before it was sent"
+    INVALID_TEXT = "invalid_text", "The template rendered an empty or too long text"
 
 
 class Message(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="messages")
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="messages")
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, null=True, blank=True, related_name="messages")
+    contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
     key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
     to = models.CharField(max_length=20, help_text="E.164")
     text = models.TextField(max_length=4096)
@@ -101,6 +218,12 @@ class Message(models.Model):
                 fields=["tenant", "idempotency_key"],
                 condition=~Q(idempotency_key=""),
                 name="message_idempotency_key_unique_per_tenant",
+            ),
+            # Expansion is idempotent: one message per contact per campaign.
+            models.UniqueConstraint(
+                fields=["campaign", "contact"],
+                condition=Q(contact__isnull=False),
+                name="message_once_per_campaign_contact",
             ),
         ]
         indexes = [
@@ -140,3 +263,185 @@ class MessageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.status}"
+
+
+# --- opt-outs, inbound messages, quotas ---------------------------------------------
+
+
+class OptOutSource(models.TextChoices):
+    INBOUND = "inbound", "Recipient replied with a stop keyword"
+    API = "api", "Added through the API"
+    ADMIN = "admin", "Added in the admin"
+
+
+class OptOut(models.Model):
+    """A number the tenant never sends to again (campaigns.optouts)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="opt_outs")
+    phone = models.CharField(max_length=20, help_text="E.164")
+    source = models.CharField(max_length=8, choices=OptOutSource.choices, default=OptOutSource.API)
+    instance = models.ForeignKey(
+        Instance,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Where the stop came in.",
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "opt-out"
+        constraints = [models.UniqueConstraint(fields=["tenant", "phone"], name="opt_out_unique_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.phone
+
+
+class InboundAction(models.TextChoices):
+    NONE = "", "None"
+    OPT_OUT = "opt_out", "Opted out"
+    OPT_IN = "opt_in", "Opted in again"
+
+
+class InboundMessage(models.Model):
+    """A message an instance's account received (``inbound`` frames); stored
+    once per ``(instance, server_id)``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="inbound_messages")
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="inbound_messages")
+    server_id = models.CharField(max_length=100)
+    sender = models.CharField(max_length=20)
+    text = models.TextField(max_length=4096, blank=True)
+    action = models.CharField(max_length=8, choices=InboundAction.choices, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance", "server_id"], condition=~Q(server_id=""), name="inbound_once_per_server_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender}: {self.text[:40]}"
+
+
+class TenantQuota(models.Model):
+    """A tenant's monthly message quota; tenants without a row (or with an
+    empty limit) get ``BLAST_TENANT_MONTHLY_QUOTA`` (0: unlimited). The row is
+    also the lock that serialises a tenant's quota checks (campaigns.quota)."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="quota")
+    monthly_messages = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Messages per calendar month (UTC). Empty: the platform default; 0: unlimited."
+    )
+
+    def __str__(self) -> str:
+        return f"quota of {self.tenant}: {self.monthly_messages}"
+
+
+# --- status webhooks ------------------------------------------------------------------
+
+validate_webhook_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
+
+
+class TenantWebhook(models.Model):
+    """Where a tenant receives message status changes and instance events
+    (campaigns.webhooks): all its instances', or one instance's only."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="status_webhooks")
+    instance = models.ForeignKey(
+        Instance,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="status_webhooks",
+        help_text="Empty: every instance of the tenant.",
+    )
+    key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    url = models.CharField("URL", max_length=500, validators=[validate_webhook_url])
+    message_events = models.BooleanField(default=True, help_text="Message status changes.")
+    instance_events = models.BooleanField(default=True, help_text="Connection events of instances.")
+    # Fernet-encrypted (instances.tokens); signs bodies, shown once.
+    secret_encrypted = models.TextField(editable=False)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tenant})"
+
+    @property
+    def secret(self) -> str:
+        """The decrypted signing secret."""
+        return tokens.decrypt(self.secret_encrypted)
+
+    def set_secret(self, secret: str | None = None) -> str:
+        """Store ``secret`` (a new random one when None) encrypted; return it."""
+        secret = secret or secrets.token_urlsafe(32)
+        self.secret_encrypted = tokens.encrypt(secret)
+        return secret
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.secret_encrypted:
+            self.set_secret()
+        super().save(*args, **kwargs)
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class WebhookDelivery(models.Model):
+    """One POST of a batch of events to one webhook; every attempt updates
+    this row. The body is fixed when the row is created, so that a retry
+    sends the same events (receivers de-duplicate on each event's id)."""
+
+    webhook = models.ForeignKey(TenantWebhook, on_delete=models.CASCADE, related_name="deliveries")
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    payload = models.JSONField(default=dict)
+    event_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.CharField(max_length=500, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due"),
+            models.Index(fields=["webhook", "-created_at"], name="webhook_delivery_recent"),
+        ]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.uid} -> {self.webhook_id}: {self.status}"
+
+
+class FeedCursor(models.Model):
+    """Where the webhook fan-out is in an append-only event log
+    (``message_events``, ``connection_events``): a
+    :class:`monitoring.transitions.Cursor` as JSON."""
+
+    key = models.CharField(max_length=50, unique=True)
+    data = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.key

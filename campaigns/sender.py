@@ -130,6 +130,14 @@ class Sender:
                 except TimeoutError:
                     pass
                 continue
+            # Each message is claimed (a conditional update: still queued, still
+            # due) right before its frame goes out, so that a pause, a cancel or
+            # an opt-out that lands while it waited for its turn holds it back.
+            # Unpaced batches are claimed at once.
+            unpaced = all(m.delay_max_s <= 0 for m in batch) and not (policy.hourly_cap or policy.daily_cap)
+            claimed: set[int] | None = None
+            if unpaced:
+                claimed = set(await database_sync_to_async(sending.claim)([m.id for m in batch], time.time()))
             for message in batch:
                 pacing = Pacing(
                     delay_min_s=message.delay_min_s,
@@ -137,7 +145,14 @@ class Sender:
                     hourly_cap=policy.hourly_cap,
                     daily_cap=policy.daily_cap,
                 )
-                await self._wait_turn(pacing)
+                if claimed is None:
+                    await self._wait_turn(pacing)
+                    if not self.session.ready:
+                        return
+                    if not await database_sync_to_async(sending.claim)([message.id], time.time()):
+                        continue
+                elif message.id not in claimed:
+                    continue
                 if not self.session.ready:
                     return
                 frame = {"type": "send", "id": message.client_id, "to": message.to, "text": message.text}
@@ -148,7 +163,6 @@ class Sender:
                 self.client_ids[message.client_id] = message.id
                 self.last_send = sent
                 self.recent.append(sent)
-                self._outcomes().sent[message.id] = sent
             self._wake_flush()
 
     async def _wait_turn(self, pacing: Pacing) -> None:

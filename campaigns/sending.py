@@ -125,20 +125,37 @@ def fail(ids: list[int], reason: str, error: str, now: float) -> int:
     return len(rows)
 
 
+def claim(ids: list[int], now: float) -> list[int]:
+    """Claim messages for sending: those still queued and due are counted as
+    attempted (``attempts + 1``, ``last_sent_at``) and returned; the others
+    (sent meanwhile, held by a pause, failed by a cancel or an opt-out) are
+    left alone. The frame goes out only for the ids returned."""
+    when = _dt(now)
+    with transaction.atomic():
+        claimed = list(
+            Message.objects.select_for_update()
+            .filter(id__in=ids, status=MessageStatus.QUEUED)
+            .filter(Q(not_before__isnull=True) | Q(not_before__lte=when))
+            .values_list("id", flat=True)
+        )
+        if claimed:
+            Message.objects.filter(id__in=claimed).update(attempts=F("attempts") + 1, last_sent_at=when)
+    return claimed
+
+
 @dataclass
 class Outcomes:
     """What the gateway said about messages, collected between flushes."""
 
-    sent: dict[int, float] = field(default_factory=dict)  # message id -> time the frame went out
     acks: dict[str, tuple[str, float]] = field(default_factory=dict)  # client id -> (server id, time)
     nacks: dict[str, tuple[bool, str, float | None, float]] = field(default_factory=dict)
     receipts: dict[str, tuple[str, float]] = field(default_factory=dict)  # client id -> (status, time)
 
     def __bool__(self) -> bool:
-        return bool(self.sent or self.acks or self.nacks or self.receipts)
+        return bool(self.acks or self.nacks or self.receipts)
 
     def __len__(self) -> int:
-        return len(self.sent) + len(self.acks) + len(self.nacks) + len(self.receipts)
+        return len(self.acks) + len(self.nacks) + len(self.receipts)
 
     def receipt(self, client_id: str, status: str, at: float) -> None:
         # Keep the furthest status seen (read beats delivered).
@@ -148,7 +165,6 @@ class Outcomes:
 
     def merge_newer(self, newer: Outcomes) -> Outcomes:
         merged = Outcomes(
-            sent={**self.sent, **newer.sent},
             acks={**self.acks, **newer.acks},
             nacks={**self.nacks, **newer.nacks},
             receipts=dict(self.receipts),
@@ -172,11 +188,6 @@ def _dt(ts: float) -> dt.datetime:
 def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
     """Record a batch of outcomes in one transaction, forward-only."""
     with transaction.atomic():
-        if outcomes.sent:
-            latest = max(outcomes.sent.values())
-            Message.objects.filter(id__in=list(outcomes.sent)).update(
-                attempts=F("attempts") + 1, last_sent_at=_dt(latest)
-            )
         keys = {
             client_id: key
             for client_id in {*outcomes.acks, *outcomes.nacks, *outcomes.receipts}

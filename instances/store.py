@@ -258,9 +258,16 @@ def _claim_one(
     )
 
 
-def rebind_epoch(instance_id: int, old_epoch: int, new_epoch: int) -> bool:
-    """Move a held instance to a re-acquired lease (after Redis lost it)."""
-    return Instance.objects.filter(id=instance_id, lease_epoch=old_epoch).update(lease_epoch=new_epoch) == 1
+def rebind_epoch(instance_id: int, old_epoch: int, new_epoch: int, status: str, worker_id: str) -> bool:
+    """Move a held instance to a re-acquired lease (after Redis lost it),
+    restating the live session's status in case a recovery job, seeing the
+    lease gone meanwhile, marked it lost."""
+    return (
+        Instance.objects.filter(id=instance_id, lease_epoch=old_epoch).update(
+            lease_epoch=new_epoch, status=status, owner=worker_id
+        )
+        == 1
+    )
 
 
 # -- fenced writes, batched -----------------------------------------------------
@@ -295,6 +302,10 @@ class Batch:
 
     def merge_newer(self, newer: Batch) -> Batch:
         """This batch (which failed to apply) followed by ``newer``."""
+        for event in self.events:
+            # A rolled-back insert may have set primary keys: insert afresh.
+            event.pk = None
+            event._state.adding = True
         merged = Batch(
             states=dict(self.states), breakers=dict(self.breakers), events=self.events + newer.events
         )

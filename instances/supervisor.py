@@ -188,8 +188,13 @@ class Supervisor:
                 held.session.stop(Reason.SHUTDOWN)
         if self._session_tasks:
             await asyncio.wait(self._session_tasks, timeout=drain_s)
+        # A flush is never cancelled half-way (its thread would finish the
+        # write anyway and the retry would write it twice): let the flush loop
+        # end by itself, cancel the others.
         for task in self._tasks:
-            task.cancel()
+            if task.get_name() != "_flush_loop":
+                task.cancel()
+        self._flush_wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for _ in range(3):
             if await self._flush_once():
@@ -316,6 +321,11 @@ class Supervisor:
         elif row.lease_epoch > held.epoch:
             logger.warning("🔒 instance=%s a newer owner wrote epoch %s", held.instance_id, row.lease_epoch)
             held.session.stop(Reason.LEASE_LOST)
+        elif row.lease_epoch == held.epoch and row.status != held.status:
+            # The row drifted from the live session (a recovery job saw the
+            # lease vanish while Redis restarted): say again what is true.
+            self.batch.state(held.instance_id, held.epoch, status=held.status, owner=self.worker_id)
+            self._flush_wake.set()
 
     def _is_starting(self, instance_id: int) -> bool:
         started = self.starting.get(instance_id)
@@ -685,20 +695,14 @@ class Supervisor:
         if batch:
             try:
                 await database_sync_to_async(store.apply)(batch)
-            except BaseException as exc:
-                # Kept for the next try, also when cancelled at shutdown.
+            except DB_ERRORS as exc:
+                # The transaction rolled back: keep everything for the next try.
+                logger.warning("⚠️ database unavailable (%s); %d writes kept for retry", exc, len(batch))
                 self.batch = batch.merge_newer(self.batch)
                 self.releasing = releasing + self.releasing
-                if isinstance(exc, DB_ERRORS):
-                    logger.warning("⚠️ database unavailable; %d writes kept for retry", len(batch))
-                    return False
-                raise
+                return False
             self._progress()
-        try:
-            await self._release(releasing)
-        except BaseException:
-            self.releasing = releasing + self.releasing
-            raise
+        await self._release(releasing)
         return True
 
     async def _flush_outcomes(self) -> bool:
@@ -707,12 +711,10 @@ class Supervisor:
         outcomes, self.outcomes = self.outcomes, sending.Outcomes()
         try:
             await database_sync_to_async(sending.apply)(outcomes, self.nack_retry_s)
-        except BaseException as exc:
+        except DB_ERRORS as exc:
+            logger.warning("⚠️ database unavailable (%s); %d message outcomes kept for retry", exc, len(outcomes))
             self.outcomes = outcomes.merge_newer(self.outcomes)
-            if isinstance(exc, DB_ERRORS):
-                logger.warning("⚠️ database unavailable; %d message outcomes kept for retry", len(outcomes))
-                return False
-            raise
+            return False
         self._progress()
         return True
 
@@ -737,9 +739,11 @@ class Supervisor:
             logger.warning("⚠️ lease renewal failed for %d sessions", len(due))
             return
         for held in due:
+            if self.held.get(held.instance_id) is not held:
+                continue  # ended (and released) while the renewal was on its way
             if held.instance_id in renewed:
                 held.valid_until = started + self.config.lease_ttl
-            else:
+            elif not self.stopping:
                 await self._reacquire(held, started)
 
     async def _reacquire(self, held: Held, started: float) -> None:
@@ -749,6 +753,10 @@ class Supervisor:
             lease = await self.leases.acquire(held.instance_id, held.epoch)
         except (RedisError, OSError):
             return
+        if self.held.get(held.instance_id) is not held or self.stopping:
+            if lease is not None:
+                await self._release([lease])
+            return
         if lease is None:
             logger.warning("🔒 instance=%s lease taken by another worker", held.instance_id)
             if held.session is not None:
@@ -756,7 +764,7 @@ class Supervisor:
             return
         try:
             rebound = await database_sync_to_async(store.rebind_epoch)(
-                held.instance_id, held.epoch, lease.epoch
+                held.instance_id, held.epoch, lease.epoch, held.status, self.worker_id
             )
         except DB_ERRORS:
             rebound = False
