@@ -81,7 +81,11 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 try:
-    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))
+    # 0 by default: under ASGI every request runs in a thread of its own, so a
+    # persistent connection per thread piles up until the server refuses more.
+    # The connection worker, one database thread per process, keeps its own
+    # connection open (BLAST_WORKER_CONN_MAX_AGE_S).
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, minimum=0))
 except Exception as exc:  # dj-database-url raises several types for a bad URL
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if _database["ENGINE"] == "django.db.backends.sqlite3":
@@ -194,6 +198,7 @@ BLAST_REDIS_PREFIX = env_str("BLAST_REDIS_PREFIX", "blast")
 # How many instance ids one hint names; hints are batched, never one by one.
 BLAST_HINT_BATCH = env_int("BLAST_HINT_BATCH", 500, minimum=1)
 BLAST_WORKER_CHANNEL = env_str("BLAST_WORKER_CHANNEL", "blast-connections")
+BLAST_WORKER_CONN_MAX_AGE_S = env_int("BLAST_WORKER_CONN_MAX_AGE_S", 300, minimum=0)
 BLAST_HEARTBEAT_INTERVAL_S = env_float("BLAST_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
 # How often beat runs the recovery jobs (due retries, cooldowns, lost leases).
 BLAST_RECOVERY_PERIOD_S = env_float("BLAST_RECOVERY_PERIOD_S", 5.0, minimum=0.5)

@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from channels.worker import Worker
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from instances.consumers import ConnectionHintConsumer
 from instances.decisions import Policies
@@ -93,6 +94,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, worker_id: str | None = None, **options: Any) -> None:
         raise_open_file_limit()
+        if connections["default"].vendor != "sqlite":
+            # One database thread per worker: keep its connection open.
+            connections["default"].settings_dict["CONN_MAX_AGE"] = settings.BLAST_WORKER_CONN_MAX_AGE_S
         layer = get_channel_layer()
         if layer is None:
             raise CommandError("No channel layer is configured (CHANNEL_LAYERS).")

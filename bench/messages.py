@@ -1,0 +1,330 @@
+"""End-to-end message throughput: the API accepts, the worker sends, the gateway acks.
+
+    .venv/bin/python bench/messages.py --messages 20000 --instances 1000 [--web 2] [--workers 1]
+        [--database-url postgres://postgres@127.0.0.1:5432/postgres] [--json out.json]
+
+Starts, each as its own process: the gateway simulator (paired at once, no
+receipts), connection worker(s), Celery with beat, and the web process(es)
+(``python -m blast.web``, daphne). Creates a fresh PostgreSQL database (named
+after the run, dropped at the end), a tenant, an API key and N instances
+with pacing off (no delay, no caps), waits until all are connected, then
+POSTs the messages to ``/api/v1/instances/<id>/messages`` from a pool of
+client threads spread over the instances, and waits until every message is
+acked (status ``sent``). Prints:
+
+- acceptance: messages per second answered 202 by the API;
+- delivery: messages per second from the first acceptance to the last ack;
+- end to end: messages over the time from the first POST to the last ack;
+- database work per message: transactions committed and rows written per
+  message (PostgreSQL's own counters for the run's database), and the exact
+  number of queries one API acceptance makes (measured in-process).
+
+Not a test: it measures. The figures go to docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait(predicate: Any, timeout: float, interval: float = 0.5, what: str = "") -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--instances", type=int, default=1_000)
+    parser.add_argument("--web", type=int, default=2, help="web processes (daphne)")
+    parser.add_argument("--workers", type=int, default=1, help="connection workers")
+    parser.add_argument("--clients", type=int, default=32, help="client threads posting messages")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="store the messages directly (no API) and measure the sending side alone",
+    )
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    import psycopg
+
+    tag = uuid.uuid4().hex[:8]
+    admin_url = args.database_url
+    parts = urlsplit(admin_url)
+    dbname = f"blast_bench_{tag}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    database_url = parts._replace(path=f"/{dbname}").geturl()
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BLAST_REDIS_PREFIX": f"bench-{tag}",
+        "BLAST_WORKER_CHANNEL": f"bench-{tag}",
+        "CELERY_TASK_DEFAULT_QUEUE": f"bench-{tag}",
+        "BLAST_SEND_DELAY_MIN_S": "0",
+        "BLAST_SEND_DELAY_MAX_S": "0",
+        "BLAST_HOURLY_CAP": "0",
+        "BLAST_DAILY_CAP": "0",
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    python = sys.executable
+    logs = ROOT / ".run" / f"bench-messages-{tag}"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        with open(logs / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(proc)
+        return proc
+
+    try:
+        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blast.settings")
+        django.setup()
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from api.models import ApiKey
+        from campaigns.messages import accept
+        from campaigns.models import Message, MessageStatus
+        from instances import hints
+        from instances.models import CircuitBreaker, Gateway, Instance, Status, Tenant
+        from instances.tokens import encrypt
+        from simulator.control import SimulatorControl
+
+        sim_port = free_port()
+        start(
+            "gateway",
+            [
+                python,
+                "manage.py",
+                "run_gateway_sim",
+                "--port",
+                str(sim_port),
+                "--start-paired",
+                "--receipt-delay",
+                "-1",
+            ],
+        )
+        SimulatorControl(f"http://127.0.0.1:{sim_port}").wait_healthy(30)
+
+        tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
+        gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{sim_port}")
+        Instance.objects.bulk_create(
+            [
+                Instance(
+                    tenant=tenant,
+                    name=f"i{n:05d}",
+                    gateway=gateway,
+                    desired_state="running",
+                    token_encrypted=encrypt(uuid.uuid4().hex),
+                )
+                for n in range(args.instances)
+            ],
+            batch_size=1000,
+        )
+        instances = list(Instance.objects.filter(tenant=tenant).values_list("id", "key"))
+        CircuitBreaker.objects.bulk_create([CircuitBreaker(instance_id=i) for i, _ in instances], batch_size=1000)
+        _, api_key = ApiKey.objects.create_key(tenant, "bench")
+
+        # The exact cost of one acceptance, measured in this process.
+        probe = Instance.objects.create(tenant=tenant, name="probe", gateway=gateway)
+        with CaptureQueriesContext(connection) as captured:
+            accept(tenant, probe, "+12015550100", "probe")
+        queries_per_acceptance = len(captured.captured_queries)
+        Message.objects.filter(instance=probe).delete()
+        probe.delete()
+
+        for n in range(args.workers):
+            start(f"worker-{n}", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}-{n}"])
+        start(
+            "celery",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "blast",
+                "worker",
+                "-B",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "WARNING",
+                "-Q",
+                env["CELERY_TASK_DEFAULT_QUEUE"],
+                "--schedule",
+                str(logs / "beat-schedule"),
+            ],
+        )
+        web_ports = [free_port() for _ in range(args.web)]
+        for n, port in enumerate(web_ports):
+            start(f"web-{n}", [python, "-m", "blast.web", "-b", "127.0.0.1", "-p", str(port), "blast.asgi:application"])
+        hints.send([i for i, _ in instances])
+        connected_in = wait(
+            lambda: Instance.objects.filter(tenant=tenant, status=Status.CONNECTED).count() == len(instances),
+            300,
+            what="all instances connected",
+        )
+        print(f"{len(instances)} instances connected in {connected_in:.1f}s")
+        for port in web_ports:
+            wait(lambda p=port: _answers(p), 60, what=f"web on {port}")
+
+        def db_counters() -> tuple[int, int]:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database "
+                    "WHERE datname = current_database()"
+                )
+                commits, rows = cursor.fetchone()
+            return int(commits), int(rows)
+
+        # Spread messages over instances; each client thread owns a slice.
+        work = [
+            (instances[n % len(instances)][1], f"+1201{5550000 + n % 10000:07d}", f"bench {n}")
+            for n in range(args.messages)
+        ]
+        errors: list[str] = []
+        accepted_at: list[float] = []
+        lock = threading.Lock()
+
+        def client(index: int) -> None:
+            port = web_ports[index % len(web_ports)]
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+            for key, to, text in work[index :: args.clients]:
+                body = json.dumps({"to": to, "text": text})
+                try:
+                    conn.request("POST", f"/api/v1/instances/{key}/messages", body, headers)
+                    response = conn.getresponse()
+                    response.read()
+                    if response.status != 202:
+                        with lock:
+                            errors.append(f"{response.status}")
+                        continue
+                except (OSError, http.client.HTTPException) as exc:
+                    with lock:
+                        errors.append(type(exc).__name__)
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    continue
+                with lock:
+                    accepted_at.append(time.monotonic())
+            conn.close()
+
+        commits_before, rows_before = db_counters()
+        started = time.monotonic()
+        if args.preload:
+            by_key = dict((str(k), i) for i, k in instances)
+            Message.objects.bulk_create(
+                [Message(tenant=tenant, instance_id=by_key[str(key)], to=to, text=text) for key, to, text in work],
+                batch_size=2000,
+            )
+            hints.send([i for i, _ in instances])
+            accepted_at.extend([time.monotonic()] * len(work))
+        else:
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        accepted_in = time.monotonic() - started
+        accepted = len(accepted_at)
+
+        def acked() -> bool:
+            return Message.objects.filter(tenant=tenant, status=MessageStatus.SENT).count() >= accepted
+
+        wait(acked, 1800, interval=0.25, what="every message acked")
+        finished = time.monotonic()
+        commits_after, rows_after = db_counters()
+        deliveries = SimulatorControl(f"http://127.0.0.1:{sim_port}").stats()["deliveries"]
+        figures = {
+            "mode": "preloaded (sending side only)" if args.preload else "through the API",
+            "messages": args.messages,
+            "accepted": accepted,
+            "errors": len(errors),
+            "instances": len(instances),
+            "web_processes": args.web,
+            "workers": args.workers,
+            "client_threads": args.clients,
+            "acceptance_per_s": round(accepted / accepted_in, 1),
+            "delivery_per_s": round(accepted / (finished - started), 1),
+            "end_to_end_s": round(finished - started, 1),
+            "end_to_end_per_s": round(accepted / (finished - started), 1),
+            "queries_per_acceptance": queries_per_acceptance,
+            "transactions_per_message": round((commits_after - commits_before) / max(accepted, 1), 2),
+            "rows_written_per_message": round((rows_after - rows_before) / max(accepted, 1), 2),
+            "deliveries_at_gateway": sum(deliveries.values()),
+            "max_deliveries_per_message": max(deliveries.values()) if deliveries else 0,
+        }
+        for name, value in figures.items():
+            print(f"{name:32s} {value}")
+        if errors:
+            print("first errors:", errors[:10])
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2))
+        return 0 if not errors else 1
+    finally:
+        for proc in reversed(processes):
+            proc.terminate()
+        for proc in processes:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:
+            pass
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def _answers(port: int) -> bool:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/health/live")
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
