@@ -24,7 +24,6 @@ import argparse
 import collections
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -37,20 +36,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait(predicate: Any, timeout: float, interval: float = 0.5, what: str = "") -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+from bench.harness import Processes, free_port, wait  # noqa: E402
 
 
 def main() -> int:
@@ -91,14 +77,8 @@ def main() -> int:
 
     port = free_port()
     logs = run_dir / f"bench-connections-{tag}"
-    logs.mkdir(exist_ok=True)
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        with open(logs / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        processes.append(proc)
-        return proc
+    group = Processes(env, logs)
+    start = group.start
 
     try:
         start("gateway", [python, "manage.py", "run_gateway_sim", "--port", str(port), "--start-paired"])
@@ -127,9 +107,7 @@ def main() -> int:
         CircuitBreaker.objects.bulk_create([CircuitBreaker(instance_id=i) for i in ids], batch_size=1000)
         print(f"created {len(instances)} instances in {time.monotonic() - created:.1f}s")
 
-        worker = start(
-            "worker", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}"]
-        )
+        worker = start("worker", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}"])
         start(
             "celery",
             [
@@ -204,9 +182,7 @@ def main() -> int:
         stats = control.stats()
         max_concurrent = max(v["max_concurrent"] for v in stats["instances"].values())
         breakers = dict(
-            CircuitBreaker.objects.filter(instance__tenant=tenant)
-            .values_list("state")
-            .annotate(n=Count("id"))
+            CircuitBreaker.objects.filter(instance__tenant=tenant).values_list("state").annotate(n=Count("id"))
         )
         figures = {
             "sessions_requested": len(ids),
@@ -236,13 +212,7 @@ def main() -> int:
             Path(args.timeline).write_text("seconds,connected\n" + "".join(f"{t},{c}\n" for t, c in timeline))
         return 0
     finally:
-        for proc in reversed(processes):
-            proc.terminate()
-        for proc in processes:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        group.stop()
 
 
 def _dt(ts: float) -> Any:

@@ -28,33 +28,18 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait(predicate: Any, timeout: float, interval: float = 0.5, what: str = "") -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+from bench.harness import Processes, free_port, wait  # noqa: E402
 
 
 def main() -> int:
@@ -99,14 +84,8 @@ def main() -> int:
     os.environ.update(env)
     python = sys.executable
     logs = ROOT / ".run" / f"bench-messages-{tag}"
-    logs.mkdir(parents=True, exist_ok=True)
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        with open(logs / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        processes.append(proc)
-        return proc
+    group = Processes(env, logs)
+    start = group.start
 
     try:
         subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
@@ -298,13 +277,7 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(figures, indent=2))
         return 0 if not errors else 1
     finally:
-        for proc in reversed(processes):
-            proc.terminate()
-        for proc in processes:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        group.stop()
         try:
             from django.db import connections
 

@@ -172,9 +172,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=2000, help="concurrent sessions to open")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold them all open")
-    parser.add_argument(
-        "--concurrency", type=int, default=0, help="max handshakes in flight (0: all at once)"
-    )
+    parser.add_argument("--concurrency", type=int, default=0, help="max handshakes in flight (0: all at once)")
     parser.add_argument("--open-timeout", type=float, default=60.0, help="per-session deadline for ready")
     parser.add_argument("--url", help="use this running simulator (ws://host:port) instead of starting one")
     parser.add_argument("--sim-pid", type=int, help="pid of the simulator at --url, for its RSS")
@@ -199,9 +197,7 @@ def main() -> int:
     for name, value in result.items():
         if name != "simulator_stats":
             print(f"{name:<{width}}  {value}")
-    print(
-        "simulator_stats " + json.dumps(result["simulator_stats"], indent=None if not args.full_stats else 2)
-    )
+    print("simulator_stats " + json.dumps(result["simulator_stats"], indent=None if not args.full_stats else 2))
     return 0 if result["ready"] == args.sessions else 1
 
 
