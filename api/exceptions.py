@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
@@ -61,6 +62,18 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is not None:
         return response
     request = context.get("request")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is away (restarting, out of connections): not the
+        # client's fault and not a bug; say so and when to come back.
+        logger.warning(
+            "⚠️ database unavailable in %s %s: %s", getattr(request, "method", "?"), getattr(request, "path", "?"), exc
+        )
+        set_rollback()
+        return Response(
+            {"detail": "The service is briefly unavailable; retry shortly."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
     logger.error(
         "💥 unexpected error in %s %s",
         getattr(request, "method", "?"),
