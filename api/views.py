@@ -9,6 +9,7 @@ instance is a 404 like a missing one) and every change through
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -254,19 +255,17 @@ class InstanceCommandView(TenantView):
 
     http_method_names = ["post", "options"]
     serializer_class = InstanceSerializer
-
-    def run(self, instance: Instance) -> Instance:  # pragma: no cover - abstract
-        raise NotImplementedError
+    # The command a subclass runs: instances.commands or api.controls.
+    command: Callable[..., Instance]
 
     def post(self, request: Request, **kwargs: Any) -> Response:
-        instance = self.run(self.get_instance())
+        instance = type(self).command(self.get_instance(), actor=self.client.actor)
         return self.instance_response(instance)
 
 
 @extend_schema(tags=["instances"])
 class ConnectView(InstanceCommandView):
-    def run(self, instance: Instance) -> Instance:
-        return commands.connect(instance, actor=self.client.actor)
+    command = staticmethod(commands.connect)
 
     @extend_schema(
         operation_id="instances_connect",
@@ -281,8 +280,7 @@ class ConnectView(InstanceCommandView):
 
 @extend_schema(tags=["instances"])
 class DisconnectView(InstanceCommandView):
-    def run(self, instance: Instance) -> Instance:
-        return commands.disconnect(instance, actor=self.client.actor)
+    command = staticmethod(commands.disconnect)
 
     @extend_schema(
         operation_id="instances_disconnect",
@@ -319,8 +317,7 @@ class CircuitBreakerView(TenantView):
 
 @extend_schema(tags=["circuit breaker"])
 class ForceRetryView(InstanceCommandView):
-    def run(self, instance: Instance) -> Instance:
-        return controls.force_retry(instance, actor=self.client.actor)
+    command = staticmethod(controls.force_retry)
 
     @extend_schema(
         operation_id="circuit_breaker_force_retry",
@@ -335,8 +332,7 @@ class ForceRetryView(InstanceCommandView):
 
 @extend_schema(tags=["circuit breaker"])
 class ResetBreakerView(InstanceCommandView):
-    def run(self, instance: Instance) -> Instance:
-        return controls.reset_breaker(instance, actor=self.client.actor)
+    command = staticmethod(controls.reset_breaker)
 
     @extend_schema(
         operation_id="circuit_breaker_reset",
