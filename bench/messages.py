@@ -1,7 +1,7 @@
 """End-to-end message throughput: the API accepts, the worker sends, the gateway acks.
 
     .venv/bin/python bench/messages.py --messages 20000 --instances 1000 [--web 2] [--workers 1]
-        [--database-url postgres://postgres@127.0.0.1:5432/postgres] [--json out.json]
+        [--batch 500] [--database-url postgres://postgres@127.0.0.1:5432/postgres] [--json out.json]
 
 Starts, each as its own process: the gateway simulator (paired at once, no
 receipts), connection worker(s), Celery with beat, and the web process(es)
@@ -9,15 +9,18 @@ receipts), connection worker(s), Celery with beat, and the web process(es)
 after the run, dropped at the end), a tenant, an API key and N instances
 with pacing off (no delay, no caps), waits until all are connected, then
 POSTs the messages to ``/api/v1/instances/<id>/messages`` from a pool of
-client threads spread over the instances, and waits until every message is
-acked (status ``sent``). Prints:
+client threads spread over the instances (with ``--batch N``: POSTs batches
+of N messages to ``/api/v1/messages/batch`` instead, counting the messages
+each answer holds), and waits until every message is acked (status
+``sent``). Prints:
 
 - acceptance: messages per second answered 202 by the API;
 - delivery: messages per second from the first acceptance to the last ack;
 - end to end: messages over the time from the first POST to the last ack;
 - database work per message: transactions committed and rows written per
   message (PostgreSQL's own counters for the run's database), and the exact
-  number of queries one API acceptance makes (measured in-process).
+  number of queries one API acceptance makes (measured in-process; with
+  ``--batch``, also the queries of one batch of N).
 
 Not a test: it measures. The figures go to docs/BENCHMARKS.md.
 """
@@ -49,6 +52,12 @@ def main() -> int:
     parser.add_argument("--web", type=int, default=2, help="web processes (daphne)")
     parser.add_argument("--workers", type=int, default=1, help="connection workers")
     parser.add_argument("--clients", type=int, default=32, help="client threads posting messages")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="messages per POST to /api/v1/messages/batch (0: one message per POST to the single endpoint)",
+    )
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument(
         "--preload",
@@ -97,7 +106,7 @@ def main() -> int:
         from django.test.utils import CaptureQueriesContext
 
         from api.models import ApiKey
-        from campaigns.messages import accept
+        from campaigns.messages import NewMessage, accept, accept_many
         from campaigns.models import Message, MessageStatus
         from instances import hints
         from instances.models import CircuitBreaker, Gateway, Instance, Status, Tenant
@@ -144,6 +153,12 @@ def main() -> int:
         with CaptureQueriesContext(connection) as captured:
             accept(tenant, probe, "+12015550100", "probe")
         queries_per_acceptance = len(captured.captured_queries)
+        queries_per_batch = None
+        if args.batch:
+            probes = [NewMessage(probe, f"+1201555{n % 10000:04d}", "probe") for n in range(args.batch)]
+            with CaptureQueriesContext(connection) as captured:
+                accept_many(tenant, probes)
+            queries_per_batch = len(captured.captured_queries)
         Message.objects.filter(instance=probe).delete()
         probe.delete()
 
@@ -200,28 +215,55 @@ def main() -> int:
         accepted_at: list[float] = []
         lock = threading.Lock()
 
+        def post(conn: http.client.HTTPConnection, path: str, body: str, headers: dict[str, str]) -> int:
+            """POST; the number of messages accepted (0 after recording an error)."""
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            data = response.read()
+            if response.status != 202:
+                with lock:
+                    errors.append(f"{response.status}")
+                return 0
+            return len(json.loads(data)["messages"]) if args.batch else 1
+
         def client(index: int) -> None:
             port = web_ports[index % len(web_ports)]
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-            for key, to, text in work[index :: args.clients]:
-                body = json.dumps({"to": to, "text": text})
+            mine = work[index :: args.clients]
+            if args.batch:
+                requests = [
+                    (
+                        "/api/v1/messages/batch",
+                        json.dumps(
+                            {
+                                "messages": [
+                                    {"instance": str(key), "to": to, "text": text}
+                                    for key, to, text in mine[start : start + args.batch]
+                                ]
+                            }
+                        ),
+                    )
+                    for start in range(0, len(mine), args.batch)
+                ]
+            else:
+                requests = [
+                    (f"/api/v1/instances/{key}/messages", json.dumps({"to": to, "text": text}))
+                    for key, to, text in mine
+                ]
+            for path, body in requests:
                 try:
-                    conn.request("POST", f"/api/v1/instances/{key}/messages", body, headers)
-                    response = conn.getresponse()
-                    response.read()
-                    if response.status != 202:
-                        with lock:
-                            errors.append(f"{response.status}")
-                        continue
-                except (OSError, http.client.HTTPException) as exc:
+                    count = post(conn, path, body, headers)
+                except (OSError, http.client.HTTPException, ValueError) as exc:
                     with lock:
                         errors.append(type(exc).__name__)
                     conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                     continue
-                with lock:
-                    accepted_at.append(time.monotonic())
+                if count:
+                    at = time.monotonic()
+                    with lock:
+                        accepted_at.extend([at] * count)
             conn.close()
 
         commits_before, rows_before = db_counters()
@@ -259,11 +301,13 @@ def main() -> int:
             "web_processes": args.web,
             "workers": args.workers,
             "client_threads": args.clients,
+            "batch": args.batch or "single endpoint",
             "acceptance_per_s": round(accepted / accepted_in, 1),
-            "delivery_per_s": round(accepted / (finished - started), 1),
+            "delivery_per_s": round(accepted / (finished - min(accepted_at, default=started)), 1),
             "end_to_end_s": round(finished - started, 1),
             "end_to_end_per_s": round(accepted / (finished - started), 1),
             "queries_per_acceptance": queries_per_acceptance,
+            **({"queries_per_batch": queries_per_batch} if args.batch else {}),
             "transactions_per_message": round((commits_after - commits_before) / max(accepted, 1), 2),
             "rows_written_per_message": round((rows_after - rows_before) / max(accepted, 1), 2),
             "deliveries_at_gateway": sum(deliveries.values()),

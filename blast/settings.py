@@ -223,9 +223,7 @@ BLAST_TOKEN_KEY = env_str("BLAST_TOKEN_KEY", "")
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ImproperlyConfigured(
-        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}"
-    )
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -344,6 +342,7 @@ BLAST_TENANT_MONTHLY_QUOTA = env_int("BLAST_TENANT_MONTHLY_QUOTA", 0, minimum=0)
 BLAST_DEFAULT_REGION = env_str("BLAST_DEFAULT_REGION", "")
 BLAST_CSV_MAX_BYTES = env_int("BLAST_CSV_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 BLAST_CSV_MAX_ROWS = env_int("BLAST_CSV_MAX_ROWS", 100_000, minimum=1)
+BLAST_MESSAGE_BATCH_MAX = env_int("BLAST_MESSAGE_BATCH_MAX", 1000, minimum=1)
 BLAST_CONTACT_LIST_MAX_CONTACTS = env_int("BLAST_CONTACT_LIST_MAX_CONTACTS", 1_000_000, minimum=1)
 BLAST_CAMPAIGN_CHUNK = env_int("BLAST_CAMPAIGN_CHUNK", 500, minimum=1)
 BLAST_CAMPAIGN_CHUNKS_PER_TASK = env_int("BLAST_CAMPAIGN_CHUNKS_PER_TASK", 20, minimum=1)

@@ -19,6 +19,8 @@ urlpatterns = [
     # Messages.
     path("api/v1/instances/<str:id>/messages", views.InstanceMessagesView.as_view(), name="instance-messages"),
     path("api/v1/messages", views.MessageListView.as_view(), name="messages"),
+    # Before messages/<id>, so that "batch" is never read as an id.
+    path("api/v1/messages/batch", views.MessageBatchView.as_view(), name="messages-batch"),
     path("api/v1/messages/<str:id>", views.MessageDetailView.as_view(), name="message"),
     path("api/v1/quota", views.QuotaView.as_view(), name="quota"),
     # Contact lists.

@@ -15,6 +15,8 @@ from django.conf import settings
 DEFAULTS: dict[str, Any] = {
     # Messages per tenant per calendar month (UTC); 0: unlimited.
     "BLAST_TENANT_MONTHLY_QUOTA": 0,
+    # Most messages one POST /api/v1/messages/batch may hold.
+    "BLAST_MESSAGE_BATCH_MAX": 1000,
     # Region used to read numbers written without a country code ("" : none,
     # such numbers are refused). An upload may name its own (?region=BR).
     "BLAST_DEFAULT_REGION": "",

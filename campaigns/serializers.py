@@ -123,6 +123,79 @@ class MessageCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]
         return value
 
 
+MAX_IDEMPOTENCY_KEY = 200
+IDEMPOTENCY_KEY_ERROR = f"1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters, such as a UUID."
+
+
+def valid_idempotency_key(raw: str) -> str | None:
+    """``raw`` stripped when it is a usable idempotency key, else None."""
+    key = raw.strip()
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or any(not 32 <= ord(ch) <= 126 for ch in key):
+        return None
+    return key
+
+
+class MessageBatchItemSerializer(MessageCreateSerializer):
+    """One message of ``POST /api/v1/messages/batch``: the single message's
+    fields, plus its instance and, optionally, its idempotency key."""
+
+    instance = serializers.UUIDField(help_text="The public id of one of your instances.")
+    idempotency_key = StrictCharField(
+        required=False,
+        trim_whitespace=False,
+        allow_blank=True,
+        help_text="Optional, 1-200 printable ASCII characters, unique per tenant (as the Idempotency-Key header).",
+    )
+
+    def validate_idempotency_key(self, value: str) -> str:
+        key = valid_idempotency_key(value)
+        if key is None:
+            raise serializers.ValidationError(IDEMPOTENCY_KEY_ERROR)
+        return key
+
+
+class MessageBatchSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
+    """``POST /api/v1/messages/batch``: all items valid, or none is stored.
+
+    Errors of items are a list beside the items, ``{}`` for the valid ones.
+    Instances are looked up with one query for the whole batch; another
+    tenant's instance reads exactly like one that does not exist.
+    """
+
+    def get_fields(self) -> dict[str, Any]:
+        from campaigns import conf
+
+        fields = super().get_fields()
+        limit = int(conf.get("BLAST_MESSAGE_BATCH_MAX"))  # read per request, so tests can override it
+        fields["messages"] = MessageBatchItemSerializer(
+            many=True,
+            allow_empty=False,
+            max_length=limit,
+            help_text=f"1 to {limit} messages, all valid or none stored.",
+        )
+        return fields
+
+    def validate_messages(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        wanted = {item["instance"] for item in items}
+        found = {i.key: i for i in Instance.objects.filter(tenant=_scoped(self.context), key__in=wanted)}
+        errors: list[dict[str, list[str]]] = [{} for _ in items]
+        first_of_key: dict[str, int] = {}
+        for index, item in enumerate(items):
+            instance = found.get(item["instance"])
+            if instance is None:
+                errors[index]["instance"] = [f"No instance with id {item['instance']}."]
+            item["instance"] = instance
+            key = item.setdefault("idempotency_key", "")
+            if key and key in first_of_key:
+                errors[index]["idempotency_key"] = [
+                    f"This idempotency key is also used by item {first_of_key[key]} of this batch."
+                ]
+            first_of_key.setdefault(key, index)
+        if any(errors):
+            raise serializers.ValidationError(errors)
+        return items
+
+
 class MessageSerializer(serializers.ModelSerializer[Message]):
     """A message as tenants see it; ``id`` is its public UUID (also the
     protocol's client message id, as 32 hex digits)."""
@@ -173,6 +246,12 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
     @extend_schema_field({"type": "boolean", "description": "Held while its campaign is paused."})
     def get_held(self, message: Message) -> bool:
         return message.not_before is not None and message.not_before >= HOLD
+
+
+class MessageBatchResultSerializer(serializers.Serializer[Any]):
+    """The answer of ``POST /api/v1/messages/batch``."""
+
+    messages = MessageSerializer(many=True, help_text="The messages, in request order.")
 
 
 class MessageListQuerySerializer(serializers.Serializer[Any]):

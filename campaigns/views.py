@@ -26,7 +26,7 @@ from api.exceptions import Conflict
 from api.serializers import ErrorSerializer
 from api.views import TenantView
 from campaigns import conf, contacts, lifecycle, optouts, phones, quota, reports, states
-from campaigns.messages import IdempotencyMismatch, QuotaExceeded, accept
+from campaigns.messages import IdempotencyMismatch, NewMessage, QuotaExceeded, accept, accept_many
 from campaigns.models import (
     Campaign,
     CampaignStatus,
@@ -40,10 +40,13 @@ from campaigns.models import (
 )
 from campaigns.parsers import BoundedMultiPartParser, CsvParser
 from campaigns.serializers import (
+    IDEMPOTENCY_KEY_ERROR,
     CampaignRenameSerializer,
     CampaignSerializer,
     ContactListSerializer,
     ContactSerializer,
+    MessageBatchResultSerializer,
+    MessageBatchSerializer,
     MessageCreateSerializer,
     MessageListQuerySerializer,
     MessageSerializer,
@@ -54,9 +57,8 @@ from campaigns.serializers import (
     WebhookCreatedSerializer,
     WebhookDeliverySerializer,
     WebhookSerializer,
+    valid_idempotency_key,
 )
-
-MAX_IDEMPOTENCY_KEY = 200
 
 ERROR_DESCRIPTIONS = {
     400: "Invalid input: field errors ({field: [messages]}) or {detail}.",
@@ -151,11 +153,9 @@ def idempotency_key(request: Request) -> str:
     raw = request.META.get("HTTP_IDEMPOTENCY_KEY")
     if raw is None:
         return ""
-    key = raw.strip()
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or any(not 32 <= ord(ch) <= 126 for ch in key):
-        raise exceptions.ValidationError(
-            {"Idempotency-Key": [f"1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters, such as a UUID."]}
-        )
+    key = valid_idempotency_key(raw)
+    if key is None:
+        raise exceptions.ValidationError({"Idempotency-Key": [IDEMPOTENCY_KEY_ERROR]})
     return key
 
 
@@ -196,6 +196,40 @@ class InstanceMessagesView(CampaignsView):
         if not accepted.created:
             response["Idempotent-Replayed"] = "true"
         return response
+
+
+@extend_schema(tags=["messages"])
+class MessageBatchView(CampaignsView):
+    http_method_names = ["post", "options"]
+    serializer_class = MessageBatchSerializer
+
+    @extend_schema(
+        operation_id="messages_batch_create",
+        summary="Send a batch of messages",
+        description=(
+            "Up to BLAST_MESSAGE_BATCH_MAX (default 1000) messages, each naming one of your instances, stored "
+            "all or none in one transaction (202, answered in request order). Any invalid item is a 400 with "
+            "the errors beside the items ({messages: [{}, {field: [messages]}, ...]}), and nothing is stored. "
+            "The quota must have room for every new message of the batch (else 429, nothing stored). An item "
+            "whose idempotency_key was used before answers the stored message (422 when that was a different "
+            "message); a key may appear once per batch. Messages to opted-out numbers are accepted and failed "
+            "at once (status failed, failure_reason opted_out)."
+        ),
+        request=MessageBatchSerializer,
+        responses={202: MessageBatchResultSerializer, **errors(400, 401, 413, 415, 422, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = MessageBatchSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        items = [NewMessage(**item) for item in serializer.validated_data["messages"]]
+        try:
+            accepted = accept_many(self.tenant, items)
+        except QuotaExceeded as exc:
+            raise QuotaThrottled(wait=exc.retry_after_s, detail=str(exc)) from None
+        except IdempotencyMismatch as exc:
+            raise UnprocessableEntity(f"Item {exc.index}: {exc}") from None
+        messages = [a.message for a in accepted]
+        return Response({"messages": MessageSerializer(messages, many=True).data}, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(tags=["messages"])
