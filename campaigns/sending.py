@@ -216,15 +216,20 @@ def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
                 )
             )
 
+        acked: list[Message] = []
         for client_id, (server_id, at) in outcomes.acks.items():
             row = rows.get(client_id)
             if row is None or row.status != MessageStatus.QUEUED:
                 continue  # a repeated ack of a resend: already recorded
-            Message.objects.filter(id=row.id, status=MessageStatus.QUEUED).update(
-                status=MessageStatus.SENT, server_id=server_id[:100], sent_at=_dt(at), not_before=None
-            )
+            # The rows are locked by this transaction and were read queued:
+            # one UPDATE for all of them instead of one per message.
             row.status = MessageStatus.SENT
+            row.server_id = server_id[:100]
+            row.sent_at = _dt(at)
+            row.not_before = None
+            acked.append(row)
             event(row, MessageStatus.SENT, at, server_id=server_id[:100])
+        Message.objects.bulk_update(acked, ["status", "server_id", "sent_at", "not_before"], batch_size=500)
         for client_id, (permanent, error, retry_after, at) in outcomes.nacks.items():
             row = rows.get(client_id)
             if row is None or row.status != MessageStatus.QUEUED:
