@@ -43,7 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import transaction
-from django.db.models import F, Model, Q
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from campaigns import conf
@@ -287,16 +287,7 @@ def body_of(delivery: WebhookDelivery) -> bytes:
 
 def claim(delivery_id: int, now: dt.datetime) -> bool:
     """Take the delivery for one attempt, atomically; False if not ours."""
-    hold = dt.timedelta(seconds=float(conf.get("BLAST_WEBHOOK_TIMEOUT_S")) * 2 + 30)
-    return (
-        WebhookDelivery.objects.filter(id=delivery_id)
-        .filter(
-            Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            | Q(status=DeliveryStatus.SENDING, claimed_until__lt=now)
-        )
-        .update(status=DeliveryStatus.SENDING, claimed_until=now + hold, attempts=F("attempts") + 1, updated_at=now)
-        == 1
-    )
+    return http.claim_row(WebhookDelivery, delivery_id, now, float(conf.get("BLAST_WEBHOOK_TIMEOUT_S")))
 
 
 @dataclass(frozen=True)
@@ -381,17 +372,8 @@ def _record(delivery: WebhookDelivery, response: http.Response, final: bool = Fa
 
 
 def overdue(now: dt.datetime, slack_s: float, limit: int = 500) -> list[int]:
-    """Deliveries whose hint was evidently lost: due for ``slack_s`` already,
-    or claimed by a sender whose claim expired."""
-    cutoff = now - dt.timedelta(seconds=slack_s)
-    return list(
-        WebhookDelivery.objects.filter(
-            Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=cutoff)
-            | Q(status=DeliveryStatus.SENDING, claimed_until__lt=now)
-        )
-        .order_by("next_attempt_at")
-        .values_list("id", flat=True)[:limit]
-    )
+    """Deliveries whose hint was evidently lost (see ``monitoring.delivery.overdue_rows``)."""
+    return http.overdue_rows(WebhookDelivery, now, slack_s, limit)
 
 
 def prune(now: dt.datetime | None = None) -> int:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Model, Q
 from django.utils import timezone
 
 from monitoring import signing
@@ -113,11 +113,13 @@ def post(url: str, secret: str, body: bytes, extra_headers: dict[str, str], time
         return Response(None, "", f"{type(reason).__name__}: {reason}"[:EXCERPT_CHARS])
 
 
-def claim(delivery_id: int, now: dt.datetime) -> bool:
-    """Take the delivery for one attempt, atomically; False if not ours."""
-    hold = dt.timedelta(seconds=settings.BLAST_ALERT_TIMEOUT_S * 2 + 30)
+def claim_row(model: type[Model], delivery_id: int, now: dt.datetime, timeout_s: float) -> bool:
+    """Take a delivery row (alert or tenant webhook) for one attempt,
+    atomically: due and pending, or claimed by a sender whose claim expired.
+    False when it is not ours."""
+    hold = dt.timedelta(seconds=timeout_s * 2 + 30)
     return (
-        AlertDelivery.objects.filter(id=delivery_id)
+        model.objects.filter(id=delivery_id)  # type: ignore[attr-defined]
         .filter(
             Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
             | Q(status=DeliveryStatus.SENDING, claimed_until__lt=now)
@@ -130,6 +132,25 @@ def claim(delivery_id: int, now: dt.datetime) -> bool:
         )
         == 1
     )
+
+
+def overdue_rows(model: type[Model], now: dt.datetime, slack_s: float, limit: int = 500) -> list[int]:
+    """Deliveries whose hint was evidently lost: due for ``slack_s`` already,
+    or claimed by a sender whose claim expired."""
+    cutoff = now - dt.timedelta(seconds=slack_s)
+    return list(
+        model.objects.filter(  # type: ignore[attr-defined]
+            Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=cutoff)
+            | Q(status=DeliveryStatus.SENDING, claimed_until__lt=now)
+        )
+        .order_by("next_attempt_at")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+def claim(delivery_id: int, now: dt.datetime) -> bool:
+    """Take the alert delivery for one attempt, atomically; False if not ours."""
+    return claim_row(AlertDelivery, delivery_id, now, settings.BLAST_ALERT_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -207,14 +228,5 @@ def _record(delivery: AlertDelivery, response: Response, final: bool = False) ->
 
 
 def overdue(now: dt.datetime, slack_s: float, limit: int = 500) -> list[int]:
-    """Deliveries whose hint was evidently lost: due for ``slack_s`` already,
-    or claimed by a sender whose claim expired."""
-    cutoff = now - dt.timedelta(seconds=slack_s)
-    return list(
-        AlertDelivery.objects.filter(
-            Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=cutoff)
-            | Q(status=DeliveryStatus.SENDING, claimed_until__lt=now)
-        )
-        .order_by("next_attempt_at")
-        .values_list("id", flat=True)[:limit]
-    )
+    """Alert deliveries whose hint was evidently lost (see :func:`overdue_rows`)."""
+    return overdue_rows(AlertDelivery, now, slack_s, limit)
