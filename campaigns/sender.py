@@ -34,6 +34,8 @@ RESEND_AFTER_S = 60.0
 # that a batch read before its outcome was written does not resend it.
 SETTLE_S = 30.0
 IDLE_WAIT_S = 30.0
+# Messages read per query.
+BATCH = 100
 
 
 class FrameSender(Protocol):
@@ -122,48 +124,60 @@ class Sender:
         while self.session.ready:
             now = time.time()
             self.hold = {mid: until for mid, until in self.hold.items() if until > now}
-            policy, batch = await database_sync_to_async(sending.next_batch)(self.instance_id, list(self.hold), now)
-            if not batch:
-                self._wake.clear()
+            # Cleared before the read: a message queued after it wakes us.
+            self._wake.clear()
+            policy, batch = await database_sync_to_async(sending.next_batch)(
+                self.instance_id, list(self.hold), now, BATCH
+            )
+            if batch and not await self._send(policy, batch):
+                return
+            if len(batch) < BATCH and self.session.ready:
+                # The queue was drained by this read: nothing more until a
+                # hint, a retry coming due (the periodic sweep hints it) or
+                # the idle timeout.
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=IDLE_WAIT_S)
                 except TimeoutError:
                     pass
-                continue
-            # Each message is claimed (a conditional update: still queued, still
-            # due) right before its frame goes out, so that a pause, a cancel or
-            # an opt-out that lands while it waited for its turn holds it back.
-            # Unpaced batches are claimed at once.
-            unpaced = all(m.delay_max_s <= 0 for m in batch) and not (policy.hourly_cap or policy.daily_cap)
-            claimed: set[int] | None = None
-            if unpaced:
-                claimed = set(await database_sync_to_async(sending.claim)([m.id for m in batch], time.time()))
-            for message in batch:
-                pacing = Pacing(
-                    delay_min_s=message.delay_min_s,
-                    delay_max_s=message.delay_max_s,
-                    hourly_cap=policy.hourly_cap,
-                    daily_cap=policy.daily_cap,
-                )
-                if claimed is None:
-                    await self._wait_turn(pacing)
-                    if not self.session.ready:
-                        return
-                    if not await database_sync_to_async(sending.claim)([message.id], time.time()):
-                        continue
-                elif message.id not in claimed:
-                    continue
+
+    async def _send(self, policy: sending.Policy, batch: list[sending.Outgoing]) -> bool:
+        """Claim and send one batch, in order, paced; False when the session
+        can no longer send."""
+        # Each message is claimed (a conditional update: still queued, still
+        # due) right before its frame goes out, so that a pause, a cancel or
+        # an opt-out that lands while it waited for its turn holds it back.
+        # Unpaced batches are claimed at once.
+        unpaced = all(m.delay_max_s <= 0 for m in batch) and not (policy.hourly_cap or policy.daily_cap)
+        claimed: set[int] | None = None
+        if unpaced:
+            claimed = set(await database_sync_to_async(sending.claim)([m.id for m in batch], time.time()))
+        for message in batch:
+            pacing = Pacing(
+                delay_min_s=message.delay_min_s,
+                delay_max_s=message.delay_max_s,
+                hourly_cap=policy.hourly_cap,
+                daily_cap=policy.daily_cap,
+            )
+            if claimed is None:
+                await self._wait_turn(pacing)
                 if not self.session.ready:
-                    return
-                frame = {"type": "send", "id": message.client_id, "to": message.to, "text": message.text}
-                if not await self.session.send_frame(frame):
-                    return
-                sent = time.time()
-                self.hold[message.id] = sent + RESEND_AFTER_S
-                self.client_ids[message.client_id] = message.id
-                self.last_send = sent
-                self.recent.append(sent)
-            self._wake_flush()
+                    return False
+                if not await database_sync_to_async(sending.claim)([message.id], time.time()):
+                    continue
+            elif message.id not in claimed:
+                continue
+            if not self.session.ready:
+                return False
+            frame = {"type": "send", "id": message.client_id, "to": message.to, "text": message.text}
+            if not await self.session.send_frame(frame):
+                return False
+            sent = time.time()
+            self.hold[message.id] = sent + RESEND_AFTER_S
+            self.client_ids[message.client_id] = message.id
+            self.last_send = sent
+            self.recent.append(sent)
+        self._wake_flush()
+        return True
 
     async def _wait_turn(self, pacing: Pacing) -> None:
         """Sleep until pacing allows the next send. One random draw per

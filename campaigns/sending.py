@@ -15,12 +15,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.models import FailureReason, Message, MessageEvent, MessageStatus
 from instances.models import Instance
+
+# Rows per statement in the bulk writes: well under SQLite's parameter limit.
+CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -129,18 +132,68 @@ def claim(ids: list[int], now: float) -> list[int]:
     """Claim messages for sending: those still queued and due are counted as
     attempted (``attempts + 1``, ``last_sent_at``) and returned; the others
     (sent meanwhile, held by a pause, failed by a cancel or an opt-out) are
-    left alone. The frame goes out only for the ids returned."""
-    when = _dt(now)
-    with transaction.atomic():
-        claimed = list(
-            Message.objects.select_for_update()
-            .filter(id__in=ids, status=MessageStatus.QUEUED)
-            .filter(Q(not_before__isnull=True) | Q(not_before__lte=when))
-            .values_list("id", flat=True)
-        )
-        if claimed:
-            Message.objects.filter(id__in=claimed).update(attempts=F("attempts") + 1, last_sent_at=when)
+    left alone. The frame goes out only for the ids returned.
+
+    One conditional ``UPDATE ... RETURNING`` (PostgreSQL and SQLite both
+    have it): the condition is the claim, so no lock is held between a read
+    and a write."""
+    if not ids:
+        return []
+    table = Message._meta.db_table
+    when = _db_datetime(_dt(now))
+    claimed: list[int] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            cursor.execute(
+                f"UPDATE {table} SET attempts = attempts + 1, last_sent_at = %s "
+                f"WHERE id IN ({', '.join(['%s'] * len(chunk))}) AND status = %s "
+                "AND (not_before IS NULL OR not_before <= %s) RETURNING id",
+                [when, *chunk, MessageStatus.QUEUED, when],
+            )
+            claimed.extend(row[0] for row in cursor.fetchall())
     return claimed
+
+
+def _record_acks(acks: dict[str, tuple[str, float]]) -> list[MessageEvent]:
+    """Mark the acked messages that are still queued as sent, in one
+    conditional ``UPDATE ... FROM (VALUES ...) RETURNING`` per chunk; return
+    the ``sent`` events of the rows it changed. A repeated ack (a resend
+    after a drop) matches no queued row and records nothing."""
+    table = Message._meta.db_table
+    key_field = Message._meta.get_field("key")
+    postgres = connection.vendor == "postgresql"
+    row_sql = "(%s::uuid, %s, %s::timestamptz)" if postgres else "(%s, %s, %s)"
+    by_key = {key.hex: ack for client_id, ack in acks.items() if (key := _key(client_id)) is not None}
+    values = [
+        (key_field.get_db_prep_value(uuid.UUID(hex=key), connection), server_id[:100], _db_datetime(_dt(at)))
+        for key, (server_id, at) in by_key.items()
+    ]
+    events: list[MessageEvent] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start : start + CHUNK]
+            cursor.execute(
+                f"WITH acked(key, server_id, sent_at) AS (VALUES {', '.join([row_sql] * len(chunk))}) "
+                f"UPDATE {table} SET status = %s, server_id = acked.server_id, sent_at = acked.sent_at, "
+                f"not_before = NULL FROM acked WHERE {table}.key = acked.key AND {table}.status = %s "
+                f"RETURNING {table}.id, {table}.key, {table}.tenant_id, {table}.instance_id, {table}.campaign_id",
+                [*(v for row in chunk for v in row), MessageStatus.SENT, MessageStatus.QUEUED],
+            )
+            for message_id, key, tenant_id, instance_id, campaign_id in cursor.fetchall():
+                server_id, at = by_key[uuid.UUID(str(key)).hex]
+                events.append(
+                    MessageEvent(
+                        message_id=message_id,
+                        tenant_id=tenant_id,
+                        instance_id=instance_id,
+                        campaign_id=campaign_id,
+                        status=MessageStatus.SENT,
+                        at=_dt(at),
+                        data={"server_id": server_id[:100]},
+                    )
+                )
+    return events
 
 
 @dataclass
@@ -185,15 +238,25 @@ def _dt(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
+def _db_datetime(value: dt.datetime) -> Any:
+    """A datetime as a raw query parameter, the way Django stores it."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
 def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
     """Record a batch of outcomes in one transaction, forward-only."""
     with transaction.atomic():
+        # Acks first, as one statement; nacks and receipts then read the rows
+        # as the acks left them (a receipt in the same batch as its ack
+        # advances the message from sent).
+        events = _record_acks(outcomes.acks) if outcomes.acks else []
         keys = {
             client_id: key
-            for client_id in {*outcomes.acks, *outcomes.nacks, *outcomes.receipts}
+            for client_id in {*outcomes.nacks, *outcomes.receipts}
             if (key := _key(client_id)) is not None
         }
         if not keys:
+            MessageEvent.objects.bulk_create(events)
             return
         rows = {
             row.key.hex: row
@@ -201,7 +264,6 @@ def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
             .filter(key__in=list(keys.values()))
             .only("id", "key", "tenant_id", "instance_id", "campaign_id", "status")
         }
-        events: list[MessageEvent] = []
 
         def event(row: Message, status: str, at: float, **data: Any) -> None:
             events.append(
@@ -216,20 +278,6 @@ def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
                 )
             )
 
-        acked: list[Message] = []
-        for client_id, (server_id, at) in outcomes.acks.items():
-            row = rows.get(client_id)
-            if row is None or row.status != MessageStatus.QUEUED:
-                continue  # a repeated ack of a resend: already recorded
-            # The rows are locked by this transaction and were read queued:
-            # one UPDATE for all of them instead of one per message.
-            row.status = MessageStatus.SENT
-            row.server_id = server_id[:100]
-            row.sent_at = _dt(at)
-            row.not_before = None
-            acked.append(row)
-            event(row, MessageStatus.SENT, at, server_id=server_id[:100])
-        Message.objects.bulk_update(acked, ["status", "server_id", "sent_at", "not_before"], batch_size=500)
         for client_id, (permanent, error, retry_after, at) in outcomes.nacks.items():
             row = rows.get(client_id)
             if row is None or row.status != MessageStatus.QUEUED:
