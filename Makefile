@@ -5,12 +5,15 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help run test lint bench clean stop-redis
+.PHONY: help run test lint bench bench-report clean stop-redis
 
 help:
 	@echo "make run    set everything up and start the platform with demo data"
 	@echo "make test   install what the tests need and run the whole suite"
 	@echo "make lint   ruff and mypy"
+	@echo "make bench  run the benchmarks into bench/results/ and write docs/BENCHMARKS.md (30 to 40 minutes)"
+	@echo "            a subset: make bench BENCH=\"connections health\" (also: messages baseline chaos)"
+	@echo "make bench-report   only regenerate docs/BENCHMARKS.md from bench/results/"
 
 run:
 	@scripts/run.sh
@@ -23,6 +26,12 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+bench:
+	@scripts/bench.sh $(BENCH)
+
+bench-report:
+	@scripts/bench.sh report
 
 stop-redis:
 	@if [[ -f .run/redis/redis.pid ]]; then kill $$(cat .run/redis/redis.pid) && echo "private Redis stopped"; fi
