@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from channels.db import database_sync_to_async
 
@@ -38,6 +38,61 @@ IDLE_WAIT_S = 30.0
 BATCH = 100
 
 
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+class Coalesced(Generic[A, R]):
+    """A database call that many senders make, run for all of them at once.
+
+    ``run`` takes the arguments of every call waiting and returns their
+    results in order; it runs in the database thread. Calls made while one
+    run is in progress wait for the next run, so under load one round trip
+    serves every sender that asked in the meantime, and an idle call waits
+    only for the next turn of the event loop.
+    """
+
+    def __init__(self, run: Callable[[list[A]], list[R]]) -> None:
+        self._run = database_sync_to_async(run)
+        self._waiting: list[tuple[A, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def __call__(self, arg: A) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((arg, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._drain(), name="coalesced")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            waiting, self._waiting = self._waiting, []
+            try:
+                results = await self._run([arg for arg, _ in waiting])
+            except Exception as exc:  # each caller gets the error of its own call
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(waiting, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
+class Reads(Coalesced[tuple[int, list[int], int], sending.Read]):
+    """Senders' next batches, read together (:func:`sending.next_batches`)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda requests: sending.next_batches(requests, time.time()))
+
+
+class Claims(Coalesced[list[int], list[int]]):
+    """Senders' claims, made together (:func:`sending.claim_many`)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda requests: sending.claim_many(requests, time.time()))
+
+
 class FrameSender(Protocol):
     instance_id: int
 
@@ -54,7 +109,11 @@ class Sender:
         outcomes: Callable[[], sending.Outcomes],
         wake_flush: Callable[[], None],
         recent: collections.deque[float] | None = None,
+        reads: Reads | None = None,
+        claims: Claims | None = None,
     ) -> None:
+        self._reads = reads or Reads()
+        self._claims = claims or Claims()
         self.session = session
         self.instance_id = session.instance_id
         self._outcomes = outcomes
@@ -126,12 +185,10 @@ class Sender:
             self.hold = {mid: until for mid, until in self.hold.items() if until > now}
             # Cleared before the read: a message queued after it wakes us.
             self._wake.clear()
-            policy, batch = await database_sync_to_async(sending.next_batch)(
-                self.instance_id, list(self.hold), now, BATCH
-            )
+            policy, batch, full = await self._reads((self.instance_id, list(self.hold), BATCH))
             if batch and not await self._send(policy, batch):
                 return
-            if len(batch) < BATCH and self.session.ready:
+            if not full and self.session.ready:
                 # The queue was drained by this read: nothing more until a
                 # hint, a retry coming due (the periodic sweep hints it) or
                 # the idle timeout.
@@ -150,7 +207,7 @@ class Sender:
         unpaced = all(m.delay_max_s <= 0 for m in batch) and not (policy.hourly_cap or policy.daily_cap)
         claimed: set[int] | None = None
         if unpaced:
-            claimed = set(await database_sync_to_async(sending.claim)([m.id for m in batch], time.time()))
+            claimed = set(await self._claims([m.id for m in batch]))
         for message in batch:
             pacing = Pacing(
                 delay_min_s=message.delay_min_s,
@@ -162,7 +219,7 @@ class Sender:
                 await self._wait_turn(pacing)
                 if not self.session.ready:
                     return False
-                if not await database_sync_to_async(sending.claim)([message.id], time.time()):
+                if not await self._claims([message.id]):
                     continue
             elif message.id not in claimed:
                 continue

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from campaigns.models import FailureReason, Message, MessageEvent, MessageStatus
+from campaigns.models import Campaign, FailureReason, Message, MessageEvent, MessageStatus
 from instances.models import Instance
 
 # Rows per statement in the bulk writes: well under SQLite's parameter limit.
@@ -55,49 +55,114 @@ def recent_sends(instance_id: int, now: float) -> list[float]:
     return sorted(s.timestamp() for s in stamps)
 
 
-def next_batch(instance_id: int, exclude: list[int], now: float, limit: int = 100) -> tuple[Policy, list[Outgoing]]:
-    """The instance's sending policy and its next queued messages, oldest
-    first: due (``not_before`` passed), not expired, not already in flight.
-    Messages whose ``expires_at`` passed are failed with reason expired."""
-    when = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-    instance = (
-        Instance.objects.filter(id=instance_id)
-        .values("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap")
-        .first()
-    )
-    if instance is None:
-        return Policy(0, 0, 0, 0), []
-    policy = Policy(
-        delay_min_s=instance["send_delay_min_s"],
-        delay_max_s=instance["send_delay_max_s"],
-        hourly_cap=instance["hourly_cap"],
-        daily_cap=instance["daily_cap"],
-    )
-    queued = Message.objects.filter(instance_id=instance_id, status=MessageStatus.QUEUED)
-    expired = list(queued.filter(expires_at__lte=when).values_list("id", flat=True)[:1000])
+def next_batch(
+    instance_id: int, exclude: list[int], now: float, limit: int = 100
+) -> tuple[Policy, list[Outgoing], bool]:
+    """The instance's sending policy, its next queued messages, oldest first
+    (due: ``not_before`` passed; not already in flight), and whether the
+    read was full (more may be waiting). Messages read whose ``expires_at``
+    passed are failed with reason expired instead of being returned."""
+    return next_batches([(instance_id, exclude, limit)], now)[0]
+
+
+Read = tuple[Policy, list[Outgoing], bool]
+
+
+def next_batches(requests: list[tuple[int, list[int], int]], now: float) -> list[Read]:
+    """:func:`next_batch` for many instances at once: ``requests`` holds
+    (instance id, message ids to leave out, limit). On PostgreSQL one
+    statement reads them all (a ``LATERAL`` read per instance, each on the
+    instance's queue index); elsewhere one query per instance."""
+    when = _dt(now)
+    if connection.vendor == "postgresql":
+        rows = _read_postgresql(requests, when)
+    else:
+        rows = {instance_id: _read_one(instance_id, exclude, limit, when) for instance_id, exclude, limit in requests}
+    expired = [row["id"] for found in rows.values() for row in found if _expired(row, when)]
     if expired:
         fail(expired, FailureReason.EXPIRED, "expired before it could be sent", now)
-    rows = (
-        queued.filter(Q(not_before__isnull=True) | Q(not_before__lte=when))
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=when))
+    return [_batch(rows.get(instance_id, []), limit, when) for instance_id, _, limit in requests]
+
+
+_FIELDS = ("id", "key", "to", "text", "expires_at", "campaign_delay_min_s", "campaign_delay_max_s")
+_POLICY = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap")
+
+
+def _read_one(instance_id: int, exclude: list[int], limit: int, when: dt.datetime) -> list[dict[str, Any]]:
+    return list(
+        Message.objects.filter(instance_id=instance_id, status=MessageStatus.QUEUED)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=when))
         .exclude(id__in=exclude)
         .order_by("id")
-        .values("id", "key", "to", "text", "campaign__send_delay_min_s", "campaign__send_delay_max_s")[:limit]
+        .values(
+            *_FIELDS[:5],
+            campaign_delay_min_s=F("campaign__send_delay_min_s"),
+            campaign_delay_max_s=F("campaign__send_delay_max_s"),
+            **{name: F(f"instance__{name}") for name in _POLICY},
+        )[:limit]
     )
-    batch = []
-    for row in rows:
-        low, high = row["campaign__send_delay_min_s"], row["campaign__send_delay_max_s"]
-        batch.append(
-            Outgoing(
-                id=row["id"],
-                client_id=row["key"].hex,
-                to=row["to"],
-                text=row["text"],
-                delay_min_s=policy.delay_min_s if low is None else low,
-                delay_max_s=policy.delay_max_s if high is None else high,
-            )
+
+
+def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.datetime) -> dict[int, list[dict[str, Any]]]:
+    q = connection.ops.quote_name
+    exclude = [message_id for _, held, _ in requests for message_id in held]
+    sql = f"""
+        SELECT r.instance_id, m.id, m.key, m.{q("to")}, m.text, m.expires_at,
+               c.send_delay_min_s, c.send_delay_max_s,
+               i.send_delay_min_s, i.send_delay_max_s, i.hourly_cap, i.daily_cap
+        FROM unnest(%s::bigint[], %s::int[]) AS r(instance_id, lim)
+        JOIN {q(Instance._meta.db_table)} i ON i.id = r.instance_id
+        CROSS JOIN LATERAL (
+            SELECT id, key, {q("to")}, text, expires_at, campaign_id
+            FROM {q(Message._meta.db_table)}
+            WHERE instance_id = r.instance_id AND status = %s
+              AND (not_before IS NULL OR not_before <= %s)
+              AND NOT (id = ANY(%s::bigint[]))
+            ORDER BY id
+            LIMIT r.lim
+        ) m
+        LEFT JOIN {q(Campaign._meta.db_table)} c ON c.id = m.campaign_id
+        ORDER BY r.instance_id, m.id
+    """
+    names = (*_FIELDS, *_POLICY)
+    found: dict[int, list[dict[str, Any]]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [[r[0] for r in requests], [r[2] for r in requests], MessageStatus.QUEUED, when, exclude],
         )
-    return policy, batch
+        for instance_id, *values in cursor.fetchall():
+            found.setdefault(instance_id, []).append(dict(zip(names, values, strict=True)))
+    return found
+
+
+def _expired(row: dict[str, Any], when: dt.datetime) -> bool:
+    return row["expires_at"] is not None and row["expires_at"] <= when
+
+
+def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
+    if not rows:
+        return Policy(0, 0, 0, 0), [], False
+    first = rows[0]
+    policy = Policy(
+        delay_min_s=first["send_delay_min_s"],
+        delay_max_s=first["send_delay_max_s"],
+        hourly_cap=first["hourly_cap"],
+        daily_cap=first["daily_cap"],
+    )
+    batch = [
+        Outgoing(
+            id=row["id"],
+            client_id=row["key"].hex,
+            to=row["to"],
+            text=row["text"],
+            delay_min_s=policy.delay_min_s if row["campaign_delay_min_s"] is None else row["campaign_delay_min_s"],
+            delay_max_s=policy.delay_max_s if row["campaign_delay_max_s"] is None else row["campaign_delay_max_s"],
+        )
+        for row in rows
+        if not _expired(row, when)
+    ]
+    return policy, batch, len(rows) >= limit
 
 
 def fail(ids: list[int], reason: str, error: str, now: float) -> int:
@@ -153,6 +218,12 @@ def claim(ids: list[int], now: float) -> list[int]:
             )
             claimed.extend(row[0] for row in cursor.fetchall())
     return claimed
+
+
+def claim_many(requests: list[list[int]], now: float) -> list[list[int]]:
+    """:func:`claim` for many senders' batches at once, in one statement."""
+    claimed = set(claim([message_id for ids in requests for message_id in ids], now))
+    return [[message_id for message_id in ids if message_id in claimed] for ids in requests]
 
 
 def _record_acks(acks: dict[str, tuple[str, float]]) -> list[MessageEvent]:

@@ -37,7 +37,7 @@ from django.db import DatabaseError, InterfaceError
 from redis.exceptions import RedisError
 
 from campaigns import sending
-from campaigns.sender import Sender
+from campaigns.sender import Claims, Reads, Sender
 from instances import hints, store
 from instances.breaker import Breaker, Transition
 from instances.decisions import Outcome, Policies, SessionEnd, after_ready, after_session
@@ -148,6 +148,9 @@ class Supervisor:
         self._wake = asyncio.Event()
         self.batch = store.Batch()
         self.outcomes = sending.Outcomes()
+        # Every sender's reads and claims, one round trip for many under load.
+        self.sender_reads = Reads()
+        self.sender_claims = Claims()
         # Leases of ended sessions, released once their last writes landed.
         self.releasing: list[Lease] = []
         self._flush_wake = asyncio.Event()
@@ -652,6 +655,8 @@ class Supervisor:
             outcomes=lambda: self.outcomes,
             wake_flush=self._flush_wake.set,
             recent=held.recent_sends,
+            reads=self.sender_reads,
+            claims=self.sender_claims,
         )
         task = held.sender.start()
         self._session_tasks.add(task)
