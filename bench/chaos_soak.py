@@ -84,7 +84,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--messages-per-second", type=float, default=5.0)
     parser.add_argument("--fault-interval", type=float, default=1.0, help="seconds between two faults")
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (postgres://user@host:port/db): the soak creates a database of its own there "
+        "and drops it at the end; default: a fresh SQLite file",
+    )
     parser.add_argument("--recovery-timeout", type=float, default=180.0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -92,10 +97,13 @@ def main() -> int:
     tag = uuid.uuid4().hex[:8]
     run = ROOT / ".run" / f"chaos-{tag}"
     run.mkdir(parents=True, exist_ok=True)
+    database_url = f"sqlite:///{run / 'db.sqlite3'}"
+    if args.database_url:
+        database_url = _create_database(args.database_url, f"blast_chaos_{tag}")
     env = {
         **os.environ,
         **FAST,
-        "DATABASE_URL": args.database_url or f"sqlite:///{run / 'db.sqlite3'}",
+        "DATABASE_URL": database_url,
         "BLAST_REDIS_PREFIX": f"chaos-{tag}",
         "BLAST_WORKER_CHANNEL": f"chaos-{tag}",
         "CELERY_TASK_DEFAULT_QUEUE": f"chaos-{tag}",
@@ -363,6 +371,28 @@ def main() -> int:
         return 1 if failed else 0
     finally:
         group.stop()
+        if args.database_url:
+            from django.db import connections
+
+            connections.close_all()
+            _drop_database(args.database_url, f"blast_chaos_{tag}")
+
+
+def _create_database(server_url: str, name: str) -> str:
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlsplit(server_url)._replace(path=f"/{name}").geturl()
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ for step in "${steps[@]}"; do
       fi
       ;;
     chaos)
-      command=("$PY" bench/chaos_soak.py --instances 1000 --minutes 30 --seed 1)
+      command=("$PY" bench/chaos_soak.py --instances 1000 --minutes 30 --seed 1 --database-url "$BENCH_DATABASE_URL")
       echo "==> chaos: ${command[*]}" >&2
       code=0
       { echo "\$ $(shown "${command[@]}") | tee $results/chaos-soak.txt"; "${command[@]}"; } 2>&1 \
