@@ -6,7 +6,7 @@ worker, Celery with beat, Redis and the test database.
 - a campaign started through the API is expanded by Celery, pauses by itself
   when its only instance stops, and resumes when it is connected again.
 
-(The send path itself, delivered-once under kill -9, is the worker's test:
+(The send path itself, delivered-once under kill -9 mid-campaign, is the worker's test:
 test_worker_sending.py.)
 """
 
