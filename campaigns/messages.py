@@ -70,10 +70,17 @@ class NewMessage:
     to: str
     text: str
     idempotency_key: str = ""
+    expires_at: dt.datetime | None = None
 
 
 def accept(
-    tenant: Tenant, instance: Instance, to: str, text: str, idempotency_key: str = "", now: dt.datetime | None = None
+    tenant: Tenant,
+    instance: Instance,
+    to: str,
+    text: str,
+    idempotency_key: str = "",
+    now: dt.datetime | None = None,
+    expires_at: dt.datetime | None = None,
 ) -> Accepted:
     """Store a message for ``instance`` (which must be ``tenant``'s) to
     ``to`` (E.164, already normalised) with ``text`` (already validated).
@@ -82,7 +89,7 @@ def accept(
     room and :class:`IdempotencyMismatch` when the key names a different
     message. The instance's owner is hinted after commit.
     """
-    return _accept(tenant, [NewMessage(instance, to, text, idempotency_key)], now)[0]
+    return _accept(tenant, [NewMessage(instance, to, text, idempotency_key, expires_at)], now)[0]
 
 
 def accept_many(tenant: Tenant, items: Sequence[NewMessage], now: dt.datetime | None = None) -> list[Accepted]:
@@ -180,6 +187,7 @@ def _build(tenant: Tenant, item: NewMessage, opted_out: bool, now: dt.datetime) 
         to=item.to,
         text=item.text,
         idempotency_key=item.idempotency_key,
+        expires_at=item.expires_at,
         created_at=now,
         **(
             {

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -117,9 +118,20 @@ class MessageCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]
         help_text="1-4096 characters, not only spaces.",
     )
 
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Optional: not sent after this time (ISO 8601); then it fails with reason `expired`.",
+    )
+
     def validate_text(self, value: str) -> str:
         if not value.strip():
             raise serializers.ValidationError("The text may not be empty or only spaces.")
+        return value
+
+    def validate_expires_at(self, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
         return value
 
 
@@ -224,6 +236,7 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
             "attempts",
             "not_before",
             "held",
+            "expires_at",
             "idempotency_key",
             "created_at",
             "sent_at",

@@ -183,7 +183,12 @@ class InstanceMessagesView(CampaignsView):
         serializer.is_valid(raise_exception=True)
         try:
             accepted = accept(
-                self.tenant, instance, serializer.validated_data["to"], serializer.validated_data["text"], key
+                self.tenant,
+                instance,
+                serializer.validated_data["to"],
+                serializer.validated_data["text"],
+                key,
+                expires_at=serializer.validated_data.get("expires_at"),
             )
         except QuotaExceeded as exc:
             raise QuotaThrottled(wait=exc.retry_after_s, detail=str(exc)) from None

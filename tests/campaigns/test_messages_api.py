@@ -58,6 +58,8 @@ def test_a_message_is_stored_answered_202_and_the_owner_is_hinted(
         ({"to": TO, "text": "x" * 4097}, "text", "Ensure this field has no more than 4096 characters."),
         ({"to": TO, "text": "bad\x00text"}, "text", "Null characters are not allowed."),
         ({"to": TO, "text": "x", "priority": 1}, "priority", "Unknown field."),
+        ({"to": TO, "text": "x", "expires_at": "tomorrow"}, "expires_at", "Datetime has wrong format."),
+        ({"to": TO, "text": "x", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at", "Must be in the future."),
     ],
 )
 def test_bad_input_is_refused_field_by_field_and_stores_nothing(
@@ -67,6 +69,14 @@ def test_bad_input_is_refused_field_by_field_and_stores_nothing(
     assert response.status_code == 400, response.content
     assert any(message in m for m in response.json()[field]), response.json()
     assert not Message.objects.exists()
+
+
+def test_an_expiry_is_stored_and_shown(cast: Cast) -> None:
+    response = send(cast, {"to": TO, "text": "Flash sale", "expires_at": "2999-01-01T10:00:00Z"})
+    assert response.status_code == 202, response.content
+    assert response.json()["expires_at"] == "2999-01-01T10:00:00Z"
+    assert Message.objects.get().expires_at == dt.datetime(2999, 1, 1, 10, tzinfo=dt.UTC)
+    assert send(cast, {"to": TO, "text": "No expiry"}).json()["expires_at"] is None
 
 
 def test_a_text_of_exactly_4096_characters_is_accepted(cast: Cast) -> None:

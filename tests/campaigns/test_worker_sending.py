@@ -8,8 +8,11 @@ exactly once and its row must agree.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db.models import Count
+from django.utils import timezone
 
 from campaigns import schedules
 from campaigns.models import Campaign, Message, MessageEvent, MessageStatus
@@ -99,6 +102,31 @@ def test_sending_stops_when_the_session_drops_and_resumes_when_it_returns(engine
     engine.sim.control.clear_faults()
     wait_until(lambda: _progress() == 20, timeout=60, message="all sent after reconnecting")
     assert set(_deliveries(engine).values()) == {1}
+
+
+@gateway_sim_args("--start-paired", "--receipt-delay", "-1")
+def test_a_message_that_expired_before_its_turn_fails_with_reason_expired_and_is_never_sent(
+    engine: Engine,
+) -> None:
+    instance = engine.create("expiring")
+    engine.wait_status(instance, Status.CONNECTED)
+    past = timezone.now() - dt.timedelta(seconds=1)
+    future = timezone.now() + dt.timedelta(hours=1)
+    Message.objects.bulk_create(
+        [
+            Message(tenant=engine.tenant, instance=instance, to="+12015550001", text="late", expires_at=past),
+            Message(tenant=engine.tenant, instance=instance, to="+12015550002", text="on time", expires_at=future),
+        ]
+    )
+    from instances import hints
+
+    hints.send([instance.pk])
+    wait_until(lambda: _progress() == 2, timeout=60, message="both messages done")
+    late, on_time = Message.objects.filter(instance=instance).order_by("id")
+    assert (late.status, late.failure_reason, late.attempts) == (MessageStatus.FAILED, "expired", 0)
+    assert on_time.status == MessageStatus.SENT
+    assert set(_deliveries(engine)) == {f"{instance.key}:{on_time.client_id}"}
+    assert MessageEvent.objects.filter(message=late, status=MessageStatus.FAILED, data__reason="expired").exists()
 
 
 @gateway_sim_args("--start-paired", "--receipt-delay", "-1")
