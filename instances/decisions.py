@@ -105,9 +105,7 @@ def after_session(
         status = TERMINAL_STATUS_BY_REASON.get(end.reason, HALTED)
         return outcome(status, unpair=end.reason is Reason.LOGGED_OUT)
     if kind is Kind.RESTART:
-        delay = retry_delay(
-            end.reason, max(retry_count, 1), policies.retry, rand=rand, recent_restarts=recent_restarts
-        )
+        delay = retry_delay(end.reason, max(retry_count, 1), policies.retry, rand=rand, recent_restarts=recent_restarts)
         assert delay is not None
         if delay == 0:
             return outcome(CONNECTING, reconnect_now=True, delay=0.0)

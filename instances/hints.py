@@ -45,9 +45,7 @@ async def send_async(layer: Any, ids: Iterable[int], channel: str, batch: int) -
             await layer.send(channel, {"type": MESSAGE_TYPE, "ids": chunk})
             sent += 1
         except ChannelFull:
-            logger.warning(
-                "⚠️ channel %s is full; %d instances left to the recovery jobs", channel, len(chunk)
-            )
+            logger.warning("⚠️ channel %s is full; %d instances left to the recovery jobs", channel, len(chunk))
         except (RedisError, OSError):
             logger.warning("⚠️ hint to %s failed; %d instances left to the recovery jobs", channel, len(chunk))
     return sent
@@ -62,9 +60,7 @@ def send(ids: Iterable[int], channel: str | None = None) -> int:
     if layer is None:
         return 0
     return int(
-        async_to_sync(send_async)(
-            layer, ids, channel or settings.BLAST_WORKER_CHANNEL, settings.BLAST_HINT_BATCH
-        )
+        async_to_sync(send_async)(layer, ids, channel or settings.BLAST_WORKER_CHANNEL, settings.BLAST_HINT_BATCH)
     )
 
 

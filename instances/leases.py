@@ -192,9 +192,7 @@ class LeaseManager:
         return await holders_async(self.client, self.keys, instance_ids)
 
 
-async def holders_async(
-    client: aioredis.Redis, keys: Keys, instance_ids: Sequence[int]
-) -> dict[int, tuple[str, int]]:
+async def holders_async(client: aioredis.Redis, keys: Keys, instance_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
     found: dict[int, tuple[str, int]] = {}
     for start in range(0, len(instance_ids), BATCH):
         chunk = list(instance_ids[start : start + BATCH])
@@ -206,9 +204,7 @@ async def holders_async(
     return found
 
 
-def holders_sync(
-    client: syncredis.Redis, keys: Keys, instance_ids: Sequence[int]
-) -> dict[int, tuple[str, int]]:
+def holders_sync(client: syncredis.Redis, keys: Keys, instance_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
     """The same as :func:`holders_async`, for beat jobs and commands."""
     found: dict[int, tuple[str, int]] = {}
     for start in range(0, len(instance_ids), BATCH):

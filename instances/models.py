@@ -20,9 +20,7 @@ from django.utils import timezone
 from instances import tokens
 from instances.reasons import Reason
 
-slug_validator = RegexValidator(
-    r"^[a-z0-9][a-z0-9-]{0,62}$", "Use 1-63 lowercase letters, digits or hyphens."
-)
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "Use 1-63 lowercase letters, digits or hyphens.")
 
 
 class Tenant(models.Model):
@@ -108,9 +106,7 @@ class Status(models.TextChoices):
 
 
 # Statuses in which no worker should hold or start a session on its own.
-TERMINAL_STATUSES = frozenset(
-    {Status.STOPPED, Status.LOGGED_OUT, Status.REPLACED, Status.FORBIDDEN, Status.HALTED}
-)
+TERMINAL_STATUSES = frozenset({Status.STOPPED, Status.LOGGED_OUT, Status.REPLACED, Status.FORBIDDEN, Status.HALTED})
 
 REASON_CHOICES = [(reason.value, reason.value) for reason in Reason]
 
@@ -143,9 +139,7 @@ class Instance(models.Model):
     # Encrypted at rest (instances.tokens); sent to the gateway, never shown.
     token_encrypted = models.TextField(editable=False)
 
-    desired_state = models.CharField(
-        max_length=16, choices=DesiredState.choices, default=DesiredState.STOPPED
-    )
+    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.STOPPED)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IDLE)
     status_changed_at = models.DateTimeField(default=timezone.now)
     last_reason = models.CharField(max_length=32, choices=REASON_CHOICES, blank=True)
@@ -263,9 +257,7 @@ class ConnectionEvent(models.Model):
     kind = models.CharField(max_length=24, choices=EventKind.choices)
     reason = models.CharField(max_length=32, choices=REASON_CHOICES, blank=True)
     message = models.CharField(max_length=500, blank=True)
-    actor = models.CharField(
-        max_length=200, blank=True, help_text="Who did it: a user, an API key, a worker or beat."
-    )
+    actor = models.CharField(max_length=200, blank=True, help_text="Who did it: a user, an API key, a worker or beat.")
     epoch = models.BigIntegerField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)
 

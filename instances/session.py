@@ -172,9 +172,7 @@ class GatewaySession:
         except (TimeoutError, asyncio.CancelledError):
             ws.transport.abort()
         except Exception:
-            logger.warning(
-                "instance=%s close failed; aborting the connection", self.instance_id, exc_info=True
-            )
+            logger.warning("instance=%s close failed; aborting the connection", self.instance_id, exc_info=True)
             ws.transport.abort()
 
     # -- protocol ------------------------------------------------------------
@@ -254,9 +252,7 @@ class GatewaySession:
             code = frame.get("code")
             if isinstance(code, str):
                 expires = frame.get("expires_s")
-                self.hooks.on_qr(
-                    self, code[:500], float(expires) if isinstance(expires, int | float) else 0.0
-                )
+                self.hooks.on_qr(self, code[:500], float(expires) if isinstance(expires, int | float) else 0.0)
         elif kind == "paired":
             account = frame.get("account")
             self.hooks.on_paired(self, account[:20] if isinstance(account, str) else "")

@@ -195,9 +195,7 @@ def _claim_one(
     if instance.desired_state != DesiredState.RUNNING:
         stop_fields: dict[str, Any] = {"lease_epoch": epoch, "owner": ""}
         if instance.status not in TERMINAL_STATUSES and instance.status != Status.IDLE:
-            stop_fields.update(
-                status=Status.STOPPED, status_changed_at=when, next_retry_at=None, last_reason="stopped"
-            )
+            stop_fields.update(status=Status.STOPPED, status_changed_at=when, next_retry_at=None, last_reason="stopped")
         fenced.update(**stop_fields)
         return None
     if instance.status in TERMINAL_STATUSES and not instance.force_retry:
@@ -295,9 +293,7 @@ class Batch:
 
     def event(self, instance_id: int, kind: str, *, epoch: int | None, actor: str, **fields: Any) -> None:
         self.events.append(
-            ConnectionEvent(
-                instance_id=instance_id, kind=kind, epoch=epoch, actor=actor, at=timezone.now(), **fields
-            )
+            ConnectionEvent(instance_id=instance_id, kind=kind, epoch=epoch, actor=actor, at=timezone.now(), **fields)
         )
 
     def merge_newer(self, newer: Batch) -> Batch:
@@ -306,9 +302,7 @@ class Batch:
             # A rolled-back insert may have set primary keys: insert afresh.
             event.pk = None
             event._state.adding = True
-        merged = Batch(
-            states=dict(self.states), breakers=dict(self.breakers), events=self.events + newer.events
-        )
+        merged = Batch(states=dict(self.states), breakers=dict(self.breakers), events=self.events + newer.events)
         for key, fields in newer.states.items():
             merged.states.setdefault(key, {}).update(fields)
         merged.breakers.update(newer.breakers)
@@ -322,14 +316,10 @@ def apply(batch: Batch) -> int:
         for (instance_id, epoch), fields in batch.states.items():
             matched += Instance.objects.filter(id=instance_id, lease_epoch=epoch).update(**fields)
         for (instance_id, epoch), fields in batch.breakers.items():
-            CircuitBreaker.objects.filter(instance_id=instance_id, instance__lease_epoch=epoch).update(
-                **fields
-            )
+            CircuitBreaker.objects.filter(instance_id=instance_id, instance__lease_epoch=epoch).update(**fields)
         if batch.events:
             existing = set(
-                Instance.objects.filter(id__in={e.instance_id for e in batch.events}).values_list(
-                    "id", flat=True
-                )
+                Instance.objects.filter(id__in={e.instance_id for e in batch.events}).values_list("id", flat=True)
             )
             ConnectionEvent.objects.bulk_create([e for e in batch.events if e.instance_id in existing])
     return matched

@@ -168,9 +168,7 @@ class Supervisor:
         self.redis = aioredis.Redis.from_url(
             self.redis_url, socket_connect_timeout=2, socket_timeout=max(2.0, self.config.lease_ttl / 3)
         )
-        self.leases = LeaseManager(
-            self.redis, self.worker_id, self.config.lease_ttl, self.config.redis_prefix
-        )
+        self.leases = LeaseManager(self.redis, self.worker_id, self.config.lease_ttl, self.config.redis_prefix)
         for step in (
             self._reconcile_loop,
             self._renew_loop,
@@ -217,9 +215,7 @@ class Supervisor:
             logger.warning("⚠️ could not write the final heartbeat")
         # Hand the instances to the other workers at once.
         if held_ids:
-            await hints.send_async(
-                self.channel_layer, held_ids, self.config.common_channel, self.config.hint_batch
-            )
+            await hints.send_async(self.channel_layer, held_ids, self.config.common_channel, self.config.hint_batch)
         if self.redis is not None:
             await self.redis.aclose()
         Supervisor.current = None
@@ -334,9 +330,7 @@ class Supervisor:
         started = self.starting.get(instance_id)
         if started is None:
             return False
-        stale_after = (
-            self.session_config.open_timeout + self.session_config.hello_timeout + self.config.lease_ttl
-        )
+        stale_after = self.session_config.open_timeout + self.session_config.hello_timeout + self.config.lease_ttl
         if time.monotonic() - started > stale_after:
             # A marker older than any open could take is stale (the seed's
             # connecting_sessions clean-up); forget it.
@@ -569,9 +563,7 @@ class Supervisor:
         held = self._held_for(session)
         if held is None:
             return
-        self.batch.state(
-            held.instance_id, held.epoch, paired=True, account=account, qr_code="", qr_expires_at=None
-        )
+        self.batch.state(held.instance_id, held.epoch, paired=True, account=account, qr_code="", qr_expires_at=None)
         self.batch.event(
             held.instance_id, EventKind.PAIRED, epoch=held.epoch, actor=self.actor, data={"account": account}
         )
@@ -622,9 +614,7 @@ class Supervisor:
     def on_malformed(self, session: GatewaySession, detail: str) -> None:
         held = self._held_for(session)
         if held is not None:
-            self.batch.event(
-                held.instance_id, EventKind.MALFORMED, epoch=held.epoch, actor=self.actor, message=detail
-            )
+            self.batch.event(held.instance_id, EventKind.MALFORMED, epoch=held.epoch, actor=self.actor, message=detail)
 
     def on_frame(self, session: GatewaySession, frame: dict[str, Any]) -> None:
         """Message frames: outcomes for the sender, inbound messages stored."""

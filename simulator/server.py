@@ -118,12 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--receipt-delay",
         type=float,
         default=defaults.receipt_delay,
-        help="seconds from ack to the `delivered` receipt (`read` follows as long again); "
-        "0: at once; negative: never",
+        help="seconds from ack to the `delivered` receipt (`read` follows as long again); 0: at once; negative: never",
     )
-    parser.add_argument(
-        "--heartbeat-s", type=int, default=defaults.heartbeat_s, help="heartbeat_s announced in hello"
-    )
+    parser.add_argument("--heartbeat-s", type=int, default=defaults.heartbeat_s, help="heartbeat_s announced in hello")
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible ids and codes")
 
 
@@ -211,9 +208,7 @@ def parse_close_code(value: Any, default: int, *, name: str = "code") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{name} must be an integer close code")
     if value != ABORT and not valid_close_code(value):
-        raise BadRequest(
-            f"{name} {value} is not a close code that can be sent (1000-1003, 1007-1014, 3000-4999)"
-        )
+        raise BadRequest(f"{name} {value} is not a close code that can be sent (1000-1003, 1007-1014, 3000-4999)")
     return int(value)
 
 
@@ -768,9 +763,7 @@ class Simulator:
 
     # tasks
 
-    def background(
-        self, coro: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]] | None = None
-    ) -> None:
+    def background(self, coro: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]] | None = None) -> None:
         """Run ``coro`` detached; its exception, if any, is logged, never lost."""
         bucket = self._background if tasks is None else tasks
         task = asyncio.get_running_loop().create_task(coro)
@@ -841,9 +834,7 @@ class Simulator:
         replaced = GATEWAY_CLOSE_CODES[Reason.REPLACED]
         for older in inst.sessions[:-1]:
             if older.close_soon(replaced, "replaced"):
-                logger.info(
-                    "REPLACED instance=%s older=%s newer=%s", inst.key, older.session_id, session.session_id
-                )
+                logger.info("REPLACED instance=%s older=%s newer=%s", inst.key, older.session_id, session.session_id)
 
     def _unregister(self, session: Session, state: State) -> None:
         inst = session.instance
@@ -952,9 +943,7 @@ class Simulator:
         if token is None or (inst.token is not None and token != inst.token):
             inst.refused += 1
             logger.info("UNAUTHORIZED instance=%s", key)
-            return json_error(
-                401, "unauthorized", "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"}
-            )
+            return json_error(401, "unauthorized", "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
         if inst.token is None:
             inst.token = token  # trust on first use
 
@@ -1037,9 +1026,7 @@ class Simulator:
         instance, name, params, limit = parse_fault(await self._body(request))
         fault = self.state.faults.add(instance, name, params, limit)
         applied = self.apply_to_live(fault)
-        logger.info(
-            "FAULT set %s instance=%s params=%s limit=%s live=%d", name, instance, params, limit, applied
-        )
+        logger.info("FAULT set %s instance=%s params=%s limit=%s live=%d", name, instance, params, limit, applied)
         return web.json_response({"fault": fault.as_json(), "applied_to_live_sessions": applied}, status=201)
 
     async def c_faults_clear(self, request: web.Request) -> web.Response:

@@ -278,9 +278,7 @@ def test_ten_thousand_ban_pauses_stay_within_bounds() -> None:
 # --- Terminal and clean reasons ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "reason", [reason for reason, kind in KINDS.items() if kind in (Kind.TERMINAL, Kind.CLEAN)]
-)
+@pytest.mark.parametrize("reason", [reason for reason, kind in KINDS.items() if kind in (Kind.TERMINAL, Kind.CLEAN)])
 def test_terminal_and_clean_reasons_schedule_nothing(reason: Reason) -> None:
     for failures in (1, 6, 10_000):
         assert delay(reason, failures) is None

@@ -304,9 +304,7 @@ def test_reset_of_a_closed_breaker_clears_the_window_without_a_transition() -> N
 
 
 COUNTED = [reason for reason, kind in KINDS.items() if kind in (Kind.TRANSIENT, Kind.REPAIR, Kind.LONG_PAUSE)]
-NEVER_COUNTED = [
-    reason for reason, kind in KINDS.items() if kind in (Kind.RESTART, Kind.CLEAN, Kind.TERMINAL)
-]
+NEVER_COUNTED = [reason for reason, kind in KINDS.items() if kind in (Kind.RESTART, Kind.CLEAN, Kind.TERMINAL)]
 
 
 @pytest.mark.parametrize("reason", COUNTED)

@@ -60,9 +60,7 @@ def test_kill_9_of_a_worker_moves_its_instances_to_the_other(engine: Engine) -> 
         for i in orphaned
     )
     delay = (takeover - killed_wall).total_seconds()
-    print(
-        f"{len(orphaned)} orphans: last takeover attempt {delay:.2f}s after kill -9; all connected {elapsed:.2f}s"
-    )
+    print(f"{len(orphaned)} orphans: last takeover attempt {delay:.2f}s after kill -9; all connected {elapsed:.2f}s")
     assert delay <= ttl + period + 1.5, delay
 
     engine.wait_all(instances, Status.CONNECTED)

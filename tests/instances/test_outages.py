@@ -63,8 +63,7 @@ def test_redis_down_longer_than_a_lease_closes_sessions_in_time_then_heals(
     private_redis.stop()
     # The worker cannot prove its leases: it closes the sessions itself.
     wait_until(
-        lambda: sum(1 for line in engine.sim.log().splitlines() if "CLOSE" in line and "by=client" in line)
-        == 3,
+        lambda: sum(1 for line in engine.sim.log().splitlines() if "CLOSE" in line and "by=client" in line) == 3,
         timeout=ttl * 2,
         message="sessions closed by the worker",
     )

@@ -46,9 +46,7 @@ def test_each_transient_close_code_backs_off_and_reconnects(engine: Engine) -> N
         retry = engine.wait_event(instance, EventKind.RETRY_SCHEDULED, after=event.id)
         assert retry.data["delay_s"] > 0
         engine.wait_status(instance, Status.CONNECTED)
-        wait_until(
-            lambda c=connects: engine.sim_stats(instance)["connects"] == c, message=f"reconnect {code}"
-        )
+        wait_until(lambda c=connects: engine.sim_stats(instance)["connects"] == c, message=f"reconnect {code}")
     assert engine.sim_stats(instance)["max_concurrent"] == 1
 
 

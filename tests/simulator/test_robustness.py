@@ -90,10 +90,7 @@ async def test_random_frames_never_break_a_session(gateway_sim: GatewaySim) -> N
     async with gateway_sim.connect(new_instance_key()) as ws:
         await recv_until(ws, "ready")
         for n in range(300):
-            frame = {
-                k: rng.choice(values)
-                for k in rng.sample(["type", "id", "to", "text", "v"], rng.randint(0, 5))
-            }
+            frame = {k: rng.choice(values) for k in rng.sample(["type", "id", "to", "text", "v"], rng.randint(0, 5))}
             if rng.random() < 0.5:
                 frame["type"] = "send"
             await ws.send(json.dumps(frame) if n % 7 else json.dumps(frame)[: rng.randint(0, 10)])

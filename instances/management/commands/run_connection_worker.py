@@ -88,9 +88,7 @@ class Command(BaseCommand):
     help = "Run a connection worker: owns instances and holds their gateway sessions."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "--worker-id", default=None, help="Name of this worker (default: host-pid-random)."
-        )
+        parser.add_argument("--worker-id", default=None, help="Name of this worker (default: host-pid-random).")
 
     def handle(self, *args: Any, worker_id: str | None = None, **options: Any) -> None:
         raise_open_file_limit()

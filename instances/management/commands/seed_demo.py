@@ -19,9 +19,7 @@ class Command(BaseCommand):
     help = "Create (or refresh) the demo admin user, tenant, gateway and instances."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument(
-            "--gateway-url", default=f"ws://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8765')}"
-        )
+        parser.add_argument("--gateway-url", default=f"ws://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8765')}")
         parser.add_argument("--username", default="admin")
 
     def handle(self, *args: Any, gateway_url: str, username: str, **options: Any) -> None:
