@@ -45,12 +45,13 @@ META = ("command", "measured_at", "commit", "exit_status")
 COMMANDS = {
     "connections": ".venv/bin/python bench/connections.py --sessions 10000 "
     "--timeline bench/results/connections-timeline.csv --json bench/results/connections.json",
-    "messages": ".venv/bin/python bench/messages.py --messages 20000 --instances 1000 --batch 500 "
+    "messages": ".venv/bin/python bench/messages.py --messages 50000 --instances 1000 --batch 500 "
     "--database-url postgres://postgres@127.0.0.1:5432/postgres --json bench/results/messages.json",
     "health": ".venv/bin/python bench/health_latency.py --instances 10000 --concurrency 50 --seconds 30 "
     "--json bench/results/health-latency.json",
     "baseline": ".venv/bin/python bench/baseline.py --json bench/results/baseline.json",
     "chaos": ".venv/bin/python bench/chaos_soak.py --instances 1000 --minutes 30 --seed 1 "
+    "--database-url postgres://postgres@127.0.0.1:5432/postgres "
     "| tee bench/results/chaos-soak.txt",
 }
 

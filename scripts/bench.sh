@@ -102,7 +102,7 @@ for step in "${steps[@]}"; do
       ;;
     messages)
       measure messages "$results/messages.json" \
-        "$PY" bench/messages.py --messages "${BENCH_MESSAGES:-20000}" \
+        "$PY" bench/messages.py --messages "${BENCH_MESSAGES:-50000}" \
         --instances "${BENCH_MESSAGE_INSTANCES:-1000}" --batch "${BENCH_BATCH:-500}" \
         --database-url "$BENCH_DATABASE_URL" --json "$results/messages.json.new"
       ;;
