@@ -226,44 +226,67 @@ def claim_many(requests: list[list[int]], now: float) -> list[list[int]]:
     return [[message_id for message_id in ids if message_id in claimed] for ids in requests]
 
 
+def _update_from_values(
+    columns: dict[str, str], rows: list[tuple[Any, ...]], set_sql: str, where_sql: str, returning: str = ""
+) -> list[tuple[Any, ...]]:
+    """One ``UPDATE`` of the message table per chunk of ``rows``, joined with
+    them as a ``VALUES`` list named ``v`` whose ``columns`` map each name to
+    its PostgreSQL type (SQLite needs none); PostgreSQL and SQLite both run
+    ``UPDATE ... FROM`` and ``RETURNING``. Returns the rows returned."""
+    table = Message._meta.db_table
+    postgres = connection.vendor == "postgresql"
+    row_sql = "(" + ", ".join(f"%s::{kind}" if postgres else "%s" for kind in columns.values()) + ")"
+    returned: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            cursor.execute(
+                f"WITH v({', '.join(columns)}) AS (VALUES {', '.join([row_sql] * len(chunk))}) "
+                f"UPDATE {table} SET {set_sql.format(t=table)} FROM v WHERE {where_sql.format(t=table)}"
+                + (f" RETURNING {returning.format(t=table)}" if returning else ""),
+                [value for row in chunk for value in row],
+            )
+            if returning:
+                returned.extend(cursor.fetchall())
+    return returned
+
+
 def _record_acks(acks: dict[str, tuple[str, float]]) -> list[MessageEvent]:
     """Mark the acked messages that are still queued as sent, in one
-    conditional ``UPDATE ... FROM (VALUES ...) RETURNING`` per chunk; return
-    the ``sent`` events of the rows it changed. A repeated ack (a resend
-    after a drop) matches no queued row and records nothing."""
-    table = Message._meta.db_table
+    conditional ``UPDATE`` per chunk; return the ``sent`` events of the rows
+    it changed. A repeated ack (a resend after a drop) matches no queued row
+    and records nothing."""
     key_field = Message._meta.get_field("key")
-    postgres = connection.vendor == "postgresql"
-    row_sql = "(%s::uuid, %s, %s::timestamptz)" if postgres else "(%s, %s, %s)"
     by_key = {key.hex: ack for client_id, ack in acks.items() if (key := _key(client_id)) is not None}
-    values = [
-        (key_field.get_db_prep_value(uuid.UUID(hex=key), connection), server_id[:100], _db_datetime(_dt(at)))
-        for key, (server_id, at) in by_key.items()
-    ]
-    events: list[MessageEvent] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(values), CHUNK):
-            chunk = values[start : start + CHUNK]
-            cursor.execute(
-                f"WITH acked(key, server_id, sent_at) AS (VALUES {', '.join([row_sql] * len(chunk))}) "
-                f"UPDATE {table} SET status = %s, server_id = acked.server_id, sent_at = acked.sent_at, "
-                f"not_before = NULL FROM acked WHERE {table}.key = acked.key AND {table}.status = %s "
-                f"RETURNING {table}.id, {table}.key, {table}.tenant_id, {table}.instance_id, {table}.campaign_id",
-                [*(v for row in chunk for v in row), MessageStatus.SENT, MessageStatus.QUEUED],
+    changed = _update_from_values(
+        {"key": "uuid", "server_id": "text", "sent_at": "timestamptz", "status": "text"},
+        [
+            (
+                key_field.get_db_prep_value(uuid.UUID(hex=key), connection),
+                server_id[:100],
+                _db_datetime(_dt(at)),
+                MessageStatus.QUEUED,
             )
-            for message_id, key, tenant_id, instance_id, campaign_id in cursor.fetchall():
-                server_id, at = by_key[uuid.UUID(str(key)).hex]
-                events.append(
-                    MessageEvent(
-                        message_id=message_id,
-                        tenant_id=tenant_id,
-                        instance_id=instance_id,
-                        campaign_id=campaign_id,
-                        status=MessageStatus.SENT,
-                        at=_dt(at),
-                        data={"server_id": server_id[:100]},
-                    )
-                )
+            for key, (server_id, at) in by_key.items()
+        ],
+        f"status = '{MessageStatus.SENT}', server_id = v.server_id, sent_at = v.sent_at, not_before = NULL",
+        "{t}.key = v.key AND {t}.status = v.status",
+        "{t}.id, {t}.key, {t}.tenant_id, {t}.instance_id, {t}.campaign_id",
+    )
+    events = []
+    for message_id, key, tenant_id, instance_id, campaign_id in changed:
+        server_id, at = by_key[uuid.UUID(str(key)).hex]
+        events.append(
+            MessageEvent(
+                message_id=message_id,
+                tenant_id=tenant_id,
+                instance_id=instance_id,
+                campaign_id=campaign_id,
+                status=MessageStatus.SENT,
+                at=_dt(at),
+                data={"server_id": server_id[:100]},
+            )
+        )
     return events
 
 
@@ -367,19 +390,45 @@ def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
                 Message.objects.filter(id=row.id, status=MessageStatus.QUEUED).update(
                     not_before=_dt(at + delay), error=error[:500]
                 )
+        advanced: list[tuple[Any, ...]] = []
         for client_id, (status, at) in outcomes.receipts.items():
             row = rows.get(client_id)
             if row is None:
                 continue
             advance = _receipt_fields(row.status, status, at)
             if advance:
-                Message.objects.filter(id=row.id, status=row.status).update(**advance)
+                advanced.append(
+                    (
+                        row.id,
+                        row.status,
+                        status,
+                        *(
+                            _db_datetime(advance[name]) if name in advance else None
+                            for name in ("sent_at", "delivered_at", "read_at")
+                        ),
+                    )
+                )
                 if row.status == MessageStatus.QUEUED:  # a receipt implies the ack
                     event(row, MessageStatus.SENT, at)
                 if status == MessageStatus.READ and row.status in (MessageStatus.QUEUED, MessageStatus.SENT):
                     event(row, MessageStatus.DELIVERED, at)
                 event(row, status, at)
                 row.status = status
+        # The rows are locked by this transaction: one statement for all.
+        _update_from_values(
+            {
+                "id": "bigint",
+                "from_status": "text",
+                "status": "text",
+                "sent_at": "timestamptz",
+                "delivered_at": "timestamptz",
+                "read_at": "timestamptz",
+            },
+            advanced,
+            "status = v.status, sent_at = COALESCE(v.sent_at, {t}.sent_at), "
+            "delivered_at = COALESCE(v.delivered_at, {t}.delivered_at), read_at = COALESCE(v.read_at, {t}.read_at)",
+            "{t}.id = v.id AND {t}.status = v.from_status",
+        )
         MessageEvent.objects.bulk_create(events)
 
 
