@@ -63,7 +63,6 @@ import re
 import secrets
 import shlex
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -76,7 +75,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Processes, free_port, wait  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Processes,
+    bench_env,
+    celery_argv,
+    create_instances,
+    free_port,
+    setup_django,
+    utc,
+    wait,
+)
 from simulator.control import SimulatorControl, SimulatorControlError  # noqa: E402
 
 SUBPROTOCOL = "blast-gateway.v1"
@@ -356,23 +364,9 @@ def main() -> int:
     dropped = sorted(name for name in os.environ if POLICY_ENV.match(name))
     for name in dropped:
         del os.environ[name]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "BLAST_REDIS_PREFIX": f"bench-{tag}",
-        "BLAST_WORKER_CHANNEL": f"bench-{tag}",
-        "CELERY_TASK_DEFAULT_QUEUE": f"bench-{tag}",
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
+    env = bench_env(tag, database_url)
+    setup_django(env)
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blast.settings")
-    django.setup()
     from django.db.models import Count
 
     from instances import hints
@@ -386,7 +380,6 @@ def main() -> int:
         Tenant,
         WorkerHeartbeat,
     )
-    from instances.tokens import encrypt
 
     constants = websockets_constants()
     policy = blast_policy()
@@ -422,19 +415,7 @@ def main() -> int:
             if side.name == "blast":
                 gateway = Gateway.objects.create(name=f"bench-{tag}-{side.scenario}", url=f"ws://127.0.0.1:{side.port}")
                 side.gateway_id = gateway.id
-                Instance.objects.bulk_create(
-                    [
-                        Instance(
-                            tenant=tenant,
-                            name=f"{side.scenario[0]}{n:05d}",
-                            gateway=gateway,
-                            desired_state="running",
-                            token_encrypted=encrypt(uuid.uuid4().hex),
-                        )
-                        for n in range(args.instances)
-                    ],
-                    batch_size=1000,
-                )
+                create_instances(tenant, gateway, args.instances, prefix=side.scenario[0])
                 side.keys = [str(k) for k in Instance.objects.filter(gateway=gateway).values_list("key", flat=True)]
             else:
                 items = [{"key": str(uuid.uuid4()), "token": secrets.token_urlsafe(32)} for _ in range(args.instances)]
@@ -454,31 +435,9 @@ def main() -> int:
                     ],
                 )
         ids = list(Instance.objects.filter(tenant=tenant).values_list("id", flat=True))
-        CircuitBreaker.objects.bulk_create([CircuitBreaker(instance_id=i) for i in ids], batch_size=1000)
 
         start("worker", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}"])
-        start(
-            "celery",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "blast",
-                "worker",
-                "-B",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "-Q",
-                env["CELERY_TASK_DEFAULT_QUEUE"],
-                "--schedule",
-                str(logs / "beat-schedule"),
-                "--scheduler",
-                "blast.beat:ResilientDatabaseScheduler",
-            ],
-        )
+        start("celery", celery_argv(env, logs))
         wait(
             lambda: WorkerHeartbeat.objects.filter(worker_id=f"bench-{tag}").exists(),
             60,
@@ -554,8 +513,8 @@ def main() -> int:
                 side.extra["worker_recorded_attempts"] = ConnectionEvent.objects.filter(
                     instance__gateway_id=side.gateway_id,
                     kind=EventKind.ATTEMPT,
-                    at__gte=_dt(side.fault_wall),
-                    at__lt=_dt(side.cleared_wall),
+                    at__gte=utc(side.fault_wall),
+                    at__lt=utc(side.cleared_wall),
                 ).count()
             side.extra["max_concurrent_per_instance"] = max(
                 v["max_concurrent"] for k, v in side.control.stats()["instances"].items() if k in side.keys
@@ -609,12 +568,6 @@ def main() -> int:
         return 0
     finally:
         group.stop()
-
-
-def _dt(ts: float) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Exits 1 when an invariant fails. The test suite runs a short form of it.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import signal
 import sys
@@ -39,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Processes, free_port, wait  # noqa: E402
+from bench.harness import Processes, bench_env, celery_argv, free_port, setup_django, wait  # noqa: E402
 
 TERMINAL_CODES = [4401, 4403, 4405, 4411, 4440]
 CLOSE_CODES = [1000, 1001, 4408, 4428, 4503, 4515, 4500, 4402, 4999, *TERMINAL_CODES]
@@ -100,25 +99,9 @@ def main() -> int:
     database_url = f"sqlite:///{run / 'db.sqlite3'}"
     if args.database_url:
         database_url = _create_database(args.database_url, f"blast_chaos_{tag}")
-    env = {
-        **os.environ,
-        **FAST,
-        "DATABASE_URL": database_url,
-        "BLAST_REDIS_PREFIX": f"chaos-{tag}",
-        "BLAST_WORKER_CHANNEL": f"chaos-{tag}",
-        "CELERY_TASK_DEFAULT_QUEUE": f"chaos-{tag}",
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "INFO",
-    }
-    os.environ.update(env)
+    env = bench_env(tag, database_url, prefix="chaos", **FAST, LOG_LEVEL="INFO")
+    setup_django(env)
     python = sys.executable
-    import subprocess
-
-    subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blast.settings")
-    django.setup()
     from campaigns.models import Message, MessageStatus
     from instances import commands, hints
     from instances.models import ConnectionEvent, Gateway, Instance, Status, Tenant
@@ -154,26 +137,7 @@ def main() -> int:
         )
         control = SimulatorControl(f"http://127.0.0.1:{port}")
         control.wait_healthy(30)
-        group.start(
-            "celery",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "blast",
-                "worker",
-                "-B",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "-Q",
-                env["CELERY_TASK_DEFAULT_QUEUE"],
-                "--schedule",
-                str(run / "beat-schedule"),
-            ],
-        )
+        group.start("celery", celery_argv(env, run, loglevel="INFO"))
         for _ in range(args.workers):
             start_worker()
 

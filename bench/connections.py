@@ -23,20 +23,26 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Processes, free_port, wait  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Processes,
+    bench_env,
+    celery_argv,
+    create_instances,
+    free_port,
+    setup_django,
+    utc,
+    wait,
+)
 
 
 def main() -> int:
@@ -52,28 +58,13 @@ def main() -> int:
     run_dir = ROOT / ".run"
     run_dir.mkdir(exist_ok=True)
     database_url = args.database_url or f"sqlite:///{run_dir / f'bench-connections-{tag}.sqlite3'}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "BLAST_REDIS_PREFIX": f"bench-{tag}",
-        "BLAST_WORKER_CHANNEL": f"bench-{tag}",
-        "CELERY_TASK_DEFAULT_QUEUE": f"bench-{tag}",
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
+    env = bench_env(tag, database_url)
+    setup_django(env)
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blast.settings")
-    django.setup()
     from django.db.models import Count
 
     from instances import hints
     from instances.models import CircuitBreaker, ConnectionEvent, Gateway, Instance, Status, Tenant
-    from instances.tokens import encrypt
 
     port = free_port()
     logs = run_dir / f"bench-connections-{tag}"
@@ -90,46 +81,11 @@ def main() -> int:
         tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
         gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{port}")
         created = time.monotonic()
-        instances = Instance.objects.bulk_create(
-            [
-                Instance(
-                    tenant=tenant,
-                    name=f"i{n:05d}",
-                    gateway=gateway,
-                    desired_state="running",
-                    token_encrypted=encrypt(uuid.uuid4().hex),
-                )
-                for n in range(args.sessions)
-            ],
-            batch_size=1000,
-        )
-        ids = list(Instance.objects.filter(tenant=tenant).values_list("id", flat=True))
-        CircuitBreaker.objects.bulk_create([CircuitBreaker(instance_id=i) for i in ids], batch_size=1000)
-        print(f"created {len(instances)} instances in {time.monotonic() - created:.1f}s")
+        ids = create_instances(tenant, gateway, args.sessions)
+        print(f"created {len(ids)} instances in {time.monotonic() - created:.1f}s")
 
         worker = start("worker", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}"])
-        start(
-            "celery",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "blast",
-                "worker",
-                "-B",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "-Q",
-                env["CELERY_TASK_DEFAULT_QUEUE"],
-                "--schedule",
-                str(logs / "beat-schedule"),
-                "--scheduler",
-                "blast.beat:ResilientDatabaseScheduler",
-            ],
-        )
+        start("celery", celery_argv(env, logs))
         from instances.models import WorkerHeartbeat
 
         wait(
@@ -175,7 +131,7 @@ def main() -> int:
         attempts = [
             at.timestamp() - restart_wall
             for at in ConnectionEvent.objects.filter(instance__tenant=tenant, kind="attempt")
-            .filter(at__gte=_dt(restart_wall))
+            .filter(at__gte=utc(restart_wall))
             .values_list("at", flat=True)
         ]
         per_second = collections.Counter(int(a) for a in attempts)
@@ -213,12 +169,6 @@ def main() -> int:
         return 0
     finally:
         group.stop()
-
-
-def _dt(ts: float) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
 if __name__ == "__main__":

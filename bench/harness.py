@@ -3,9 +3,12 @@ platform processes started with one environment and stopped together."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +54,83 @@ class Processes:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def bench_env(tag: str, database_url: str, prefix: str = "bench", **extra: str) -> dict[str, str]:
+    """The environment of one run's processes: its own database, Redis
+    prefix, worker channel and Celery queue, so that runs never meet."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BLAST_REDIS_PREFIX": f"{prefix}-{tag}",
+        "BLAST_WORKER_CHANNEL": f"{prefix}-{tag}",
+        "CELERY_TASK_DEFAULT_QUEUE": f"{prefix}-{tag}",
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def setup_django(env: dict[str, str]) -> None:
+    """Adopt ``env`` in this process, migrate its database and set Django up."""
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blast.settings")
+    django.setup()
+
+
+def celery_argv(env: dict[str, str], logs: Path, loglevel: str = "WARNING") -> list[str]:
+    """Celery with beat (the recovery jobs) on the run's own queue."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "blast",
+        "worker",
+        "-B",
+        "--pool",
+        "solo",
+        "--loglevel",
+        loglevel,
+        "-Q",
+        env["CELERY_TASK_DEFAULT_QUEUE"],
+        "--schedule",
+        str(logs / "beat-schedule"),
+        "--scheduler",
+        "blast.beat:ResilientDatabaseScheduler",
+    ]
+
+
+def create_instances(tenant: Any, gateway: Any, count: int, prefix: str = "i") -> list[int]:
+    """``count`` running instances of ``tenant`` on ``gateway`` (a gateway of
+    the run's own, with no instances yet), each with a token and a closed
+    breaker; their ids."""
+    from instances.models import CircuitBreaker, Instance
+    from instances.tokens import encrypt
+
+    Instance.objects.bulk_create(
+        [
+            Instance(
+                tenant=tenant,
+                name=f"{prefix}{n:05d}",
+                gateway=gateway,
+                desired_state="running",
+                token_encrypted=encrypt(uuid.uuid4().hex),
+            )
+            for n in range(count)
+        ],
+        batch_size=1000,
+    )
+    ids = list(Instance.objects.filter(gateway=gateway).order_by("id").values_list("id", flat=True))
+    CircuitBreaker.objects.bulk_create([CircuitBreaker(instance_id=i) for i in ids], batch_size=1000)
+    return ids
+
+
+def utc(ts: float) -> Any:
+    """Epoch seconds as an aware UTC datetime, for filtering event times."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)

@@ -33,9 +33,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import shlex
-import subprocess
 import sys
 import time
 import uuid
@@ -49,7 +47,15 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Processes, free_port, wait  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Processes,
+    bench_env,
+    celery_argv,
+    create_instances,
+    free_port,
+    setup_django,
+    wait,
+)
 
 
 def main() -> int:
@@ -67,26 +73,11 @@ def main() -> int:
     run_dir = ROOT / ".run"
     run_dir.mkdir(exist_ok=True)
     database_url = args.database_url or f"sqlite:///{run_dir / f'bench-health-{tag}.sqlite3'}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "BLAST_REDIS_PREFIX": f"bench-{tag}",
-        "BLAST_WORKER_CHANNEL": f"bench-{tag}",
-        "CELERY_TASK_DEFAULT_QUEUE": f"bench-{tag}",
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
+    env = bench_env(tag, database_url)
+    setup_django(env)
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blast.settings")
-    django.setup()
     from instances import hints
-    from instances.models import CircuitBreaker, Gateway, Instance, Status, Tenant, WorkerHeartbeat
-    from instances.tokens import encrypt
+    from instances.models import Gateway, Instance, Status, Tenant, WorkerHeartbeat
     from simulator.control import SimulatorControl
 
     sim_port = free_port()
@@ -101,45 +92,10 @@ def main() -> int:
 
         tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
         gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{sim_port}")
-        Instance.objects.bulk_create(
-            [
-                Instance(
-                    tenant=tenant,
-                    name=f"i{n:05d}",
-                    gateway=gateway,
-                    desired_state="running",
-                    token_encrypted=encrypt(uuid.uuid4().hex),
-                )
-                for n in range(args.instances)
-            ],
-            batch_size=1000,
-        )
-        ids = list(Instance.objects.filter(tenant=tenant).values_list("id", flat=True))
-        CircuitBreaker.objects.bulk_create([CircuitBreaker(instance_id=i) for i in ids], batch_size=1000)
+        ids = create_instances(tenant, gateway, args.instances)
 
         start("worker", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}"])
-        start(
-            "celery",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "blast",
-                "worker",
-                "-B",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "-Q",
-                env["CELERY_TASK_DEFAULT_QUEUE"],
-                "--schedule",
-                str(logs / "beat-schedule"),
-                "--scheduler",
-                "blast.beat:ResilientDatabaseScheduler",
-            ],
-        )
+        start("celery", celery_argv(env, logs))
         wait(
             lambda: WorkerHeartbeat.objects.filter(worker_id=f"bench-{tag}").exists(),
             60,

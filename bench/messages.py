@@ -4,7 +4,7 @@
         [--batch 500] [--database-url postgres://postgres@127.0.0.1:5432/postgres] [--json out.json]
 
 Starts, each as its own process: the gateway simulator (paired at once, no
-receipts), connection worker(s), Celery with beat, and the web process(es)
+receipts unless ``--receipts``), connection worker(s), Celery with beat, and the web process(es)
 (``python -m blast.web``, daphne). Creates a fresh PostgreSQL database (named
 after the run, dropped at the end), a tenant, an API key and N instances
 with pacing off (no delay, no caps), waits until all are connected, then
@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -42,7 +40,15 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Processes, free_port, wait  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Processes,
+    bench_env,
+    celery_argv,
+    create_instances,
+    free_port,
+    setup_django,
+    wait,
+)
 
 
 def main() -> int:
@@ -64,6 +70,11 @@ def main() -> int:
         action="store_true",
         help="store the messages directly (no API) and measure the sending side alone",
     )
+    parser.add_argument(
+        "--receipts",
+        action="store_true",
+        help="the simulator also sends delivered and read receipts for every message (the worker records them)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -77,31 +88,21 @@ def main() -> int:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     database_url = parts._replace(path=f"/{dbname}").geturl()
 
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "BLAST_REDIS_PREFIX": f"bench-{tag}",
-        "BLAST_WORKER_CHANNEL": f"bench-{tag}",
-        "CELERY_TASK_DEFAULT_QUEUE": f"bench-{tag}",
-        "BLAST_SEND_DELAY_MIN_S": "0",
-        "BLAST_SEND_DELAY_MAX_S": "0",
-        "BLAST_HOURLY_CAP": "0",
-        "BLAST_DAILY_CAP": "0",
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
+    env = bench_env(
+        tag,
+        database_url,
+        BLAST_SEND_DELAY_MIN_S="0",
+        BLAST_SEND_DELAY_MAX_S="0",
+        BLAST_HOURLY_CAP="0",
+        BLAST_DAILY_CAP="0",
+    )
     python = sys.executable
     logs = ROOT / ".run" / f"bench-messages-{tag}"
     group = Processes(env, logs)
     start = group.start
 
     try:
-        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        import django
-
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "blast.settings")
-        django.setup()
+        setup_django(env)
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
@@ -109,8 +110,7 @@ def main() -> int:
         from campaigns.messages import NewMessage, accept, accept_many
         from campaigns.models import Message, MessageStatus
         from instances import hints
-        from instances.models import CircuitBreaker, Gateway, Instance, Status, Tenant
-        from instances.tokens import encrypt
+        from instances.models import Gateway, Instance, Status, Tenant
         from simulator.control import SimulatorControl
 
         sim_port = free_port()
@@ -124,28 +124,15 @@ def main() -> int:
                 str(sim_port),
                 "--start-paired",
                 "--receipt-delay",
-                "-1",
+                "0" if args.receipts else "-1",
             ],
         )
         SimulatorControl(f"http://127.0.0.1:{sim_port}").wait_healthy(30)
 
         tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
         gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{sim_port}")
-        Instance.objects.bulk_create(
-            [
-                Instance(
-                    tenant=tenant,
-                    name=f"i{n:05d}",
-                    gateway=gateway,
-                    desired_state="running",
-                    token_encrypted=encrypt(uuid.uuid4().hex),
-                )
-                for n in range(args.instances)
-            ],
-            batch_size=1000,
-        )
+        create_instances(tenant, gateway, args.instances)
         instances = list(Instance.objects.filter(tenant=tenant).values_list("id", "key"))
-        CircuitBreaker.objects.bulk_create([CircuitBreaker(instance_id=i) for i, _ in instances], batch_size=1000)
         _, api_key = ApiKey.objects.create_key(tenant, "bench")
 
         # The exact cost of one acceptance, measured in this process.
@@ -164,26 +151,7 @@ def main() -> int:
 
         for n in range(args.workers):
             start(f"worker-{n}", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}-{n}"])
-        start(
-            "celery",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "blast",
-                "worker",
-                "-B",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "-Q",
-                env["CELERY_TASK_DEFAULT_QUEUE"],
-                "--schedule",
-                str(logs / "beat-schedule"),
-            ],
-        )
+        start("celery", celery_argv(env, logs))
         web_ports = [free_port() for _ in range(args.web)]
         for n, port in enumerate(web_ports):
             start(f"web-{n}", [python, "-m", "blast.web", "-b", "127.0.0.1", "-p", str(port), "blast.asgi:application"])
@@ -285,8 +253,11 @@ def main() -> int:
         accepted_in = time.monotonic() - started
         accepted = len(accepted_at)
 
+        # Acked: sent, or further along when receipts are on.
+        acked_statuses = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ]
+
         def acked() -> bool:
-            return Message.objects.filter(tenant=tenant, status=MessageStatus.SENT).count() >= accepted
+            return Message.objects.filter(tenant=tenant, status__in=acked_statuses).count() >= accepted
 
         wait(acked, 1800, interval=0.25, what="every message acked")
         finished = time.monotonic()
@@ -302,6 +273,7 @@ def main() -> int:
             "workers": args.workers,
             "client_threads": args.clients,
             "batch": args.batch or "single endpoint",
+            "receipts": "delivered and read, recorded" if args.receipts else "off",
             "acceptance_per_s": round(accepted / accepted_in, 1),
             "delivery_per_s": round(accepted / (finished - min(accepted_at, default=started)), 1),
             "end_to_end_s": round(finished - started, 1),
