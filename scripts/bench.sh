@@ -125,7 +125,8 @@ for step in "${steps[@]}"; do
       command=("$PY" bench/chaos_soak.py --instances 1000 --minutes 30 --seed 1 --database-url "$BENCH_DATABASE_URL")
       echo "==> chaos: ${command[*]}" >&2
       code=0
-      { echo "\$ $(shown "${command[@]}") | tee $results/chaos-soak.txt"; "${command[@]}"; } 2>&1 \
+      { echo "# measured $(date -u +%Y-%m-%dT%H:%MZ) at commit $(git rev-parse --short HEAD)"
+        echo "\$ $(shown "${command[@]}") | tee $results/chaos-soak.txt"; "${command[@]}"; } 2>&1 \
         | tee "$results/chaos-soak.txt.new" || code=$?
       mv "$results/chaos-soak.txt.new" "$results/chaos-soak.txt"
       [[ $code -eq 0 ]] || failed+=(chaos)
