@@ -33,7 +33,9 @@ RESEND_AFTER_S = 60.0
 # An acked or nacked message is kept out of the next batches this long, so
 # that a batch read before its outcome was written does not resend it.
 SETTLE_S = 30.0
-IDLE_WAIT_S = 30.0
+# An idle sender reads again after this long even without a hint (the
+# periodic sweep hints instances with due messages; this is the backstop).
+IDLE_WAIT_S = 300.0
 # Messages read per query.
 BATCH = 100
 
@@ -52,6 +54,10 @@ class Coalesced(Generic[A, R]):
     only for the next turn of the event loop.
     """
 
+    # Calls served by one run at most, so that other database work (the
+    # connection engine's writes share the thread) is never held up long.
+    LIMIT = 500
+
     def __init__(self, run: Callable[[list[A]], list[R]]) -> None:
         self._run = database_sync_to_async(run)
         self._waiting: list[tuple[A, asyncio.Future[R]]] = []
@@ -66,7 +72,7 @@ class Coalesced(Generic[A, R]):
 
     async def _drain(self) -> None:
         while self._waiting:
-            waiting, self._waiting = self._waiting, []
+            waiting, self._waiting = self._waiting[: self.LIMIT], self._waiting[self.LIMIT :]
             try:
                 results = await self._run([arg for arg, _ in waiting])
             except Exception as exc:  # each caller gets the error of its own call
@@ -175,25 +181,30 @@ class Sender:
     # -- the loop --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        if self.recent is None:
-            self.recent = collections.deque(
-                await database_sync_to_async(sending.recent_sends)(self.instance_id, time.time())
-            )
-            self.last_send = self.recent[-1] if self.recent else None
         while self.session.ready:
             now = time.time()
             self.hold = {mid: until for mid, until in self.hold.items() if until > now}
             # Cleared before the read: a message queued after it wakes us.
             self._wake.clear()
             policy, batch, full = await self._reads((self.instance_id, list(self.hold), BATCH))
-            if batch and not await self._send(policy, batch):
-                return
+            if batch:
+                if self.recent is None:  # read once, when there is something to pace
+                    self.recent = collections.deque(
+                        await database_sync_to_async(sending.recent_sends)(self.instance_id, time.time())
+                    )
+                    self.last_send = self.recent[-1] if self.recent else None
+                if not await self._send(policy, batch):
+                    return
             if not full and self.session.ready:
                 # The queue was drained by this read: nothing more until a
-                # hint, a retry coming due (the periodic sweep hints it) or
-                # the idle timeout.
+                # hint (a new message, or the periodic sweep's for a retry
+                # that came due), a held message's time to be sent again,
+                # or the idle timeout.
+                timeout = IDLE_WAIT_S
+                if self.hold:
+                    timeout = min(timeout, max(min(self.hold.values()) - time.time(), 0.0) + 0.1)
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=IDLE_WAIT_S)
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
                 except TimeoutError:
                     pass
 

@@ -77,7 +77,14 @@ def next_batches(requests: list[tuple[int, list[int], int]], now: float) -> list
     if connection.vendor == "postgresql":
         rows = _read_postgresql(requests, when)
     else:
-        rows = {instance_id: _read_one(instance_id, exclude, limit, when) for instance_id, exclude, limit in requests}
+        # One query finds the instances that have anything due; only those
+        # are read (most instances, most of the time, have nothing).
+        busy = _with_due_messages([instance_id for instance_id, _, _ in requests], when)
+        rows = {
+            instance_id: _read_one(instance_id, exclude, limit, when)
+            for instance_id, exclude, limit in requests
+            if instance_id in busy
+        }
     expired = [row["id"] for found in rows.values() for row in found if _expired(row, when)]
     if expired:
         fail(expired, FailureReason.EXPIRED, "expired before it could be sent", now)
@@ -101,6 +108,18 @@ def _read_one(instance_id: int, exclude: list[int], limit: int, when: dt.datetim
             **{name: F(f"instance__{name}") for name in _POLICY},
         )[:limit]
     )
+
+
+def _with_due_messages(instance_ids: list[int], when: dt.datetime) -> set[int]:
+    found: set[int] = set()
+    for start in range(0, len(instance_ids), CHUNK):
+        found.update(
+            Message.objects.filter(instance_id__in=instance_ids[start : start + CHUNK], status=MessageStatus.QUEUED)
+            .filter(Q(not_before__isnull=True) | Q(not_before__lte=when))
+            .values_list("instance_id", flat=True)
+            .distinct()
+        )
+    return found
 
 
 def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.datetime) -> dict[int, list[dict[str, Any]]]:

@@ -79,3 +79,13 @@ async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     assert await kept == 6
     with pytest.raises(asyncio.CancelledError):
         await doomed
+
+
+async def test_one_run_serves_at_most_its_limit_so_other_database_work_interleaves() -> None:
+    class Small(Coalesced[int, int]):
+        LIMIT = 2
+
+    run = Recorder()
+    call = Small(run)
+    assert await asyncio.gather(*(call(n) for n in range(5))) == [0, 2, 4, 6, 8]
+    assert run.calls == [[0, 1], [2, 3], [4]]
