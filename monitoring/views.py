@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
@@ -23,11 +25,36 @@ def _health_response(report: health.HealthReport) -> HttpResponse:
     return response
 
 
+# The evaluation in progress, per event loop: requests that arrive while it
+# runs share its report instead of queueing one evaluation each.
+_evaluating: dict[asyncio.AbstractEventLoop, asyncio.Task[health.HealthReport]] = {}
+
+
+async def shared_evaluation() -> health.HealthReport:
+    """``health.evaluate()``, run once for every request that arrives while it
+    runs: under a burst of probes the checks cost one evaluation at a time,
+    and no report is older than one evaluation; a request that arrives when
+    none is running starts a fresh one."""
+    loop = asyncio.get_running_loop()
+    task = _evaluating.get(loop)
+    if task is None or task.done():
+        task = loop.create_task(sync_to_async(health.evaluate)())
+        _evaluating[loop] = task
+
+        def forget(done: asyncio.Task[health.HealthReport]) -> None:
+            if _evaluating.get(loop) is done:
+                del _evaluating[loop]
+
+        task.add_done_callback(forget)
+    # Shielded: a client that goes away does not cancel the others' report.
+    return await asyncio.shield(task)
+
+
 @require_safe
 @never_cache
-def health_view(request: HttpRequest) -> HttpResponse:
+async def health_view(request: HttpRequest) -> HttpResponse:
     """``/health``: every check and the score; 200 for pass and warn, 503 for fail."""
-    return _health_response(health.evaluate())
+    return _health_response(await shared_evaluation())
 
 
 @require_safe
