@@ -238,10 +238,18 @@ class Supervisor:
 
     # -- hints --------------------------------------------------------------------
 
-    def enqueue(self, ids: Iterable[int]) -> None:
-        """Note instances to reconcile; the reconcile loop does the work."""
+    def enqueue(self, ids: Iterable[int], wake_senders: bool = True) -> None:
+        """Note instances to reconcile; the reconcile loop does the work. A
+        hint may also mean new messages: the senders of held instances are
+        woken (not by the periodic audit, which would wake every sender)."""
+        ids = list(ids)
         self.pending.update(ids)
         self._wake.set()
+        if wake_senders:
+            for instance_id in ids:
+                held = self.held.get(instance_id)
+                if held is not None and held.sender is not None:
+                    held.sender.wake()
 
     async def _reconcile_loop(self) -> None:
         await self._wake.wait()
@@ -312,8 +320,6 @@ class Supervisor:
     def _reconcile_held(self, held: Held, row: store.Row) -> None:
         if held.session is None:
             return
-        if held.sender is not None:
-            held.sender.wake()  # a hint may mean new messages
         if not row.running:
             held.desired_running = False
             held.session.stop(Reason.STOPPED)
@@ -800,4 +806,4 @@ class Supervisor:
     async def _audit_loop(self) -> None:
         await asyncio.sleep(self.config.audit_interval)
         if self.held:
-            self.enqueue(list(self.held))
+            self.enqueue(list(self.held), wake_senders=False)
