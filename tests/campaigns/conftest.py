@@ -122,6 +122,34 @@ def make_campaign(
     return campaign
 
 
+def start_through_api(
+    tenant: Tenant, contact_list: ContactList, instances: Sequence[Instance], **fields: Any
+) -> Campaign:
+    """Create a campaign ("{Hi|Hello} {{name}}" to ``contact_list`` over
+    ``instances``, plus ``fields``) and start it, as a tenant would: through
+    the API with an API key of ``tenant``."""
+    from rest_framework.test import APIClient
+
+    from api.models import ApiKey
+
+    _, key = ApiKey.objects.create_key(tenant, "campaigns")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    body = {
+        "name": "blast",
+        "template": "{Hi|Hello} {{name}}",
+        "contact_list": str(contact_list.key),
+        "instances": [str(i.key) for i in instances],
+        **fields,
+    }
+    created = client.post("/api/v1/campaigns", body, format="json")
+    assert created.status_code == 201, created.content
+    campaign = Campaign.objects.get(key=created.json()["id"])
+    started = client.post(f"/api/v1/campaigns/{campaign.key}/start")
+    assert started.status_code == 200, started.content
+    return campaign
+
+
 def connect(*instances: Instance) -> None:
     Instance.objects.filter(pk__in=[i.pk for i in instances]).update(status=Status.CONNECTED)
 

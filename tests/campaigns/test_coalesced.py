@@ -1,6 +1,8 @@
 """The senders' coalescing call: many callers, few round trips, each caller
 its own answer or its own error. Pure asyncio logic: ``run`` here records
-what it was given instead of querying a database."""
+what it was given instead of querying a database. The calls still run
+through the worker's database thread (``database_sync_to_async``, which
+tidies that thread's connections), hence the database mark."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import threading
 import pytest
 
 from campaigns.sender import Coalesced
+
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Recorder:

@@ -20,7 +20,7 @@ from campaigns import schedules
 from campaigns.models import Campaign, InboundMessage, Message, OptOut
 from instances import commands
 from instances.models import Status
-from tests.campaigns.conftest import URLS, make_list, numbers
+from tests.campaigns.conftest import URLS, make_list, numbers, start_through_api
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import wait_until
 from tests.fixtures.simulator import gateway_sim_args
@@ -47,33 +47,14 @@ def test_a_stop_from_a_recipient_opts_them_out_through_the_worker(engine: Engine
 
 @gateway_sim_args("--start-paired", "--receipt-delay", "-1")
 def test_a_campaign_pauses_while_its_instance_is_down_and_resumes_after(engine: Engine, settings: Any) -> None:
-    from rest_framework.test import APIClient
-
-    from api.models import ApiKey
-
     schedules.install(**{"campaigns.tick": 1, "campaigns.fan_out_webhooks": 1})
     instance = engine.create("campaigner")
     engine.wait_status(instance, Status.CONNECTED)
     contact_list = make_list(engine.tenant, [(n, {"name": f"N{i}"}) for i, n in enumerate(numbers(30))])
-    _, key = ApiKey.objects.create_key(engine.tenant, "e2e")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    created = client.post(
-        "/api/v1/campaigns",
-        {
-            "name": "slow",
-            "template": "{Hi|Hello} {{name}}",
-            "contact_list": str(contact_list.key),
-            "instances": [str(instance.key)],
-            # Slow pacing: the campaign is still running when its instance goes.
-            "send_delay_min_s": 3600,
-            "send_delay_max_s": 3600,
-        },
-        format="json",
+    # Slow pacing: the campaign is still running when its instance goes.
+    campaign = start_through_api(
+        engine.tenant, contact_list, [instance], name="slow", send_delay_min_s=3600, send_delay_max_s=3600
     )
-    assert created.status_code == 201, created.content
-    campaign = Campaign.objects.get(key=created.json()["id"])
-    assert client.post(f"/api/v1/campaigns/{campaign.key}/start").status_code == 200
 
     # Celery expands it.
     wait_until(

@@ -17,7 +17,7 @@ from django.utils import timezone
 from campaigns import schedules
 from campaigns.models import Campaign, Message, MessageEvent, MessageStatus
 from instances.models import Instance, Status
-from tests.campaigns.conftest import URLS, make_list, numbers
+from tests.campaigns.conftest import URLS, make_list, numbers, start_through_api
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import wait_until
 from tests.fixtures.simulator import gateway_sim_args
@@ -135,10 +135,6 @@ def test_kill_9_and_a_gateway_restart_mid_campaign_deliver_every_message_exactly
     campaign started through the API, expanded by Celery and rotated over
     four instances held by two workers; one worker is killed with kill -9
     and later the gateway restarts, both mid-run."""
-    from rest_framework.test import APIClient
-
-    from api.models import ApiKey
-
     schedules.install(**{"campaigns.tick": 1, "campaigns.fan_out_webhooks": 1})
     engine.workers.append(engine.platform.start_worker("second"))
     instances = [engine.create(f"blast-{n}") for n in range(4)]
@@ -146,25 +142,8 @@ def test_kill_9_and_a_gateway_restart_mid_campaign_deliver_every_message_exactly
     Instance.objects.filter(pk__in=[i.pk for i in instances]).update(hourly_cap=0, daily_cap=0)
     engine.wait_all(instances, Status.CONNECTED)
     contact_list = make_list(engine.tenant, [(n, {"name": f"N{i}"}) for i, n in enumerate(numbers(2000))])
-    _, key = ApiKey.objects.create_key(engine.tenant, "blast")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    created = client.post(
-        "/api/v1/campaigns",
-        {
-            "name": "blast",
-            "template": "{Hi|Hello} {{name}}",
-            "contact_list": str(contact_list.key),
-            "instances": [str(i.key) for i in instances],
-            # Slow enough that the faults land mid-run.
-            "send_delay_min_s": 0.01,
-            "send_delay_max_s": 0.02,
-        },
-        format="json",
-    )
-    assert created.status_code == 201, created.content
-    campaign = Campaign.objects.get(key=created.json()["id"])
-    assert client.post(f"/api/v1/campaigns/{campaign.key}/start").status_code == 200
+    # Slow enough that the faults land mid-run.
+    campaign = start_through_api(engine.tenant, contact_list, instances, send_delay_min_s=0.01, send_delay_max_s=0.02)
 
     wait_until(lambda: _progress() >= 400, timeout=180, message="a fifth sent")
     owners = Instance.objects.filter(pk__in=[i.pk for i in instances]).values_list("owner", flat=True)
