@@ -55,22 +55,16 @@ def recent_sends(instance_id: int, now: float) -> list[float]:
     return sorted(s.timestamp() for s in stamps)
 
 
-def next_batch(
-    instance_id: int, exclude: list[int], now: float, limit: int = 100
-) -> tuple[Policy, list[Outgoing], bool]:
-    """The instance's sending policy, its next queued messages, oldest first
-    (due: ``not_before`` passed; not already in flight), and whether the
-    read was full (more may be waiting). Messages read whose ``expires_at``
-    passed are failed with reason expired instead of being returned."""
-    return next_batches([(instance_id, exclude, limit)], now)[0]
-
-
 Read = tuple[Policy, list[Outgoing], bool]
 
 
 def next_batches(requests: list[tuple[int, list[int], int]], now: float) -> list[Read]:
-    """:func:`next_batch` for many instances at once: ``requests`` holds
-    (instance id, message ids to leave out, limit). On PostgreSQL one
+    """The next batches of many instances: ``requests`` holds (instance id,
+    message ids to leave out, limit). Each answer is the instance's sending
+    policy, its next queued messages, oldest first (due: ``not_before``
+    passed; not in flight), and whether the read was full (more may be
+    waiting). Messages read whose ``expires_at`` passed are failed with
+    reason expired instead of being returned. On PostgreSQL one
     statement reads them all (a ``LATERAL`` read per instance, each on the
     instance's queue index); elsewhere one query per instance."""
     when = _dt(now)
@@ -79,7 +73,7 @@ def next_batches(requests: list[tuple[int, list[int], int]], now: float) -> list
     else:
         # One query finds the instances that have anything due; only those
         # are read (most instances, most of the time, have nothing).
-        busy = _with_due_messages([instance_id for instance_id, _, _ in requests], when)
+        busy = set(instances_with_due_messages(when, among=[instance_id for instance_id, _, _ in requests]))
         rows = {
             instance_id: _read_one(instance_id, exclude, limit, when)
             for instance_id, exclude, limit in requests
@@ -108,18 +102,6 @@ def _read_one(instance_id: int, exclude: list[int], limit: int, when: dt.datetim
             **{name: F(f"instance__{name}") for name in _POLICY},
         )[:limit]
     )
-
-
-def _with_due_messages(instance_ids: list[int], when: dt.datetime) -> set[int]:
-    found: set[int] = set()
-    for start in range(0, len(instance_ids), CHUNK):
-        found.update(
-            Message.objects.filter(instance_id__in=instance_ids[start : start + CHUNK], status=MessageStatus.QUEUED)
-            .filter(Q(not_before__isnull=True) | Q(not_before__lte=when))
-            .values_list("instance_id", flat=True)
-            .distinct()
-        )
-    return found
 
 
 def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.datetime) -> dict[int, list[dict[str, Any]]]:
@@ -467,12 +449,17 @@ def _receipt_fields(current: str, status: str, at: float) -> dict[str, Any]:
     return fields
 
 
-def instances_with_due_messages(now: dt.datetime | None = None) -> list[int]:
-    """Instances with queued messages that are due, for the periodic sweep."""
+def instances_with_due_messages(now: dt.datetime | None = None, among: list[int] | None = None) -> list[int]:
+    """Instances with queued messages that are due: every one (the periodic
+    sweep), or those of ``among`` (a worker's read of many senders)."""
     now = now or timezone.now()
-    return list(
+    due = (
         Message.objects.filter(status=MessageStatus.QUEUED)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
         .values_list("instance_id", flat=True)
         .distinct()
     )
+    if among is None:
+        return list(due)
+    chunks = (among[start : start + CHUNK] for start in range(0, len(among), CHUNK))
+    return [instance_id for chunk in chunks for instance_id in due.filter(instance_id__in=chunk)]

@@ -10,6 +10,8 @@ another tenant's object is a 404 exactly like a missing one.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -159,6 +161,18 @@ def idempotency_key(request: Request) -> str:
     return key
 
 
+@contextmanager
+def _accepting(items: bool = False) -> Iterator[None]:
+    """Acceptance refusals as API errors: the quota is a 429 with
+    Retry-After, a reused idempotency key a 422 (naming the batch item)."""
+    try:
+        yield
+    except QuotaExceeded as exc:
+        raise QuotaThrottled(wait=exc.retry_after_s, detail=str(exc)) from None
+    except IdempotencyMismatch as exc:
+        raise UnprocessableEntity(f"Item {exc.index}: {exc}" if items else str(exc)) from None
+
+
 @extend_schema(tags=["messages"])
 class InstanceMessagesView(CampaignsView):
     http_method_names = ["post", "options"]
@@ -181,7 +195,7 @@ class InstanceMessagesView(CampaignsView):
         key = idempotency_key(request)
         serializer = MessageCreateSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
-        try:
+        with _accepting():
             accepted = accept(
                 self.tenant,
                 instance,
@@ -190,10 +204,6 @@ class InstanceMessagesView(CampaignsView):
                 key,
                 expires_at=serializer.validated_data.get("expires_at"),
             )
-        except QuotaExceeded as exc:
-            raise QuotaThrottled(wait=exc.retry_after_s, detail=str(exc)) from None
-        except IdempotencyMismatch as exc:
-            raise UnprocessableEntity(str(exc)) from None
         message = accepted.message
         message.instance = instance
         response = Response(MessageSerializer(message).data, status=status.HTTP_202_ACCEPTED)
@@ -227,12 +237,8 @@ class MessageBatchView(CampaignsView):
         serializer = MessageBatchSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         items = [NewMessage(**item) for item in serializer.validated_data["messages"]]
-        try:
+        with _accepting(items=True):
             accepted = accept_many(self.tenant, items)
-        except QuotaExceeded as exc:
-            raise QuotaThrottled(wait=exc.retry_after_s, detail=str(exc)) from None
-        except IdempotencyMismatch as exc:
-            raise UnprocessableEntity(f"Item {exc.index}: {exc}") from None
         messages = [a.message for a in accepted]
         return Response({"messages": MessageSerializer(messages, many=True).data}, status=status.HTTP_202_ACCEPTED)
 
