@@ -38,7 +38,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Processes, bench_env, celery_argv, free_port, setup_django, wait  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Processes,
+    bench_env,
+    celery_argv,
+    create_database,
+    drop_database,
+    free_port,
+    setup_django,
+    wait,
+)
 
 TERMINAL_CODES = [4401, 4403, 4405, 4411, 4440]
 CLOSE_CODES = [1000, 1001, 4408, 4428, 4503, 4515, 4500, 4402, 4999, *TERMINAL_CODES]
@@ -98,7 +107,7 @@ def main() -> int:
     run.mkdir(parents=True, exist_ok=True)
     database_url = f"sqlite:///{run / 'db.sqlite3'}"
     if args.database_url:
-        database_url = _create_database(args.database_url, f"blast_chaos_{tag}")
+        database_url = create_database(args.database_url, f"blast_chaos_{tag}")
     env = bench_env(tag, database_url, prefix="chaos", **FAST, LOG_LEVEL="INFO")
     setup_django(env)
     python = sys.executable
@@ -339,24 +348,7 @@ def main() -> int:
             from django.db import connections
 
             connections.close_all()
-            _drop_database(args.database_url, f"blast_chaos_{tag}")
-
-
-def _create_database(server_url: str, name: str) -> str:
-    from urllib.parse import urlsplit
-
-    import psycopg
-
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlsplit(server_url)._replace(path=f"/{name}").geturl()
-
-
-def _drop_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(args.database_url, f"blast_chaos_{tag}")
 
 
 if __name__ == "__main__":

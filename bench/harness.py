@@ -134,3 +134,22 @@ def utc(ts: float) -> Any:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the PostgreSQL server of ``server_url``;
+    its URL."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlsplit(server_url)._replace(path=f"/{name}").geturl()
+
+
+def drop_database(server_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

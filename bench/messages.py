@@ -35,7 +35,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,7 +43,9 @@ from bench.harness import (  # noqa: E402
     Processes,
     bench_env,
     celery_argv,
+    create_database,
     create_instances,
+    drop_database,
     free_port,
     setup_django,
     wait,
@@ -78,15 +79,10 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    import psycopg
-
     tag = uuid.uuid4().hex[:8]
     admin_url = args.database_url
-    parts = urlsplit(admin_url)
     dbname = f"blast_bench_{tag}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    database_url = parts._replace(path=f"/{dbname}").geturl()
+    database_url = create_database(admin_url, dbname)
 
     env = bench_env(
         tag,
@@ -300,8 +296,7 @@ def main() -> int:
             connections.close_all()
         except Exception:
             pass
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        drop_database(admin_url, dbname)
 
 
 def _answers(port: int) -> bool:
