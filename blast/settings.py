@@ -19,14 +19,41 @@ from blast.env import env_bool, env_float, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG and env_bool("BLAST_REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set when BLAST_REQUIRE_SECRET_KEY is on")
-    # A fixed development key: fine on one machine, refused in production by
-    # setting BLAST_REQUIRE_SECRET_KEY=1.
-    SECRET_KEY = "blast-development-key-do-not-use-in-production"
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+# Files the platform keeps on a single machine: the keys `make run` and
+# `make test` generate, the SQLite test databases.
+RUN_DIR = Path(env_str("BLAST_RUN_DIR", str(BASE_DIR / ".run")))
+
+
+def _kept_secret(name: str) -> str:
+    """A key kept in RUN_DIR by `make run` / `make test`; empty when there is none."""
+    try:
+        return (RUN_DIR / name).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+
+
+# A public constant, so only for DEBUG: without DEBUG the platform refuses to
+# start with it (or with no key at all).
+DEVELOPMENT_SECRET_KEY = "blast-development-key-do-not-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY", "") or _kept_secret("secret-key")
+if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set (or is the public development key): set SECRET_KEY to a long random "
+            f"value, or keep one in {RUN_DIR / 'secret-key'} as `make run` does; DEBUG=1 allows the development key"
+        )
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
+# Keys that encrypt instance tokens and webhook secrets at rest (instances.tokens),
+# separate from SECRET_KEY: a comma-separated list, the first encrypts, every
+# one decrypts; rotate by putting a new key first and running
+# `manage.py rotate_token_key`, then drop the old one.
+BLAST_TOKEN_KEY = env_list("BLAST_TOKEN_KEY", []) or [key for key in [_kept_secret("token-key")] if key]
+if not BLAST_TOKEN_KEY and not DEBUG:
+    raise ImproperlyConfigured(
+        "BLAST_TOKEN_KEY is not set: set it to a long random value (a comma-separated list while rotating), "
+        f"or keep one in {RUN_DIR / 'token-key'} as `make run` does"
+    )
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
     "daphne",
@@ -100,8 +127,7 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file (not memory) so that worker processes started by integration
     # tests share it; one per test run, so that runs never lock each other.
-    (BASE_DIR / ".run").mkdir(exist_ok=True)
-    _database["TEST"] = {"NAME": str(BASE_DIR / ".run" / f"test-db-{os.getpid()}.sqlite3")}
+    _database["TEST"] = {"NAME": str(RUN_DIR / f"test-db-{os.getpid()}.sqlite3")}
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -216,8 +242,6 @@ BLAST_CAMPAIGN_DELAY_MAX_S = env_float("BLAST_CAMPAIGN_DELAY_MAX_S", 45.0, minim
 # A nack without retry_after_s is retried after this long.
 BLAST_NACK_RETRY_S = env_float("BLAST_NACK_RETRY_S", 30.0, minimum=0)
 
-# Key that encrypts instance tokens at rest; derived from SECRET_KEY when unset.
-BLAST_TOKEN_KEY = env_str("BLAST_TOKEN_KEY", "")
 
 # --- Logging ----------------------------------------------------------------
 

@@ -395,6 +395,9 @@ class TenantWebhook(models.Model):
         super().save(*args, **kwargs)
 
 
+tokens.register(TenantWebhook, "secret_encrypted")
+
+
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENDING = "sending", "Sending"

@@ -206,6 +206,9 @@ class Instance(models.Model):
         return f"{self.gateway.url}/v1/instances/{self.key}/socket"
 
 
+tokens.register(Instance, "token_encrypted")
+
+
 class BreakerState(models.TextChoices):
     CLOSED = "closed", "Closed"
     OPEN = "open", "Open"

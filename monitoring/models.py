@@ -87,6 +87,9 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+tokens.register(AlertWebhook, "secret_encrypted")
+
+
 class AlertKind(models.TextChoices):
     """The condition an alert is about; each fires once and resolves once."""
 

@@ -32,6 +32,7 @@ for step in "${steps[@]}"; do
 done
 
 scripts/ensure-venv.sh requirements-bench.txt
+scripts/ensure-keys.sh
 PY=.venv/bin/python
 results=${BENCH_RESULTS:-bench/results}
 mkdir -p "$results"

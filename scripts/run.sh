@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-venv.sh requirements.txt
+scripts/ensure-keys.sh
 REDIS_URL=$(scripts/ensure-redis.sh)
 export REDIS_URL
 export PATH="$PWD/.venv/bin:$PATH"
@@ -12,6 +13,7 @@ export PYTHONUNBUFFERED=1
 mkdir -p logs
 
 python manage.py migrate --noinput
+python manage.py rotate_token_key >/dev/null
 python manage.py collectstatic --noinput -v 0
 python manage.py seed_demo
 

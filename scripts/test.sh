@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-venv.sh requirements-dev.txt
+scripts/ensure-keys.sh
 scripts/ensure-chromium.sh >/dev/null
 REDIS_URL=$(scripts/ensure-redis.sh)
 export REDIS_URL
