@@ -5,6 +5,11 @@ the key from an ``access_token`` query parameter. A request that names no
 key, a malformed, unknown or revoked key is answered 401 (JSON, with
 ``WWW-Authenticate: Bearer``). Every view scopes its queries to
 ``request.user.tenant``.
+
+Failed keys are counted per client address (:mod:`instances.throttle`): an
+address that sent ``BLAST_AUTH_FAILURE_LIMIT`` bad keys within
+``BLAST_AUTH_FAILURE_WINDOW_S`` is answered 429 with ``Retry-After``, without
+its keys being looked up, until the window ends.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from api.models import ApiKey, split_key
+from instances import throttle
 from instances.models import Tenant
 
 INVALID_KEY = "Invalid API key."
@@ -49,6 +55,31 @@ class TenantClient:
         return self.actor
 
 
+def _address(request: Request) -> list[throttle.Subject]:
+    address = throttle.client_address(request.META)
+    return [throttle.Subject("address", address, int(settings.BLAST_AUTH_FAILURE_LIMIT))]
+
+
+def authenticate_key_from(request: Request, raw: str) -> tuple[TenantClient, ApiKey]:
+    """:func:`authenticate_key` behind the per-address failure throttle.
+
+    Raises DRF's ``Throttled`` (429) while the address is refused and
+    ``AuthenticationFailed`` (401) for a bad key, which is counted.
+    """
+    subjects = _address(request)
+    try:
+        throttle.check(throttle.API, subjects)
+    except throttle.Throttled as refused:
+        raise exceptions.Throttled(
+            wait=refused.retry_after_header, detail="Too many requests with invalid API keys from this address."
+        ) from None
+    try:
+        return authenticate_key(raw)
+    except exceptions.AuthenticationFailed:
+        throttle.record_failure(throttle.API, subjects)
+        raise
+
+
 def authenticate_key(raw: str) -> tuple[TenantClient, ApiKey]:
     """Resolve a raw key to its client, or raise ``AuthenticationFailed``."""
     parts = split_key(raw.strip())
@@ -76,8 +107,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         if scheme.lower() != self.keyword.lower():
             raise exceptions.AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
         if not credentials.strip() or " " in credentials.strip():
-            raise exceptions.AuthenticationFailed(INVALID_KEY)
-        return authenticate_key(credentials)
+            credentials = ""  # counted as a bad key like any other
+        return authenticate_key_from(request, credentials)
 
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) when no credentials were sent.
@@ -93,9 +124,7 @@ class QueryTokenAuthentication(ApiKeyAuthentication):
         token = request.query_params.get(self.param)
         if token is None:
             return super().authenticate(request)
-        if not token.strip():
-            raise exceptions.AuthenticationFailed(INVALID_KEY)
-        return authenticate_key(token)
+        return authenticate_key_from(request, token)
 
 
 class IsTenantClient(BasePermission):

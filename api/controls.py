@@ -1,14 +1,21 @@
-"""The manual breaker controls, rate-limited per instance.
+"""The manual controls, rate-limited per instance.
 
 The REST API, the seed's endpoints and the admin all go through here, so a
 force retry from a tenant's key and one from an operator share the same
 per-instance slot. The commands themselves (audit event, intent, hint) are
 ``instances.commands``'; this module only adds the limit.
+
+Force retry and reset breaker get one slot each per
+``BLAST_MANUAL_ACTION_INTERVAL_S``; connect and disconnect one slot each per
+``BLAST_SESSION_ACTION_INTERVAL_S``, so that connect/disconnect cycles
+cannot open more than one gateway session per instance per interval.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from django.conf import settings
 
 from api import ratelimit
 from instances import commands
@@ -16,10 +23,18 @@ from instances.models import Instance
 
 FORCE_RETRY = "force-retry"
 RESET_BREAKER = "reset-circuit-breaker"
+CONNECT = "connect"
+DISCONNECT = "disconnect"
 
 
-def _limited(action: str, command: Callable[[Instance, str], Instance], instance: Instance, actor: str) -> Instance:
-    slot = ratelimit.claim(action, str(instance.key))
+def _limited(
+    action: str,
+    command: Callable[[Instance, str], Instance],
+    instance: Instance,
+    actor: str,
+    interval_s: float | None = None,
+) -> Instance:
+    slot = ratelimit.claim(action, str(instance.key), interval_s)
     try:
         return command(instance, actor)
     except BaseException:
@@ -43,3 +58,19 @@ def reset_breaker(instance: Instance, actor: str) -> Instance:
     Raises ``RateLimited`` or ``LimiterUnavailable``.
     """
     return _limited(RESET_BREAKER, commands.reset_breaker, instance, actor)
+
+
+def connect(instance: Instance, actor: str) -> Instance:
+    """``commands.connect`` once per instance per session-action interval.
+
+    Raises ``RateLimited`` or ``LimiterUnavailable``.
+    """
+    return _limited(CONNECT, commands.connect, instance, actor, float(settings.BLAST_SESSION_ACTION_INTERVAL_S))
+
+
+def disconnect(instance: Instance, actor: str) -> Instance:
+    """``commands.disconnect`` once per instance per session-action interval.
+
+    Raises ``RateLimited`` or ``LimiterUnavailable``.
+    """
+    return _limited(DISCONNECT, commands.disconnect, instance, actor, float(settings.BLAST_SESSION_ACTION_INTERVAL_S))

@@ -265,14 +265,19 @@ class InstanceCommandView(TenantView):
 
 @extend_schema(tags=["instances"])
 class ConnectView(InstanceCommandView):
-    command = staticmethod(commands.connect)
+    command = staticmethod(controls.connect)
 
     @extend_schema(
         operation_id="instances_connect",
         parameters=[ID],
         summary="Desired state running: the platform connects the instance and keeps it connected",
+        description=(
+            "Clears a stopped, logged-out or replaced instance. A forbidden or halted instance stays so "
+            "(the desired state is set, no attempt is made): use force-retry for one attempt. "
+            "Rate-limited per instance."
+        ),
         request=None,
-        responses={200: InstanceSerializer, **errors(401, 404)},
+        responses={200: InstanceSerializer, **errors(401, 404, 429, 503)},
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         return super().post(request, **kwargs)
@@ -280,14 +285,14 @@ class ConnectView(InstanceCommandView):
 
 @extend_schema(tags=["instances"])
 class DisconnectView(InstanceCommandView):
-    command = staticmethod(commands.disconnect)
+    command = staticmethod(controls.disconnect)
 
     @extend_schema(
         operation_id="instances_disconnect",
         parameters=[ID],
-        summary="Desired state stopped: the session is closed",
+        summary="Desired state stopped: the session is closed (rate-limited per instance)",
         request=None,
-        responses={200: InstanceSerializer, **errors(401, 404)},
+        responses={200: InstanceSerializer, **errors(401, 404, 429, 503)},
     )
     def post(self, request: Request, **kwargs: Any) -> Response:
         return super().post(request, **kwargs)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 from blast.env import env_bool, env_float, env_int, env_list, env_str
@@ -67,6 +68,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "rest_framework",
     "drf_spectacular",
+    "csp",
     "instances",
     "api",
     "campaigns",
@@ -83,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "blast.urls"
@@ -103,6 +106,45 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Security headers (docs/OPERATIONS.md, "Security") ------------------------
+
+# Served over HTTPS, directly or behind a proxy that terminates TLS: HSTS and
+# cookies sent only over HTTPS. BLAST_PROXY_SSL_HEADER trusts the proxy's
+# X-Forwarded-Proto (set it only when the proxy always sets that header).
+BLAST_HTTPS = env_bool("BLAST_HTTPS", False)
+if env_bool("BLAST_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if BLAST_HTTPS:
+    SECURE_HSTS_SECONDS = env_int("BLAST_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BLAST_HSTS_INCLUDE_SUBDOMAINS", False)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("BLAST_SSL_REDIRECT", False)
+    # Probes and scrapers often speak plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics$"]
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts only from this host or with the
+# response's nonce; inline style attributes are allowed (the admin's badges).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Database -------------------------------------------------------------
 
@@ -163,8 +205,22 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # --- Auth, i18n, static ---------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("BLAST_PASSWORD_MIN_LENGTH", 10, minimum=8)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed logins (instances.throttle, instances.login): the admin refuses a user
+# name from one address after LIMIT failures in WINDOW (an address after 4x,
+# a user name from anywhere after 10x); the API refuses an address after
+# AUTH_FAILURE_LIMIT bad keys in AUTH_FAILURE_WINDOW. 0 turns a limit off.
+BLAST_LOGIN_FAILURE_LIMIT = env_int("BLAST_LOGIN_FAILURE_LIMIT", 5, minimum=0)
+BLAST_LOGIN_FAILURE_WINDOW_S = env_float("BLAST_LOGIN_FAILURE_WINDOW_S", 900.0, minimum=1)
+BLAST_AUTH_FAILURE_LIMIT = env_int("BLAST_AUTH_FAILURE_LIMIT", 30, minimum=0)
+BLAST_AUTH_FAILURE_WINDOW_S = env_float("BLAST_AUTH_FAILURE_WINDOW_S", 60.0, minimum=1)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -276,6 +332,9 @@ BLAST_API_MAX_PAGE_SIZE = env_int("BLAST_API_MAX_PAGE_SIZE", 200, minimum=1, max
 # Force retry and reset breaker: at most one of each per instance per interval,
 # whoever asks (API keys, seed endpoints, admin). 0 turns the limit off.
 BLAST_MANUAL_ACTION_INTERVAL_S = env_float("BLAST_MANUAL_ACTION_INTERVAL_S", 30.0, minimum=0)
+# Connect and disconnect: at most one of each per instance per interval, so
+# that connect/disconnect cycles cannot open a gateway session each. 0: off.
+BLAST_SESSION_ACTION_INTERVAL_S = env_float("BLAST_SESSION_ACTION_INTERVAL_S", 10.0, minimum=0)
 # An API key's last-used time is written at most this often.
 BLAST_API_KEY_TOUCH_INTERVAL_S = env_float("BLAST_API_KEY_TOUCH_INTERVAL_S", 60.0, minimum=0)
 
@@ -365,7 +424,15 @@ BLAST_METRICS_MESSAGE_MODEL = env_str("BLAST_METRICS_MESSAGE_MODEL", "campaigns.
 BLAST_TENANT_MONTHLY_QUOTA = env_int("BLAST_TENANT_MONTHLY_QUOTA", 0, minimum=0)
 BLAST_DEFAULT_REGION = env_str("BLAST_DEFAULT_REGION", "")
 BLAST_CSV_MAX_BYTES = env_int("BLAST_CSV_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+# The web process (blast/web.py) answers 413 to a request body above this many
+# bytes before storing it. Default: the largest body an endpoint accepts, a CSV
+# upload plus its multipart overhead (campaigns/parsers.py) or a JSON body.
+BLAST_WEB_MAX_BODY_BYTES = env_int(
+    "BLAST_WEB_MAX_BODY_BYTES", max(BLAST_CSV_MAX_BYTES + 64 * 1024, DATA_UPLOAD_MAX_MEMORY_SIZE), minimum=1024
+)
 BLAST_CSV_MAX_ROWS = env_int("BLAST_CSV_MAX_ROWS", 100_000, minimum=1)
+# Longest line of a CSV upload, in bytes: a longer one refuses the file before it is parsed.
+BLAST_CSV_MAX_LINE_BYTES = env_int("BLAST_CSV_MAX_LINE_BYTES", 64 * 1024, minimum=1024)
 BLAST_MESSAGE_BATCH_MAX = env_int("BLAST_MESSAGE_BATCH_MAX", 1000, minimum=1)
 BLAST_CONTACT_LIST_MAX_CONTACTS = env_int("BLAST_CONTACT_LIST_MAX_CONTACTS", 1_000_000, minimum=1)
 BLAST_CAMPAIGN_CHUNK = env_int("BLAST_CAMPAIGN_CHUNK", 500, minimum=1)

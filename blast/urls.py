@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from instances.login import admin_login
+
 urlpatterns = [
+    # Before the admin's own routes: its login page behind the failed-login throttle.
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     # Before api.urls: its last route answers every other /api/ path with 404.
     path("", include("campaigns.api_urls")),

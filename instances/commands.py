@@ -41,13 +41,23 @@ def _locked(instance: Instance) -> Instance:
     return Instance.objects.select_for_update().get(pk=instance.pk)
 
 
+# The terminal states a connect ends: the tenant stopped the instance, its
+# phone unlinked it (a new pairing follows) or another session took it over
+# (the tenant wants it back). Forbidden (the gateway refused the account, a
+# ban) and halted (a fault such as a bad token) stay: a connect sets the
+# desired state but makes no attempt; one attempt is a force retry, which is
+# rate-limited and audited.
+CONNECT_CLEARS = frozenset({Status.STOPPED, Status.LOGGED_OUT, Status.REPLACED})
+
+
 def connect(instance: Instance, actor: str) -> Instance:
-    """Desired state running; a terminal stop (logged out, ...) is cleared."""
+    """Desired state running; a stop, logout or replacement is cleared
+    (:data:`CONNECT_CLEARS`), a forbidden or halted instance stays so."""
     now = timezone.now()
     with transaction.atomic():
         instance = _locked(instance)
         fields: dict[str, Any] = {"desired_state": DesiredState.RUNNING, "next_retry_at": now}
-        if instance.status in TERMINAL_STATUSES:
+        if instance.status in CONNECT_CLEARS:
             fields.update(status=Status.IDLE, status_changed_at=now, retry_count=0)
         Instance.objects.filter(pk=instance.pk).update(**fields)
         ConnectionEvent.objects.create(instance=instance, kind=EventKind.CONNECT, actor=actor)

@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
+from instances import throttle
 from instances.models import ConnectionEvent, EventKind, WorkerHeartbeat
 from instances.reasons import Reason
 from monitoring import health
@@ -153,6 +154,7 @@ class PlatformCollector(Collector):
         yield up
         yield from metrics
         yield from self._celery(now)
+        yield from _auth_failures()
 
     def _from_database(self, now: dt.datetime) -> Iterator[Metric]:
         counts = count_instances()
@@ -230,6 +232,25 @@ class PlatformCollector(Collector):
         if beat is not None:
             age = max(0.0, now.timestamp() - float(beat.get("at", 0)))
         yield _gauge("celery_heartbeat_age_seconds", "Seconds since a Celery worker ran the heartbeat task.", age)
+
+
+def _auth_failures() -> Iterator[Metric]:
+    """Failed logins and bad API keys, and the attempts refused for them
+    (instances.throttle): kept in Redis, so every web process counts."""
+    totals = throttle.totals()
+    if totals is None:
+        return
+    failures = CounterMetricFamily(
+        f"{PREFIX}auth_failures", "Failed admin logins and requests with an invalid API key.", labels=["door"]
+    )
+    refused = CounterMetricFamily(
+        f"{PREFIX}auth_throttled", "Attempts refused because of earlier failures.", labels=["door"]
+    )
+    for door in throttle.DOORS:
+        failures.add_metric([door], totals[(door, "failures")])
+        refused.add_metric([door], totals[(door, "throttled")])
+    yield failures
+    yield refused
 
 
 def registry() -> CollectorRegistry:
