@@ -137,7 +137,7 @@ def record_failure(door: str, subjects: Sequence[Subject]) -> None:
     for index, subject in enumerate(live):
         if int(answer[2 * index]) == subject.limit:
             log.warning(
-                "🔒 %s: %d failed attempts for %s %s; refused for %.0f s",
+                "🚫 %s: %d failed attempts for %s %s; refused for %.0f s",
                 door,
                 subject.limit,
                 subject.kind,
