@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from instances import tokens
 from instances.models import Instance, Tenant
+from monitoring.outbound import validate_public_url
 
 # ``not_before`` of the queued messages of a paused campaign: never due until
 # the campaign resumes and releases them (campaigns.lifecycle).
@@ -364,7 +365,8 @@ class TenantWebhook(models.Model):
     )
     key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100)
-    url = models.CharField("URL", max_length=500, validators=[validate_webhook_url])
+    # Checked again on every delivery: the host's addresses at that moment.
+    url = models.CharField("URL", max_length=500, validators=[validate_webhook_url, validate_public_url])
     message_events = models.BooleanField(default=True, help_text="Message status changes.")
     instance_events = models.BooleanField(default=True, help_text="Connection events of instances.")
     # Fernet-encrypted (instances.tokens); signs bodies, shown once.

@@ -23,24 +23,25 @@ backoff (``BASE * 2^(attempt-1)``, at most ``MAX``) until
 ``BLAST_WEBHOOK_MAX_ATTEMPTS`` failed attempts (``failed``). Delivery is at
 least once: receivers de-duplicate on each event's ``id``.
 
-Webhook URLs may not point at private or loopback addresses unless
-``BLAST_WEBHOOK_ALLOW_PRIVATE`` is on (checked when the URL is saved and
-again, after DNS resolution, before each attempt). URLs and secrets are never
-logged.
+Webhook URLs follow the address policy of :mod:`monitoring.outbound`
+(public addresses only, no ``user:pass@``; ``BLAST_WEBHOOK_ALLOW_PRIVATE`` is
+for development and tests): checked when the URL is saved and on every
+attempt, which resolves the host once, checks every address and connects to
+those addresses only. A failed attempt records a fixed summary ("connection
+failed", "timed out", "refused by address policy", "HTTP 503"), never the
+network's own words, which only the operators' log gets. URLs and secrets are
+never logged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import logging
-import socket
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.db.models import Model, Q
@@ -50,6 +51,7 @@ from campaigns import conf
 from campaigns.models import DeliveryStatus, FeedCursor, MessageEvent, TenantWebhook, WebhookDelivery
 from instances.models import ConnectionEvent
 from monitoring import delivery as http
+from monitoring import outbound
 from monitoring.transitions import Cursor
 
 logger = logging.getLogger("blast.webhooks")
@@ -242,43 +244,10 @@ def backoff(attempt: int) -> float:
     )
 
 
-def private_address(host: str) -> bool:
-    """Whether ``host`` (a name or a literal address) is loopback, private,
-    link-local or otherwise not on the public internet, without DNS."""
-    name = host.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return not ipaddress.ip_address(name).is_global
-    except ValueError:
-        return False
-
-
 def url_problem(url: str) -> str:
-    """Why ``url`` may not be a webhook target as written, or ""."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "A webhook URL is http:// or https:// with a host."
-    if not conf.get("BLAST_WEBHOOK_ALLOW_PRIVATE") and private_address(parts.hostname):
-        return "A webhook URL must point to a public address, not a private or loopback one."
-    return ""
-
-
-def target_problem(url: str) -> str:
-    """:func:`url_problem`, and (unless private targets are allowed) every
-    address the host resolves to must be public."""
-    problem = url_problem(url)
-    if problem or conf.get("BLAST_WEBHOOK_ALLOW_PRIVATE"):
-        return problem
-    parts = urlsplit(url)
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return f"the host does not resolve: {exc}"[:200]
-    for info in infos:
-        if private_address(str(info[4][0])):
-            return "the host resolves to a private or loopback address"
-    return ""
+    """Why ``url`` may not be saved as a webhook target, or "" (the policy of
+    :func:`monitoring.outbound.url_problem`, without DNS)."""
+    return outbound.url_problem(url, bool(conf.get("BLAST_WEBHOOK_ALLOW_PRIVATE")))
 
 
 def body_of(delivery: WebhookDelivery) -> bytes:
@@ -305,10 +274,8 @@ def attempt(delivery_id: int, now: dt.datetime | None = None) -> Outcome | None:
     delivery = WebhookDelivery.objects.select_related("webhook").get(id=delivery_id)
     webhook: TenantWebhook = delivery.webhook
     if not webhook.enabled:
-        return _record(delivery, http.Response(None, "", "webhook disabled"), final=True)
-    problem = target_problem(webhook.url)
-    if problem:
-        return _record(delivery, http.Response(None, "", f"refused target: {problem}"))
+        return _record(delivery, outbound.Response(None, "", "webhook disabled"), final=True)
+    # Checks the URL and every resolved address, then connects to those.
     response = http.post(
         webhook.url,
         webhook.secret,
@@ -323,7 +290,7 @@ def attempt(delivery_id: int, now: dt.datetime | None = None) -> Outcome | None:
     return _record(delivery, response)
 
 
-def _record(delivery: WebhookDelivery, response: http.Response, final: bool = False) -> Outcome:
+def _record(delivery: WebhookDelivery, response: outbound.Response, final: bool = False) -> Outcome:
     now = timezone.now()
     fields: dict[str, Any] = {
         "last_status_code": response.status_code,
@@ -351,7 +318,7 @@ def _record(delivery: WebhookDelivery, response: http.Response, final: bool = Fa
             delivery.uid,
             name,
             delivery.attempts,
-            response.error or response.status_code,
+            response.detail or response.error or response.status_code,
         )
     else:
         retry_in = backoff(delivery.attempts)
@@ -361,7 +328,7 @@ def _record(delivery: WebhookDelivery, response: http.Response, final: bool = Fa
             delivery.uid,
             name,
             delivery.attempts,
-            response.error or response.status_code,
+            response.detail or response.error or response.status_code,
             retry_in,
         )
     # Conditional on our claim: a sender that took over after it expired wins.

@@ -7,7 +7,9 @@ now. Each attempt:
 1. claims the row with one conditional UPDATE (pending and due, or sending
    with an expired claim) so that two senders never post it at once;
 2. posts the alert's JSON, signed (:mod:`monitoring.signing`), with a
-   timeout, following no redirect;
+   timeout, following no redirect, to public addresses only: the URL is a
+   user's, so :mod:`monitoring.outbound` checks it and every address its host
+   resolves to, and connects to the addresses it checked;
 3. records the outcome: a 2xx is ``delivered``; anything else (another
    status, a timeout, a refused connection) goes back to ``pending`` with
    ``next_attempt_at`` after an exponential backoff, until
@@ -26,8 +28,6 @@ import datetime as dt
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,13 +35,12 @@ from django.conf import settings
 from django.db.models import F, Model, Q
 from django.utils import timezone
 
-from monitoring import signing
+from monitoring import outbound, signing
 from monitoring.models import Alert, AlertDelivery, AlertWebhook, DeliveryStatus
+from monitoring.outbound import Response
 
 logger = logging.getLogger("blast.monitoring")
 
-EXCERPT_CHARS = 500
-READ_BYTES = 4096
 USER_AGENT = "Blast-Alerts/1"
 
 
@@ -70,47 +69,17 @@ def body_of(alert: Alert) -> bytes:
     return json.dumps(payload(alert), separators=(",", ":"), sort_keys=True).encode()
 
 
-@dataclass(frozen=True)
-class Response:
-    status_code: int | None
-    excerpt: str
-    error: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a 3xx is a failed delivery, never a POST elsewhere
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
 def post(url: str, secret: str, body: bytes, extra_headers: dict[str, str], timeout: float) -> Response:
-    """POST ``body`` signed with ``secret``; never raises for a network error."""
+    """POST ``body`` signed with ``secret`` to a user-given ``url`` under the
+    address policy of :func:`monitoring.outbound.post` (a 3xx is a failed
+    delivery, never a POST elsewhere); never raises for a network error."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         **signing.headers(secret, int(time.time()), body),
         **extra_headers,
     }
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            text = response.read(READ_BYTES).decode("utf-8", "replace")
-            return Response(response.status, text[:EXCERPT_CHARS], "")
-    except urllib.error.HTTPError as exc:
-        try:
-            text = exc.read(READ_BYTES).decode("utf-8", "replace")
-        except OSError:
-            text = ""
-        return Response(exc.code, text[:EXCERPT_CHARS], f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Response(None, "", f"{type(reason).__name__}: {reason}"[:EXCERPT_CHARS])
+    return outbound.post(url, body, headers, timeout)
 
 
 def claim_row(model: type[Model], delivery_id: int, now: dt.datetime, timeout_s: float) -> bool:
@@ -207,7 +176,7 @@ def _record(delivery: AlertDelivery, response: Response, final: bool = False) ->
             delivery.alert.uid,
             name,
             delivery.attempts,
-            response.error or response.status_code,
+            response.detail or response.error or response.status_code,
         )
     else:
         retry_in = backoff(delivery.attempts, settings.BLAST_ALERT_RETRY_BASE_S, settings.BLAST_ALERT_RETRY_MAX_S)
@@ -217,7 +186,7 @@ def _record(delivery: AlertDelivery, response: Response, final: bool = False) ->
             delivery.alert.uid,
             name,
             delivery.attempts,
-            response.error or response.status_code,
+            response.detail or response.error or response.status_code,
             retry_in,
         )
     # Conditional on our claim: a sender that took over after it expired wins.

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from instances import tokens
 from instances.models import Instance, Tenant
+from monitoring.outbound import validate_public_url
 
 validate_webhook_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
 
@@ -46,7 +47,13 @@ class AlertWebhook(models.Model):
     one tenant's (alerts about that tenant's instances only)."""
 
     name = models.CharField(max_length=100)
-    url = models.CharField("URL", max_length=500, validators=[validate_webhook_url], help_text="http:// or https://")
+    # Checked again on every delivery: the host's addresses at that moment.
+    url = models.CharField(
+        "URL",
+        max_length=500,
+        validators=[validate_webhook_url, validate_public_url],
+        help_text="http:// or https://, on a public address.",
+    )
     tenant = models.ForeignKey(
         Tenant,
         null=True,

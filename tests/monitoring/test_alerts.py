@@ -1,6 +1,7 @@
 """Alerts: raised once per transition from the event log and the platform's
 state, posted to a real HTTP receiver on 127.0.0.1, signed, retried with
-backoff when the receiver fails, and recorded."""
+backoff when the receiver fails, and recorded. Alert webhook URLs follow the
+outbound address policy, at save (model, admin) and at delivery."""
 
 from __future__ import annotations
 
@@ -9,15 +10,35 @@ import time
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.exceptions import ValidationError
+from django.test import Client
 from django.utils import timezone
 
-from instances.models import ConnectionEvent, EventKind, Gateway, Instance, Status, Tenant, WorkerHeartbeat
-from monitoring import alerts, delivery, signing
+from instances.models import (
+    ConnectionEvent,
+    EventKind,
+    Gateway,
+    Instance,
+    Status,
+    Tenant,
+    TenantMembership,
+    WorkerHeartbeat,
+)
+from monitoring import alerts, delivery, outbound, signing
 from monitoring.models import Alert, AlertDelivery, AlertState, AlertWebhook, DeliveryStatus
+from tests.fixtures.dns import FakeDNS
 from tests.fixtures.platform import wait_until
 from tests.monitoring.conftest import Receiver, make_instances, make_platform_healthy, make_webhook
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _receivers_on_loopback(settings: Any) -> None:
+    """The receivers here listen on 127.0.0.1: private targets allowed, except
+    where a test turns the policy back on."""
+    settings.BLAST_WEBHOOK_ALLOW_PRIVATE = True
 
 
 def event(instance: Instance, kind: str, reason: str = "", **fields: Any) -> ConnectionEvent:
@@ -155,7 +176,8 @@ def test_an_unreachable_receiver_is_recorded_as_an_error(tenant: Tenant, gateway
     outcome = delivery.attempt(delivery_id)
     assert outcome is not None and outcome.status == DeliveryStatus.PENDING
     record = AlertDelivery.objects.get(pk=delivery_id)
-    assert record.last_status_code is None and "Connection" in record.error
+    # Tenant staff read a fixed summary, not the network's own words.
+    assert (record.last_status_code, record.error, record.response_excerpt) == (None, "connection failed", "")
 
 
 def test_tenant_webhooks_get_only_their_tenants_alerts(
@@ -278,3 +300,98 @@ def test_the_first_run_raises_nothing_about_past_events(
     assert alerts.evaluate() == []
     event(instance, EventKind.DISCONNECT, "logged_out")
     assert len(alerts.evaluate()) == 1
+
+
+# -- the address policy ------------------------------------------------------------------
+
+INTERNAL_URLS = ["http://127.0.0.1:8000/hook", "http://10.1.2.3/hook", "http://[::ffff:10.0.0.1]/x"]
+
+
+def test_alert_webhooks_to_internal_addresses_fail_model_validation(settings: Any) -> None:
+    settings.BLAST_WEBHOOK_ALLOW_PRIVATE = False
+    for url in [*INTERNAL_URLS, "https://user:pw@hooks.example.com/x", "http://2130706433/x"]:
+        with pytest.raises(ValidationError) as raised:
+            AlertWebhook(name="x", url=url).full_clean(exclude=["secret_encrypted"])
+        assert "url" in raised.value.message_dict, url
+    AlertWebhook(name="x", url="https://hooks.example.com/x").full_clean(exclude=["secret_encrypted"])
+
+
+def _tenant_staff(tenant: Tenant) -> User:
+    user = User.objects.create_user("acme-ops", password="x" * 12, is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__endswith="alertwebhook"))
+    TenantMembership.objects.create(user=user, tenant=tenant)
+    return user
+
+
+def test_the_admin_refuses_internal_alert_webhook_urls(client: Client, tenant: Tenant, settings: Any) -> None:
+    settings.BLAST_WEBHOOK_ALLOW_PRIVATE = False
+    for user in (_tenant_staff(tenant), User.objects.create_superuser("root", password="x" * 12)):
+        client.force_login(user)
+        for url in INTERNAL_URLS:
+            response = client.post(
+                "/admin/monitoring/alertwebhook/add/",
+                {"name": "probe", "url": url, "tenant": str(tenant.pk), "enabled": "on", "secret": "s"},
+            )
+            assert response.status_code == 200, url  # the form again, with the error
+            assert outbound.NOT_PUBLIC in response.content.decode(), url
+    assert not AlertWebhook.objects.exists()
+
+
+def _one_alert(tenant: Tenant, gateway: Gateway) -> list[int]:
+    [instance] = make_instances(tenant, gateway, Status.CIRCUIT_OPEN, 1)
+    event(instance, EventKind.BREAKER_OPENED, "unavailable")
+    return alerts.evaluate()
+
+
+def test_an_internal_alert_webhook_is_refused_at_delivery_and_no_reply_shows(
+    client: Client, receiver: Receiver, tenant: Tenant, gateway: Gateway, healthy: Any, settings: Any
+) -> None:
+    settings.BLAST_WEBHOOK_ALLOW_PRIVATE = False
+    # Saved without validation: a row from before the policy, or a name that
+    # resolved elsewhere when it was saved.
+    make_webhook(receiver.url, tenant=tenant)
+    [delivery_id] = _one_alert(tenant, gateway)
+    outcome = delivery.attempt(delivery_id)
+    assert outcome is not None and outcome.status == DeliveryStatus.PENDING
+    assert receiver.requests() == []
+    record = AlertDelivery.objects.get(pk=delivery_id)
+    assert (record.last_status_code, record.error, record.response_excerpt) == (None, outbound.REFUSED, "")
+
+    client.force_login(User.objects.create_superuser("root", password="x" * 12))
+    page = client.get(f"/admin/monitoring/alertdelivery/{delivery_id}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert outbound.REFUSED in text
+    assert "ok&quot;:true" not in text and '"ok":true' not in text  # the receiver's reply
+
+
+def test_a_private_network_alert_webhook_is_never_connected_to(
+    tenant: Tenant, gateway: Gateway, healthy: Any, settings: Any
+) -> None:
+    settings.BLAST_WEBHOOK_ALLOW_PRIVATE = False
+    settings.BLAST_ALERT_TIMEOUT_S = 1.0
+    make_webhook("http://10.255.255.1:9/hook", tenant=tenant)
+    [delivery_id] = _one_alert(tenant, gateway)
+    delivery.attempt(delivery_id)
+    assert AlertDelivery.objects.get(pk=delivery_id).error == outbound.REFUSED
+
+
+def test_an_alert_webhook_name_that_rebinds_to_loopback_never_reaches_it(
+    receiver: Receiver,
+    tenant: Tenant,
+    gateway: Gateway,
+    healthy: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.BLAST_WEBHOOK_ALLOW_PRIVATE = False
+    settings.BLAST_ALERT_TIMEOUT_S = 1.0
+    port = receiver.server.server_address[1]
+    dns = FakeDNS(monkeypatch, {"rebind.example.com": [["93.184.215.14"], ["127.0.0.1"]]})
+    make_webhook(f"http://rebind.example.com:{port}/hook", tenant=tenant)
+    [delivery_id] = _one_alert(tenant, gateway)
+    delivery.attempt(delivery_id)
+    assert receiver.requests() == []
+    assert dns.calls["rebind.example.com"] == 1
+    record = AlertDelivery.objects.get(pk=delivery_id)
+    assert record.error in (outbound.CONNECTION_FAILED, outbound.TIMED_OUT) and record.response_excerpt == ""

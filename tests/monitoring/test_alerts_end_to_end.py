@@ -26,7 +26,10 @@ def test_a_breaker_alert_and_its_recovery_reach_the_webhook(engine: Engine, rece
     engine.celery.stopped_by_test = True
     engine.celery.terminate()
     engine.celery = engine.platform.start_celery(
-        BLAST_ALERT_RETRY_BASE_S="1", BLAST_ALERT_SCORE_THRESHOLD="0", BLAST_ALERT_EVENT_GRACE_S="30"
+        BLAST_ALERT_RETRY_BASE_S="1",
+        BLAST_ALERT_SCORE_THRESHOLD="0",
+        BLAST_ALERT_EVENT_GRACE_S="30",
+        BLAST_WEBHOOK_ALLOW_PRIVATE="1",  # the receiver listens on 127.0.0.1
     )
     make_webhook(receiver.url, secret="e2e-secret")
     receiver.fail_next(1)

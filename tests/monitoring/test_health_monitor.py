@@ -55,6 +55,7 @@ def test_it_logs_a_down_platform_and_its_recovery(
             "--log-file",
             str(log),
         ],
+        BLAST_WEBHOOK_ALLOW_PRIVATE="1",  # the receiver listens on 127.0.0.1
     )
     wait_until(lambda: len(lines_with(log, "💚 pass")) >= 2, timeout=60, message=f"passing checks\n{monitor.log()}")
     assert lines_with(log, "▶️ monitor started")

@@ -1,0 +1,30 @@
+"""Tenant webhook URLs are checked against the outbound address policy
+(monitoring.outbound) when saved; no data changes."""
+
+import django.core.validators
+from django.db import migrations, models
+
+import monitoring.outbound
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("campaigns", "0004_campaign_schedules"),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name="tenantwebhook",
+            name="url",
+            field=models.CharField(
+                max_length=500,
+                validators=[
+                    django.core.validators.URLValidator(
+                        message="Enter an http:// or https:// URL.", schemes=["http", "https"]
+                    ),
+                    monitoring.outbound.validate_public_url,
+                ],
+                verbose_name="URL",
+            ),
+        ),
+    ]
