@@ -49,10 +49,12 @@ def test_request_lines_logged_by_django_are_redacted(console: io.StringIO) -> No
     logging.getLogger("django.server").warning(line)  # runserver's request lines
     logging.getLogger("django.request").warning("Unauthorized: %s", f"/force-retry/abc?access_token={SECRET}")
     logging.getLogger("blast.api").warning("header was Bearer %s", SECRET)
+    logging.getLogger("django.request").warning("Not Found: %s", f"/x?access_toke%6E={SECRET}")
     written = console.getvalue()
     assert "access_token=[redacted]&x=1" in written
     assert "Unauthorized: /force-retry/abc?access_token=[redacted]" in written
     assert "Bearer [redacted]" in written
+    assert "Not Found: /x?access_toke%6E=[redacted]" in written
     assert SECRET not in written
 
 
@@ -81,16 +83,27 @@ def test_the_web_process_access_log_does_not_show_access_tokens(tmp_path: Path, 
     try:
         wait_until(lambda: _listening(port) or process.poll() is not None, timeout=60, message="daphne up")
         assert process.poll() is None, log_path.read_text()
-        for token in (SECRET, live_key):
-            _get(
-                f"http://127.0.0.1:{port}/circuit-breaker-status/7d3c1a9e-0000-4000-8000-000000000000?access_token={token}"
-            )
-        wait_until(lambda: log_path.read_text().count("circuit-breaker-status") >= 2, timeout=30, message="logged")
+        # As written, with its name percent-encoded (Django decodes it: the
+        # key works), and carried encoded inside another parameter.
+        queries = [
+            *(f"access_token={token}" for token in (SECRET, live_key)),
+            *(f"access_toke%6E={token}" for token in (SECRET, live_key)),
+            f"next=%2Fx%3Faccess_token%3D{live_key}",
+        ]
+        statuses = [
+            _get(f"http://127.0.0.1:{port}/circuit-breaker-status/7d3c1a9e-0000-4000-8000-000000000000?{query}")
+            for query in queries
+        ]
+        assert statuses[3] == 404, "the encoded name authenticates, so it must be redacted"
+        wait_until(
+            lambda: log_path.read_text().count("circuit-breaker-status") >= len(queries), timeout=30, message="logged"
+        )
     finally:
         process.terminate()
         process.wait(timeout=20)
     text = log_path.read_text()
     assert "circuit-breaker-status" in text
+    assert "access_toke%6E=[redacted]" in text
     assert SECRET not in text
     assert live_key not in text
 

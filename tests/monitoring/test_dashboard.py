@@ -32,6 +32,8 @@ from tests.fixtures.platform import Platform, Process, wait_until
 from tests.monitoring.conftest import free_port, make_instances
 
 PASSWORD = "correct horse battery staple"
+# What a browser on http://127.0.0.1/dashboard/ sends with its handshake.
+SAME_ORIGIN = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 
 
 def staff(username: str, tenant: Tenant | None = None, superuser: bool = False) -> User:
@@ -100,7 +102,7 @@ def session_cookie(transactional_db: Any, _close_thread_connection: None) -> Ite
 
 
 async def test_the_websocket_refuses_anonymous_users(transactional_db: Any, _close_thread_connection: None) -> None:
-    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=[(b"origin", b"http://127.0.0.1")])
+    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=SAME_ORIGIN)
     connected, _ = await communicator.connect()
     assert not connected
 
@@ -108,10 +110,34 @@ async def test_the_websocket_refuses_anonymous_users(transactional_db: Any, _clo
 async def test_the_websocket_refuses_other_origins(session_cookie: tuple[User, bytes]) -> None:
     _, cookie = session_cookie
     communicator = WebsocketCommunicator(
-        application, "/ws/dashboard/", headers=[(b"origin", b"https://evil.example"), (b"cookie", cookie)]
+        application,
+        "/ws/dashboard/",
+        headers=[(b"host", b"127.0.0.1"), (b"origin", b"https://evil.example"), (b"cookie", cookie)],
     )
     connected, _ = await communicator.connect()
     assert not connected
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "accepted"),
+    [
+        (b"127.0.0.1:8000", b"http://127.0.0.1:8000", True),
+        # The same host on another port is another site (another app on the machine).
+        (b"127.0.0.1:8000", b"http://127.0.0.1:8001", False),
+        (b"127.0.0.1:8000", b"http://127.0.0.1", False),
+        (b"127.0.0.1", b"http://127.0.0.1:8001", False),
+    ],
+)
+async def test_the_websocket_accepts_only_its_own_host_and_port(
+    session_cookie: tuple[User, bytes], host: bytes, origin: bytes, accepted: bool
+) -> None:
+    _, cookie = session_cookie
+    communicator = WebsocketCommunicator(
+        application, "/ws/dashboard/", headers=[(b"host", host), (b"origin", origin), (b"cookie", cookie)]
+    )
+    connected, _ = await communicator.connect()
+    assert connected is accepted
+    await communicator.disconnect()
 
 
 async def test_the_websocket_pushes_only_what_changed(session_cookie: tuple[User, bytes], settings: Any) -> None:
@@ -126,9 +152,7 @@ async def test_the_websocket_pushes_only_what_changed(session_cookie: tuple[User
         return make_instances(tenant, gateway, Status.CONNECTED, 2, prefix="ws")[0]
 
     instance = await database_sync_to_async(setup)()
-    communicator = WebsocketCommunicator(
-        application, "/ws/dashboard/", headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", cookie)]
-    )
+    communicator = WebsocketCommunicator(application, "/ws/dashboard/", headers=[*SAME_ORIGIN, (b"cookie", cookie)])
     connected, _ = await communicator.connect()
     assert connected
     first = await communicator.receive_json_from(timeout=20)
@@ -202,6 +226,24 @@ class Database:
 
         self(lambda: connection.close())
         self.pool.shutdown()
+
+
+def test_a_real_handshake_is_refused_from_another_port_of_the_same_host(platform: Platform) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    client = Client()
+    client.force_login(staff("ops", superuser=True))
+    cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
+    _, base = start_web(platform)
+    port = int(base.rsplit(":", 1)[1])
+    uri = f"ws://127.0.0.1:{port}/ws/dashboard/"
+
+    with connect(uri, origin=f"http://127.0.0.1:{port}", additional_headers=cookie, open_timeout=20) as socket:
+        assert json.loads(socket.recv(timeout=20))["type"] == "update"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(uri, origin=f"http://127.0.0.1:{port + 1}", additional_headers=cookie, open_timeout=20)
+    assert refused.value.response.status_code == 403
 
 
 def test_the_dashboard_updates_live_in_chromium(platform: Platform) -> None:
