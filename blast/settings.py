@@ -433,6 +433,8 @@ BLAST_WEB_MAX_BODY_BYTES = env_int(
 BLAST_CSV_MAX_ROWS = env_int("BLAST_CSV_MAX_ROWS", 100_000, minimum=1)
 # Longest line of a CSV upload, in bytes: a longer one refuses the file before it is parsed.
 BLAST_CSV_MAX_LINE_BYTES = env_int("BLAST_CSV_MAX_LINE_BYTES", 64 * 1024, minimum=1024)
+# A web process imports one CSV upload at a time: another waits this long for its turn, then gets a 429.
+BLAST_CSV_IMPORT_WAIT_S = env_float("BLAST_CSV_IMPORT_WAIT_S", 10.0, minimum=0)
 BLAST_MESSAGE_BATCH_MAX = env_int("BLAST_MESSAGE_BATCH_MAX", 1000, minimum=1)
 BLAST_CONTACT_LIST_MAX_CONTACTS = env_int("BLAST_CONTACT_LIST_MAX_CONTACTS", 1_000_000, minimum=1)
 BLAST_CAMPAIGN_CHUNK = env_int("BLAST_CAMPAIGN_CHUNK", 500, minimum=1)
@@ -452,6 +454,8 @@ BLAST_WEBHOOK_RETRY_BASE_S = env_float("BLAST_WEBHOOK_RETRY_BASE_S", 10.0, minim
 BLAST_WEBHOOK_RETRY_MAX_S = env_float("BLAST_WEBHOOK_RETRY_MAX_S", 3600.0, minimum=0.01)
 BLAST_WEBHOOK_TIMEOUT_S = env_float("BLAST_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
 BLAST_WEBHOOK_RETENTION_DAYS = env_float("BLAST_WEBHOOK_RETENTION_DAYS", 7.0, minimum=0.01)
+# Development and tests only: status and alert webhooks may target loopback
+# and private addresses (monitoring.outbound). Never in production.
 BLAST_WEBHOOK_ALLOW_PRIVATE = env_bool("BLAST_WEBHOOK_ALLOW_PRIVATE", False)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
     {

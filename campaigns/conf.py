@@ -24,6 +24,12 @@ DEFAULTS: dict[str, Any] = {
     # the most contacts a list may hold.
     "BLAST_CSV_MAX_BYTES": 10 * 1024 * 1024,
     "BLAST_CSV_MAX_ROWS": 100_000,
+    # Longest line of an upload (bytes); a longer one refuses the file before
+    # it is parsed. Also the most characters of one row whose value spans lines.
+    "BLAST_CSV_MAX_LINE_BYTES": 64 * 1024,
+    # A web process imports one upload at a time; another waits this long for
+    # its turn, then is refused (429, Retry-After) without being read.
+    "BLAST_CSV_IMPORT_WAIT_S": 10.0,
     "BLAST_CONTACT_LIST_MAX_CONTACTS": 1_000_000,
     # Expansion: contacts turned into messages per transaction, and chunks
     # per task run before the task re-queues itself.

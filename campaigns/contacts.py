@@ -15,10 +15,28 @@ Numbers are normalised to E.164 (:mod:`campaigns.phones`). Rows with the
 same number, in the file or already in the list, are merged into one
 contact: a non-empty value replaces the stored one, an empty cell keeps it.
 
+A quoted value may hold separators and line breaks. A quote that opens a
+value and is not closed where the value ends (it is still open at the end of
+the file, or its closing quote is followed by something other than a
+separator or a line end, or the row grows past ``BLAST_CSV_MAX_LINE_BYTES``
+characters) would swallow the rows after it into that value: the row where
+it opens is reported and skipped, and the lines after that row's first line
+are read again as rows of their own.
+
 Problems with the file as a whole (not UTF-8, no ``phone`` column, bad or
-repeated header names, no data rows, more than ``BLAST_CSV_MAX_ROWS`` rows,
-a list that would outgrow ``BLAST_CONTACT_LIST_MAX_CONTACTS``) reject it
-entirely with :class:`CsvRejected`, and nothing is imported.
+repeated header names, no data rows, more than ``BLAST_CSV_MAX_ROWS`` rows
+after the header, blank ones included, a line longer than
+``BLAST_CSV_MAX_LINE_BYTES``, quotes so unbalanced that reading around them
+would read the file more than twice, a list that would outgrow
+``BLAST_CONTACT_LIST_MAX_CONTACTS``) reject it entirely with
+:class:`CsvRejected`, and nothing is imported.
+
+The work is bounded by the size of the file: the separator is chosen from
+the header's first :data:`SNIFF_CHARS` characters, every line is measured
+before the CSV reader sees it, and no step costs more than a pass over what
+it reads. A parse is a loop of short steps (a record each), so the thread it
+runs in shares the interpreter with the event loop instead of holding it
+(see ``campaigns.views.ContactListUploadView``).
 """
 
 from __future__ import annotations
@@ -26,6 +44,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +60,36 @@ PHONE = "phone"
 MAX_VALUE = 1000
 MAX_COLUMNS = 50
 MAX_ERRORS_SHOWN = 100
+DELIMITERS = ",;\t"  # in order of preference when the header has as many of each
+# The header's first characters that decide the separator: a usable header
+# (at most MAX_COLUMNS names of at most 64 characters) fits in them.
+SNIFF_CHARS = 4096
+QUOTE_NOT_CLOSED = (
+    "a quote opened in this row is not closed where its value ends; the row is skipped and the lines after "
+    'it are read as rows of their own (write "" for a quote inside a value).'
+)
 _IN_CHUNK = 900  # under SQLite's limit on query parameters
+_BATCH = 500  # contacts written per query
 
 
 class CsvRejected(ValueError):
     """The whole file is refused; ``str()`` says why, for a person."""
+
+
+class ImportsBusy(RuntimeError):
+    """Another upload kept this process busy for ``BLAST_CSV_IMPORT_WAIT_S``;
+    nothing was read. ``retry_after``: seconds after which to try again."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("Another upload is being imported right now.")
+        self.retry_after = retry_after
+
+
+# One import at a time per process. An import is CPU work under the GIL:
+# two in one process take as long as one after the other, but each more
+# makes every other thread of the process (the event loop's included) wait
+# longer for its turn. Processes scale out; threads do not.
+_importing = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -99,18 +144,106 @@ def check_text(text: str) -> str:
     return text
 
 
-def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
-    header = text.split("\n", 1)[0]
-    try:
-        return csv.Sniffer().sniff(header, delimiters=",;\t")
-    except csv.Error:
+def detect_dialect(text: str) -> type[csv.Dialect]:
+    """The CSV dialect of ``text``, read from the first :data:`SNIFF_CHARS`
+    characters of its header row: the separator among :data:`DELIMITERS`
+    that occurs most often outside quotes there (a comma when none does),
+    and separators followed by a space when every one there is.
+
+    Linear in :data:`SNIFF_CHARS` whatever the file holds; ``csv.Sniffer``
+    is not used, as its regular expressions cost the square of the line's
+    length in one call that holds the interpreter.
+    """
+    prefix = text[:SNIFF_CHARS]
+    for end in "\r\n":
+        prefix = prefix.split(end, 1)[0]
+    # Every other piece between quotes is outside them ("" inside a quoted
+    # value splits into an empty piece, which keeps the count right).
+    outside = prefix.split('"')[::2]
+    counts = {d: sum(piece.count(d) for piece in outside) for d in DELIMITERS}
+    delimiter = max(DELIMITERS, key=lambda d: counts[d])  # the first of the most frequent
+    if counts[delimiter] == 0:
         return csv.excel
+    spaced = sum(piece.count(delimiter + " ") for piece in outside) == counts[delimiter]
+    return type("DetectedDialect", (csv.excel,), {"delimiter": delimiter, "skipinitialspace": spaced})
+
+
+class _LineTooLong(Exception):
+    """A line is longer than the limit; ``size`` is its length in bytes."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+class _RecordTooLong(Exception):
+    """The lines of one record are longer than the limit together."""
+
+
+class _Lines(Iterator[str]):
+    """The physical lines of a text for ``csv.reader`` (each ending at LF,
+    CR or CR LF, as the reader reads them), each measured before the reader
+    sees it: a line of more than ``max_bytes`` bytes raises
+    :class:`_LineTooLong`, and the lines of one record (since :meth:`mark`)
+    with more than ``max_bytes`` characters together raise
+    :class:`_RecordTooLong`. Can go back to the line after a record's first
+    (:meth:`resume_after`)."""
+
+    def __init__(self, text: str, max_bytes: int) -> None:
+        self.stream = io.StringIO(text, newline="")
+        self.max_bytes = max_bytes
+        self.number = 0  # physical lines read
+        self.record_chars = 0
+
+    def __next__(self) -> str:
+        line = self.stream.readline()
+        if not line:
+            raise StopIteration
+        self.number += 1
+        # A character is at most 4 bytes: shorter lines need no encoding.
+        if len(line) * 4 > self.max_bytes:
+            size = len(line.rstrip("\r\n").encode())
+            if size > self.max_bytes:
+                raise _LineTooLong(size)
+        self.record_chars += len(line)
+        # A single line is bounded above (its end of line may add a character or two).
+        if self.record_chars > self.max_bytes and self.record_chars > len(line):
+            raise _RecordTooLong
+        return line
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+    def mark(self) -> tuple[int, int]:
+        """A record starts here: its (offset, line number before it)."""
+        self.record_chars = 0
+        return self.stream.tell(), self.number
+
+    def resume_after(self, offset: int, number: int) -> int:
+        """Read again from the line after the one at ``offset`` (line
+        ``number + 1``); the number of characters that will be read again."""
+        end = self.stream.tell()
+        self.stream.seek(offset)
+        self.stream.readline()
+        self.number = number + 1
+        return end - self.stream.tell()
+
+
+def _closed(record: str, dialect: type[csv.Dialect]) -> bool:
+    """Whether every quote of ``record`` (one record's lines) closes where
+    its value ends: followed by a separator, a line end or the end."""
+    try:
+        for _ in csv.reader(io.StringIO(record, newline=""), dialect, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def _header(cells: list[str]) -> list[str]:
+    if len(cells) > MAX_COLUMNS:  # before any work per name
+        raise CsvRejected(f"The header has {len(cells)} columns; at most {MAX_COLUMNS} are accepted.")
     names = [cell.strip().lower() for cell in cells]
-    if len(names) > MAX_COLUMNS:
-        raise CsvRejected(f"The header has {len(names)} columns; at most {MAX_COLUMNS} are accepted.")
     problems = []
     for position, name in enumerate(names, start=1):
         if not name:
@@ -133,31 +266,69 @@ def _header(cells: list[str]) -> list[str]:
 
 def parse(text: str, region: str | None = None) -> tuple[list[str], dict[str, dict[str, str]], ImportResult]:
     """Read the CSV ``text``: (header names, contacts by E.164 number with
-    their merged fields, the counts and row errors so far)."""
+    their merged fields, the counts and row errors so far).
+
+    Row numbers count records as a spreadsheet shows them (the header is
+    row 1, a blank line is a row, a value with line breaks is one row).
+    """
     max_rows = int(conf.get("BLAST_CSV_MAX_ROWS"))
+    max_line = int(conf.get("BLAST_CSV_MAX_LINE_BYTES"))
+    dialect = detect_dialect(text)
+    lines = _Lines(text, max_line)
+    reader = csv.reader(lines, dialect)
+    # Reading around unclosed quotes reads lines again; beyond this, the
+    # quotes are too broken to read around.
+    reread_budget = len(text)
+    first_unclosed = 0
     result = ImportResult()
     contacts: dict[str, dict[str, str]] = {}
-    reader = csv.reader(io.StringIO(text, newline=""), _dialect(text))
+    header: list[str] | None = None
     record = 0
-    try:
-        header: list[str] | None = None
-        for cells in reader:
-            record += 1
+    while True:
+        offset, line_before = lines.mark()
+        failure: Exception | None = None
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except _LineTooLong as exc:
+            raise CsvRejected(
+                f"Row {record + 1} has a line of {exc.size} bytes; a line may be at most {max_line} bytes."
+            ) from None
+        except (csv.Error, _RecordTooLong) as exc:
+            cells, failure = [], exc
+        record += 1
+        problem: str | None = None
+        spans_lines = lines.number - line_before > 1
+        if spans_lines and (failure is not None or not _closed(text[offset : lines.tell()], dialect)):
             if header is None:
-                header = _header(cells)
-                continue
-            if not any(cell.strip() for cell in cells):
-                continue  # blank line
-            result.rows += 1
-            if result.rows > max_rows:
-                raise CsvRejected(f"The file has more than {max_rows} rows: split it into several uploads.")
+                raise CsvRejected("The header row is not usable: a quote opened in it is not closed.")
+            first_unclosed = first_unclosed or record
+            reread_budget -= lines.resume_after(offset, line_before)
+            if reread_budget < 0:
+                raise CsvRejected(
+                    f"The file's quotes are not balanced from row {first_unclosed} on (quotes opened and not "
+                    'closed where their values end): write "" for a quote inside a value, and upload it again.'
+                )
+            reader = csv.reader(lines, dialect)
+            cells, problem = [], QUOTE_NOT_CLOSED
+        elif failure is not None:
+            raise CsvRejected(f"The file is not valid CSV near row {record}: {failure}.")
+        if header is None:
+            header = _header(cells)
+            continue
+        # Blank rows count too: a file of blank lines costs as much to read.
+        if record - 1 > max_rows:
+            raise CsvRejected(f"The file has more than {max_rows} rows: split it into several uploads.")
+        if problem is None and not any(cell.strip() for cell in cells):
+            continue  # blank line
+        result.rows += 1
+        if problem is None:
             problem = _row(cells, header, region, contacts, result)
-            if problem is not None:
-                result.invalid += 1
-                if len(result.errors) < MAX_ERRORS_SHOWN:
-                    result.errors.append(RowError(record, problem))
-    except csv.Error as exc:
-        raise CsvRejected(f"The file is not valid CSV near row {record + 1}: {exc}.") from None
+        if problem is not None:
+            result.invalid += 1
+            if len(result.errors) < MAX_ERRORS_SHOWN:
+                result.errors.append(RowError(record, problem))
     if header is None:
         raise CsvRejected("The file is empty: it needs a header row with a 'phone' column, then one row per contact.")
     if result.rows == 0:
@@ -211,13 +382,25 @@ def import_csv(
     """Import an upload into ``contact_list`` (see the module docstring).
 
     One transaction, with the list's row locked: two uploads to one list
-    take turns, and a rejected file changes nothing.
+    take turns, and a rejected file changes nothing. One import runs at a
+    time in a process: another waits up to ``BLAST_CSV_IMPORT_WAIT_S`` for
+    its turn, then :class:`ImportsBusy`.
     """
     now = now or timezone.now()
     max_bytes = int(conf.get("BLAST_CSV_MAX_BYTES"))
     size = len(data.encode() if isinstance(data, str) else data)
     if size > max_bytes:
         raise CsvRejected(f"The file is {size} bytes; at most {max_bytes} are accepted.")
+    wait = float(conf.get("BLAST_CSV_IMPORT_WAIT_S"))
+    if not _importing.acquire(timeout=wait):
+        raise ImportsBusy(retry_after=max(wait, 1.0))
+    try:
+        return _import(contact_list, data, region, now)
+    finally:
+        _importing.release()
+
+
+def _import(contact_list: ContactList, data: bytes | str, region: str | None, now: dt.datetime) -> ImportResult:
     text = check_text(data if isinstance(data, str) else decode(data))
     header, parsed, result = parse(text, region or conf.get("BLAST_DEFAULT_REGION") or None)
     custom = [name for name in header if name != PHONE]
@@ -242,20 +425,22 @@ def import_csv(
             if merged != contact.fields:
                 contact.fields, contact.updated_at = merged, now
                 changed.append(contact)
-        Contact.objects.bulk_update(changed, ["fields", "updated_at"], batch_size=500)
-        Contact.objects.bulk_create(
-            [
-                Contact(
-                    contact_list=locked,
-                    phone=phone,
-                    fields=_merge({}, parsed[phone]),
-                    created_at=now,
-                    updated_at=now,
-                )
-                for phone in new_phones
-            ],
-            batch_size=500,
-        )
+        Contact.objects.bulk_update(changed, ["fields", "updated_at"], batch_size=_BATCH)
+        # Built one batch at a time: a hundred thousand model objects alive at
+        # once make every garbage collection of the process long.
+        for start in range(0, len(new_phones), _BATCH):
+            Contact.objects.bulk_create(
+                [
+                    Contact(
+                        contact_list=locked,
+                        phone=phone,
+                        fields=_merge({}, parsed[phone]),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for phone in new_phones[start : start + _BATCH]
+                ]
+            )
         fields = list(locked.fields or [])
         fields += [name for name in custom if name not in fields]
         ContactList.objects.filter(pk=locked.pk).update(fields=fields, updated_at=now)

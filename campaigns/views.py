@@ -391,6 +391,22 @@ class UploadFormSerializer(serializers.Serializer[Any]):
 
 @extend_schema(tags=["contact lists"])
 class ContactListUploadView(CampaignsView):
+    """``POST /contact-lists/{id}/upload``: a CSV file into the list.
+
+    A sync view, like the admin's upload, and that is what keeps a long
+    import from holding anyone else: Django's ASGI handler gives every
+    request a thread-sensitive context of its own (asgiref's
+    ``ThreadSensitiveContext``), so the sync code of each request runs in a
+    thread of that request, never on the event loop nor in a thread that
+    other requests wait for. What remains shared is the interpreter lock,
+    and an import is bounded work in short steps (``campaigns.contacts``),
+    one import at a time per process, so the event loop and the other
+    requests' threads get their turns while it runs. An async view handing
+    the work to ``sync_to_async(thread_sensitive=False)`` would gain nothing
+    on that, and DRF's views are sync. tests/campaigns/test_upload_flood.py
+    measures ``/health/live`` and the API answering during uploads.
+    """
+
     http_method_names = ["post", "options"]
     parser_classes = [BoundedMultiPartParser, CsvParser]
     serializer_class = UploadResultSerializer
@@ -410,7 +426,14 @@ class ContactListUploadView(CampaignsView):
             OpenApiParameter("region", OpenApiTypes.STR, description="ISO country code, e.g. BR."),
         ],
         request={"multipart/form-data": UploadFormSerializer, "text/csv": OpenApiTypes.STR},
-        responses={200: UploadResultSerializer, **errors(400, 401, 404, 413, 415)},
+        responses={
+            200: UploadResultSerializer,
+            **errors(400, 401, 404, 413, 415),
+            429: OpenApiResponse(
+                ErrorSerializer,
+                description="The server is importing another upload; Retry-After says when to try again.",
+            ),
+        },
     )
     def post(self, request: Request, id: str) -> Response:
         contact_list = self.contact_list()
@@ -436,6 +459,8 @@ class ContactListUploadView(CampaignsView):
             result = contacts.import_csv(contact_list, data, region or None)
         except contacts.CsvRejected as exc:
             raise exceptions.ValidationError({"file": [str(exc)]}) from None
+        except contacts.ImportsBusy as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=str(exc)) from None
         return Response(UploadResultSerializer(result.as_dict()).data)
 
 

@@ -59,8 +59,13 @@ async def health_view(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 @never_cache
-def live_view(request: HttpRequest) -> HttpResponse:
-    """``/health/live``: the process answers (touches no dependency)."""
+async def live_view(request: HttpRequest) -> HttpResponse:
+    """``/health/live``: the process answers (touches no dependency).
+
+    Async and touching nothing: it runs on the event loop, and the sync
+    middleware before it runs in a thread of the request's own, so it waits
+    for no other request's sync work (an upload's import, a slow query).
+    """
     body = json.dumps({"status": health.PASS, "serviceId": "blast"}).encode()
     return HttpResponse(body, content_type=health.CONTENT_TYPE)
 
@@ -88,7 +93,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 @never_cache
 def dashboard_view(request: HttpRequest) -> HttpResponse:
-    """The live dashboard; staff tied to a tenant see that tenant only."""
+    """The live dashboard; staff tied to a tenant see that tenant only, staff
+    who are neither operators nor tied to a tenant get 403 (``scope_of``)."""
     tenant_id = dashboard.scope_of(request.user)
     tenant = Tenant.objects.filter(pk=tenant_id).first() if tenant_id is not None else None
     state = dashboard.build_state(tenant_id)

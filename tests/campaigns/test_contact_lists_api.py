@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from campaigns.contacts import QUOTE_NOT_CLOSED
 from campaigns.models import Contact, ContactList
 from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS, make_campaign
@@ -100,6 +101,25 @@ def test_bad_rows_are_reported_by_row_number_and_the_rest_imported(cast: Cast) -
         {"row": 7, "message": "the value of 'name' is 1001 characters long; at most 1000 are accepted."},
     ]
     assert set(Contact.objects.values_list("phone", flat=True)) == {"+5511999990001", "+5511999990004"}
+
+
+def test_a_quote_never_closed_is_a_row_error_and_the_rows_after_it_are_imported(cast: Cast) -> None:
+    list_id = create_list(cast)["id"]
+    csv_text = 'phone,name\n+5511999990001,"Ana\n+5511999990002,Bo\n+5511999990003,"Cy"\n'
+    for multipart in (False, True):
+        body = upload(cast, list_id, csv_text, multipart=multipart).json()
+        assert (body["rows"], body["invalid"], body["contacts"]) == (3, 1, 2)
+        assert body["errors"] == [{"row": 2, "message": QUOTE_NOT_CLOSED}]
+    assert set(Contact.objects.values_list("phone", flat=True)) == {"+5511999990002", "+5511999990003"}
+
+
+def test_a_line_over_the_limit_is_a_400_on_file_naming_its_row(cast: Cast, settings: Any) -> None:
+    list_id = create_list(cast)["id"]
+    settings.BLAST_CSV_MAX_LINE_BYTES = 2048
+    response = upload(cast, list_id, "phone,name\n+5511999990001,Ana\n+5511999990002," + "x" * 3000 + "\n")
+    assert response.status_code == 400
+    assert response.json() == {"file": ["Row 3 has a line of 3015 bytes; a line may be at most 2048 bytes."]}
+    assert not Contact.objects.exists()
 
 
 def test_a_second_upload_updates_existing_contacts_and_keeps_unset_values(cast: Cast) -> None:
