@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from api.models import KEY_PREFIX, ApiKey, hash_key
-from instances.admin import TenantScopedAdmin, actor_of, scoped_tenant
+from instances.admin import TenantScopedAdmin, actor_of
 
 NEW_KEY_ATTRIBUTE = "_blast_new_api_key"
 
@@ -79,7 +79,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
             if "name" in form.changed_data:
                 obj.save(update_fields=["name"])
             return
-        tenant = scoped_tenant(request) or obj.tenant
+        tenant = self.tenant_for(request, obj.tenant)
         key, raw = ApiKey.objects.create_key(tenant, obj.name, created_by=actor_of(request))
         # The form's object becomes the created row (for the admin log and redirects).
         obj.pk, obj.tenant, obj.prefix, obj.key_hash = key.pk, tenant, key.prefix, key.key_hash

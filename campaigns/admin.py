@@ -2,12 +2,14 @@
 (with start/pause/resume/cancel), opt-outs, quotas and status webhooks.
 
 Tenancy as in instances.admin: a staff user tied to a tenant sees and
-changes only that tenant's objects (:class:`~instances.admin.TenantScopedAdmin`,
-extended here to scope the choices of contact lists and of a campaign's
-instances). Campaign moves go through ``campaigns.lifecycle`` with actor
-``user:<username>``, never a form save; a campaign's settings can be edited
-only while it is a draft. Messages, their events, inbound messages and
-webhook deliveries are written by the platform and read-only here.
+changes only that tenant's objects (:class:`~instances.admin.TenantScopedAdmin`
+scopes lists, pages, list filters and the choices of contact lists,
+campaigns and a campaign's instances); staff who are neither operators nor
+tied to a tenant see nothing. Campaign moves go through
+``campaigns.lifecycle`` with actor ``user:<username>``, never a form save; a
+campaign's settings can be edited only while it is a draft. Messages, their
+events, inbound messages and webhook deliveries are written by the platform
+and read-only here.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, ForeignKey, ManyToManyField, QuerySet
-from django.forms import ModelChoiceField, ModelForm, ModelMultipleChoiceField
+from django.db.models import Count, QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -44,30 +46,16 @@ from campaigns.models import (
 )
 from campaigns.templating import TemplateError
 from campaigns.templating import parse as parse_template
-from instances.admin import ReadOnlyAdmin, TenantScopedAdmin, actor_of, scoped_tenant
-from instances.models import Instance
+from instances.admin import ReadOnlyAdmin, TenantScopedAdmin, actor_of
+from instances.models import access_of
 
 NEW_SECRET_ATTRIBUTE = "_blast_new_webhook_secret"
 
 
 class CampaignScopedAdmin(TenantScopedAdmin):
-    """Also scopes the choices of contact lists, campaigns and instances."""
-
-    def formfield_for_foreignkey(
-        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
-    ) -> ModelChoiceField | None:
-        tenant = scoped_tenant(request)
-        if tenant is not None and db_field.related_model in (ContactList, Campaign):
-            kwargs["queryset"] = db_field.related_model.objects.filter(tenant=tenant)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def formfield_for_manytomany(
-        self, db_field: ManyToManyField[Any, Any], request: HttpRequest, **kwargs: Any
-    ) -> ModelMultipleChoiceField | None:
-        tenant = scoped_tenant(request)
-        if tenant is not None and db_field.related_model is Instance:
-            kwargs["queryset"] = Instance.objects.filter(tenant=tenant)
-        return super().formfield_for_manytomany(db_field, request, **kwargs)
+    """The campaign pages' base: :class:`~instances.admin.TenantScopedAdmin`
+    scopes the choices of contact lists, campaigns and instances too (their
+    admins are tenant-scoped)."""
 
 
 # --- contact lists ---------------------------------------------------------------------------
@@ -132,7 +120,11 @@ class ContactListAdmin(CampaignScopedAdmin):
         ]
 
     def upload_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        """A form to upload a CSV into the list; answers what it did, row errors included."""
+        """A form to upload a CSV into the list; answers what it did, row errors included.
+
+        Sync, and run like the API's upload (``ContactListUploadView``): in a
+        thread of its request, with the import's work bounded by the file.
+        """
         contact_list = get_object_or_404(self.get_queryset(request), pk=object_id)
         if not self.has_change_permission(request, contact_list):
             return HttpResponseRedirect(reverse("admin:campaigns_contactlist_changelist"))
@@ -148,6 +140,8 @@ class ContactListAdmin(CampaignScopedAdmin):
                     result = contacts.import_csv(contact_list, upload.read(), form.cleaned_data["region"] or None)
                 except contacts.CsvRejected as exc:
                     form.add_error("file", str(exc))
+                except contacts.ImportsBusy as exc:
+                    form.add_error("file", f"{exc} Try again in a moment.")
                 else:
                     messages.success(
                         request,
@@ -169,7 +163,6 @@ class ContactListAdmin(CampaignScopedAdmin):
 @admin.register(Contact)
 class ContactAdmin(CampaignScopedAdmin):
     tenant_lookup = "contact_list__tenant"
-    tenant_list_filters = ("contact_list__tenant",)
     list_display = ["phone", "contact_list", "fields", "updated_at"]
     list_filter = ["contact_list"]
     search_fields = ["phone"]
@@ -418,7 +411,7 @@ class OptOutAdmin(CampaignScopedAdmin):
         return form
 
     def save_model(self, request: HttpRequest, obj: OptOut, form: ModelForm[Any], change: bool) -> None:
-        tenant = scoped_tenant(request) or obj.tenant
+        tenant = self.tenant_for(request, obj.tenant)
         row, _ = optouts.add(tenant, obj.phone, OptOutSource.ADMIN, note=obj.note)
         obj.pk, obj.tenant, obj.source, obj.created_at = row.pk, tenant, row.source, row.created_at
         obj._state.adding = False
@@ -432,13 +425,13 @@ class TenantQuotaAdmin(CampaignScopedAdmin):
     list_select_related = ["tenant"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return scoped_tenant(request) is None and super().has_add_permission(request)
+        return access_of(request.user).operator and super().has_add_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return scoped_tenant(request) is None and super().has_change_permission(request, obj)
+        return access_of(request.user).operator and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return scoped_tenant(request) is None and super().has_delete_permission(request, obj)
+        return access_of(request.user).operator and super().has_delete_permission(request, obj)
 
 
 class WebhookForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -496,7 +489,6 @@ class TenantWebhookAdmin(CampaignScopedAdmin):
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
     tenant_lookup = "webhook__tenant"
-    tenant_list_filters = ("webhook__tenant",)
     list_display = ["uid", "webhook", "status", "event_count", "attempts", "last_status_code", "error", "created_at"]
     list_filter = ["status", "webhook__tenant"]
     list_select_related = ["webhook"]

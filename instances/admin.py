@@ -1,10 +1,15 @@
 """Operator pages for tenants, gateways, instances and their history.
 
-Tenancy: a staff user tied to a tenant (``TenantMembership``) sees and
-changes only that tenant's objects: list pages, change pages, foreign-key
-dropdowns, list filters and actions all go through
-:class:`TenantScopedAdmin`. Superusers and staff tied to no tenant (the
-platform's operators) see everything their permissions allow.
+Tenancy (``instances.models.access_of`` decides who a request is):
+
+- Operators (superusers, and staff in the ``Platform operators`` group) see
+  everything their permissions allow.
+- Staff tied to a tenant (``TenantMembership``) see and change only that
+  tenant's objects: list pages, change pages, foreign-key dropdowns, list
+  filters and actions all go through :class:`TenantScopedAdmin`. They see
+  gateways by name only, never their URLs, and the platform's internals
+  (memberships, worker heartbeats, users, groups, schedules) not at all.
+- Any other staff user sees nothing: no app on the index, 403 on every page.
 
 Every change to what an instance should do goes through
 ``instances.commands`` (audited with actor ``user:<username>``), never a
@@ -17,10 +22,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin, messages
-from django.db.models import ForeignKey, QuerySet
+from django.contrib.admin.filters import (
+    AllValuesFieldListFilter,
+    BooleanFieldListFilter,
+    ChoicesFieldListFilter,
+    DateFieldListFilter,
+    FieldListFilter,
+    RelatedFieldListFilter,
+)
+from django.contrib.admin.utils import get_fields_from_path
+from django.core.exceptions import PermissionDenied
+from django.db.models import BooleanField, DateField, ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField, ModelForm
 from django.http import HttpRequest
 from django.urls import reverse
@@ -35,6 +52,7 @@ from api.ratelimit import LimiterUnavailable, RateLimited
 from instances import commands
 from instances.commands import CommandRefused
 from instances.models import (
+    Access,
     CircuitBreaker,
     ConnectionEvent,
     Gateway,
@@ -43,7 +61,7 @@ from instances.models import (
     Tenant,
     TenantMembership,
     WorkerHeartbeat,
-    tenant_of,
+    access_of,
 )
 
 STATUS_COLOURS = {
@@ -68,17 +86,114 @@ def _badge(text: str, colour: str) -> str:
     )
 
 
-def scoped_tenant(request: HttpRequest) -> Tenant | None:
-    """The tenant a request is confined to; None for superusers and untied operators."""
-    user = request.user
-    if getattr(user, "is_superuser", False):
-        return None
-    return tenant_of(user)
-
-
 def actor_of(request: HttpRequest) -> str:
     """How the audit log names the admin user acting."""
     return f"user:{request.user.get_username()}"
+
+
+def within(queryset: QuerySet[Any], access: Access, lookup: str = "tenant") -> QuerySet[Any]:
+    """``queryset`` cut down to what ``access`` may see: all of it for an
+    operator, the rows whose ``lookup`` (the ORM path to their ``Tenant``)
+    is the user's tenant for tenant staff, nothing for anyone else."""
+    if access.operator:
+        return queryset
+    if access.tenant is None:
+        return queryset.none()
+    return queryset.filter(**{lookup: access.tenant.pk})
+
+
+def _tenant_lookup_of(site: admin.AdminSite, model: type[Model]) -> str | None:
+    """The ORM path from ``model`` to its tenant, when its admin is tenant-scoped."""
+    if not site.is_registered(model):
+        return None
+    model_admin = site.get_model_admin(model)
+    return model_admin.tenant_lookup if isinstance(model_admin, TenantScopedAdmin) else None
+
+
+class ScopedRelatedListFilter(RelatedFieldListFilter):
+    """A list filter on a relation that offers only what the user may see.
+
+    Operators get every related object. Tenant staff get the objects their
+    own rows point at, cut down again by the related model's own tenant
+    scope when it has one, and only enabled gateways.
+    """
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> list[tuple[Any, str]]:
+        access = access_of(request.user)
+        related: type[Model] = field.related_model
+        choices = related._default_manager.all()
+        if not access.operator:
+            used = model_admin.get_queryset(request).distinct().values_list(f"{self.field_path}__pk", flat=True)
+            choices = choices.filter(pk__in=used)
+            lookup = _tenant_lookup_of(model_admin.admin_site, related)
+            if lookup is not None:
+                choices = within(choices, access, lookup)
+            if related is Gateway:
+                choices = choices.filter(enabled=True)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        if ordering:
+            choices = choices.order_by(*ordering)
+        value_of = attrgetter(field.target_field.attname)
+        return [(value_of(obj), str(obj)) for obj in choices]
+
+
+class ScopedAllValuesListFilter(AllValuesFieldListFilter):
+    """Offers the values found in the rows the user may see.
+
+    Django's own takes them from the whole related table when the field is
+    reached through a relation (``instance__last_reason``): other tenants'
+    values.
+    """
+
+    def __init__(
+        self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str
+    ) -> None:
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.lookup_choices = (
+            model_admin.get_queryset(request).distinct().order_by(field_path).values_list(field_path, flat=True)
+        )
+
+
+def _default_list_filter(field: Any) -> type[FieldListFilter]:
+    """The filter Django picks for a plain field name (the order in which
+    django.contrib.admin.filters registers them)."""
+    if field.remote_field:
+        return RelatedFieldListFilter
+    if isinstance(field, BooleanField):
+        return BooleanFieldListFilter
+    if field.choices:
+        return ChoicesFieldListFilter
+    if isinstance(field, DateField):
+        return DateFieldListFilter
+    return AllValuesFieldListFilter
+
+
+def scoped_list_filter(model: type[Model], item: Any, access: Access) -> Any | None:
+    """The ``list_filter`` entry ``item`` as ``access`` may see it, or None to
+    leave it out.
+
+    Filters on relations and "all values" filters take their choices from
+    the database, so they are replaced by the scoped ones above; a filter on
+    the tenant itself is dropped for tenant staff (it would name every
+    tenant). Fixed choices, booleans, dates and "empty or not" name nothing
+    and stay. A ``SimpleListFilter`` offers what its own code looks up and
+    must scope that itself.
+    """
+    if isinstance(item, str):
+        path, filter_class = item, None
+    elif isinstance(item, list | tuple):
+        path, filter_class = item
+    else:
+        return item
+    field = get_fields_from_path(model, path)[-1]
+    filter_class = filter_class or _default_list_filter(field)
+    if issubclass(filter_class, RelatedFieldListFilter):
+        if field.related_model is Tenant and not access.operator:
+            return None
+        return (path, ScopedRelatedListFilter)
+    if issubclass(filter_class, AllValuesFieldListFilter):
+        return (path, ScopedAllValuesListFilter)
+    return item
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -94,50 +209,124 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
-class TenantScopedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AccessGatedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Shows nothing, whatever their permissions say, to staff who are
+    neither operators nor tied to a tenant: no module on the index, 403 on
+    every page. With ``operators_only`` a tenant's staff see nothing either.
+
+    Every admin on the site is one of these (``confine_unscoped_admins``
+    puts the ones other apps register behind :class:`OperatorOnlyAdmin`).
+    """
+
+    operators_only = False
+
+    def admits(self, request: HttpRequest) -> bool:
+        access = access_of(request.user)
+        return access.operator or (access.tenant is not None and not self.operators_only)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.admits(request) and super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admits(request) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.admits(request) and super().has_add_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admits(request) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admits(request) and super().has_delete_permission(request, obj)
+
+
+class OperatorOnlyAdmin(AccessGatedAdmin):
+    """For the platform's internals: operators only."""
+
+    operators_only = True
+
+
+def confine_unscoped_admins(site: admin.AdminSite = admin.site) -> None:
+    """Put every registered admin that knows nothing of tenants (Django's
+    users and groups, django-celery-beat's schedules) behind
+    :class:`OperatorOnlyAdmin`, keeping everything else it does.
+
+    Called once every app's admin module is loaded (``InstancesConfig.ready``).
+    """
+    for model in apps.get_models():
+        if not site.is_registered(model):
+            continue
+        model_admin = site.get_model_admin(model)
+        if isinstance(model_admin, AccessGatedAdmin):
+            continue
+        original = type(model_admin)
+        confined = type(f"Operator{original.__name__}", (OperatorOnlyAdmin, original), {"__module__": __name__})
+        site.unregister(model)
+        site.register(model, confined)
+
+
+class TenantScopedAdmin(AccessGatedAdmin):
     """Confines a tenant's staff to the tenant's objects.
 
     ``tenant_lookup`` is the ORM path from the model to its ``Tenant``. The
     queryset (lists, change pages, history, deletes and the rows an action
-    receives), the choices of every foreign key to a tenant, an instance or
-    a gateway, and the list filters are scoped; a new object is saved in the
-    user's tenant whatever the form said.
+    receives), the choices of every foreign key and many-to-many field to a
+    tenant-scoped model (tenants, instances, contact lists, campaigns...),
+    the gateways offered (enabled ones) and the list filters are scoped; a
+    new object is saved in the user's tenant whatever the form said.
     """
 
     tenant_lookup = "tenant"
-    tenant_list_filters: Sequence[str] = ("tenant",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        queryset = super().get_queryset(request)
-        tenant = scoped_tenant(request)
-        return queryset if tenant is None else queryset.filter(**{self.tenant_lookup: tenant.pk})
+        return within(super().get_queryset(request), access_of(request.user), self.tenant_lookup)
+
+    def tenant_for(self, request: HttpRequest, chosen: Tenant | None) -> Tenant | None:
+        """The tenant a new object lands in: the one chosen on the form for an
+        operator, the user's own for tenant staff."""
+        access = access_of(request.user)
+        if access.operator:
+            return chosen
+        if access.tenant is None:
+            raise PermissionDenied
+        return access.tenant
+
+    def _scoped_choices(self, related: type[Model], request: HttpRequest) -> QuerySet[Any] | None:
+        lookup = _tenant_lookup_of(self.admin_site, related)
+        if lookup is None:
+            return None
+        return within(related._default_manager.all(), access_of(request.user), lookup)
 
     def formfield_for_foreignkey(
         self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
     ) -> ModelChoiceField | None:
-        tenant = scoped_tenant(request)
+        access = access_of(request.user)
         related = db_field.related_model
-        if tenant is not None:
-            if related is Tenant:
-                kwargs["queryset"] = Tenant.objects.filter(pk=tenant.pk)
-                kwargs["initial"] = tenant.pk
-            elif related is Instance:
-                kwargs["queryset"] = Instance.objects.filter(tenant=tenant)
+        if not access.operator:
+            scoped = self._scoped_choices(related, request)
+            if scoped is not None:
+                kwargs["queryset"] = scoped
+            if related is Tenant and access.tenant is not None:
+                kwargs["initial"] = access.tenant.pk
         if related is Gateway:
             kwargs["queryset"] = Gateway.objects.filter(enabled=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if not access_of(request.user).operator:
+            scoped = self._scoped_choices(db_field.related_model, request)
+            if scoped is not None:
+                kwargs["queryset"] = scoped
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def get_list_filter(self, request: HttpRequest) -> Sequence[Any]:
-        filters = super().get_list_filter(request)
-        if scoped_tenant(request) is None:
-            return filters
-        # The tenant filter would list every tenant's name.
-        return [f for f in filters if f not in self.tenant_list_filters]
+        access = access_of(request.user)
+        scoped = (scoped_list_filter(self.model, item, access) for item in super().get_list_filter(request))
+        return [item for item in scoped if item is not None]
 
     def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool) -> None:
-        tenant = scoped_tenant(request)
-        if tenant is not None and self.tenant_lookup == "tenant":
-            obj.tenant = tenant
+        if self.tenant_lookup == "tenant" and not access_of(request.user).operator:
+            obj.tenant = self.tenant_for(request, None)
         super().save_model(request, obj, form, change)
 
 
@@ -148,62 +337,70 @@ class TenantAdmin(TenantScopedAdmin):
     search_fields = ["slug", "name"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return scoped_tenant(request) is None and super().has_add_permission(request)
+        return access_of(request.user).operator and super().has_add_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return scoped_tenant(request) is None and super().has_delete_permission(request, obj)
+        # Deleting a tenant deactivates its staff (instances.models.deactivate_tenant_staff).
+        return access_of(request.user).operator and super().has_delete_permission(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
-        return ["slug"] if scoped_tenant(request) is not None else []
+        return [] if access_of(request.user).operator else ["slug"]
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, set[str], Any]:
+        # A tenant's instances, breakers, events, messages and other records
+        # the platform writes die with it (on_delete=CASCADE) and are
+        # read-only here: an operator allowed to delete tenants needs no
+        # permission per record type. Protected rows still block it.
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
 
 
 @admin.register(TenantMembership)
-class TenantMembershipAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TenantMembershipAdmin(OperatorOnlyAdmin):
     """Ties staff users to tenants: for the platform's operators only."""
 
     list_display = ["user", "tenant"]
     list_select_related = ["user", "tenant"]
     search_fields = ["user__username", "tenant__slug"]
 
-    def _operator(self, request: HttpRequest) -> bool:
-        return scoped_tenant(request) is None
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._operator(request) and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return self._operator(request) and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._operator(request) and super().has_add_permission(request)
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return self._operator(request) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return self._operator(request) and super().has_delete_permission(request, obj)
-
 
 @admin.register(Gateway)
-class GatewayAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Platform administrators keep the list; a tenant's staff may only look at it."""
+class GatewayAdmin(AccessGatedAdmin):
+    """Platform administrators keep the list; a tenant's staff may only look
+    at the enabled gateways' names (as the API shows them)."""
 
     list_display = ["name", "url", "enabled", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["name", "url"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return scoped_tenant(request) is None and super().has_add_permission(request)
+        return access_of(request.user).operator and super().has_add_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return scoped_tenant(request) is None and super().has_change_permission(request, obj)
+        return access_of(request.user).operator and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return scoped_tenant(request) is None and super().has_delete_permission(request, obj)
+        return access_of(request.user).operator and super().has_delete_permission(request, obj)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Gateway]:
         queryset = super().get_queryset(request)
-        return queryset if scoped_tenant(request) is None else queryset.filter(enabled=True)
+        return queryset if access_of(request.user).operator else queryset.filter(enabled=True)
+
+    def get_list_display(self, request: HttpRequest) -> Sequence[Any]:
+        shown = super().get_list_display(request)
+        return shown if access_of(request.user).operator else [f for f in shown if f != "url"]
+
+    def get_list_filter(self, request: HttpRequest) -> Sequence[Any]:
+        # Only enabled gateways are listed to tenant staff: nothing to filter.
+        return super().get_list_filter(request) if access_of(request.user).operator else []
+
+    def get_search_fields(self, request: HttpRequest) -> Sequence[str]:
+        # Searching by URL would let tenant staff probe for one.
+        shown = super().get_search_fields(request)
+        return shown if access_of(request.user).operator else [f for f in shown if f != "url"]
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Sequence[str] | None:
+        return super().get_exclude(request, obj) if access_of(request.user).operator else ["url"]
 
 
 @admin.register(Instance)
@@ -408,11 +605,11 @@ class InstanceAdmin(TenantScopedAdmin):
 
     @admin.action(description="Connect selected instances", permissions=["change"])
     def connect(self, request: HttpRequest, queryset: QuerySet[Instance]) -> None:
-        self._act(request, queryset, commands.connect, "Connect requested")
+        self._act(request, queryset, controls.connect, "Connect requested")
 
     @admin.action(description="Disconnect selected instances", permissions=["change"])
     def disconnect(self, request: HttpRequest, queryset: QuerySet[Instance]) -> None:
-        self._act(request, queryset, commands.disconnect, "Disconnect requested")
+        self._act(request, queryset, controls.disconnect, "Disconnect requested")
 
     @admin.action(description="Force a retry of selected instances", permissions=["change"])
     def force_retry(self, request: HttpRequest, queryset: QuerySet[Instance]) -> None:
@@ -442,7 +639,7 @@ class ConnectionEventAdmin(TenantScopedAdmin, ReadOnlyAdmin):
 
 
 @admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(ReadOnlyAdmin):
+class WorkerHeartbeatAdmin(OperatorOnlyAdmin, ReadOnlyAdmin):
     """Platform internals: not shown to a tenant's staff."""
 
     list_display = [
@@ -454,9 +651,3 @@ class WorkerHeartbeatAdmin(ReadOnlyAdmin):
         "last_progress_at",
         "stopped_at",
     ]
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return scoped_tenant(request) is None and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return scoped_tenant(request) is None and super().has_view_permission(request, obj)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 from instances import tokens
@@ -37,7 +41,7 @@ class Tenant(models.Model):
 
 class TenantMembership(models.Model):
     """Ties a staff user to one tenant: in the admin and the dashboard they
-    see and change only that tenant's objects. Superusers see everything."""
+    see and change only that tenant's objects (see :func:`access_of`)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="members")
@@ -46,10 +50,75 @@ class TenantMembership(models.Model):
         return f"{self.user} @ {self.tenant}"
 
 
-def tenant_of(user: Any) -> Tenant | None:
-    """The tenant a staff user is tied to, or None (superusers, untied staff)."""
-    membership = getattr(user, "membership", None) if getattr(user, "is_authenticated", False) else None
-    return membership.tenant if membership is not None else None
+# Staff in this group are the platform's operators (migration 0006 creates it).
+OPERATORS_GROUP = "Platform operators"
+_ACCESS_CACHE = "_blast_access"
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a user may see in the admin and the dashboard: everything their
+    permissions allow (``operator``), one tenant's objects (``tenant``), or
+    nothing at all (neither)."""
+
+    operator: bool = False
+    tenant: Tenant | None = None
+
+    @property
+    def nobody(self) -> bool:
+        return not self.operator and self.tenant is None
+
+
+NOBODY = Access()
+OPERATOR = Access(operator=True)
+
+
+def access_of(user: Any) -> Access:
+    """Who ``user`` is to the admin and the dashboard; the one place that decides.
+
+    - Anonymous, inactive or non-staff users: nobody.
+    - Superusers: operators.
+    - Staff tied to a tenant (``TenantMembership``): that tenant's staff, even
+      when also in the operators group (a membership always confines).
+    - Staff in the ``Platform operators`` group: operators.
+    - Any other staff user: nobody. Being tied to no tenant is never a
+      reason to see more.
+
+    The answer is kept on the user object, which lives for one request (or
+    one dashboard connection), like Django's permission cache.
+    """
+    if user is None or not getattr(user, "is_authenticated", False):
+        return NOBODY
+    if not getattr(user, "is_active", False) or not getattr(user, "is_staff", False):
+        return NOBODY
+    cached = getattr(user, _ACCESS_CACHE, None)
+    if isinstance(cached, Access):
+        return cached
+    if user.is_superuser:
+        access = OPERATOR
+    else:
+        membership = TenantMembership.objects.select_related("tenant").filter(user_id=user.pk).first()
+        if membership is not None:
+            access = Access(tenant=membership.tenant)
+        elif user.groups.filter(name=OPERATORS_GROUP).exists():
+            access = OPERATOR
+        else:
+            access = NOBODY
+    setattr(user, _ACCESS_CACHE, access)
+    return access
+
+
+@receiver(pre_delete, sender=Tenant, dispatch_uid="instances.deactivate_tenant_staff")
+def deactivate_tenant_staff(sender: type[Tenant], instance: Tenant, **kwargs: Any) -> None:
+    """A deleted tenant's staff can no longer log in.
+
+    Their memberships die with the tenant; left active, they would be staff
+    tied to nothing. Django sends ``pre_delete`` inside the deletion's
+    transaction, for ``Tenant.delete()`` and ``QuerySet.delete()`` alike (the
+    admin uses both), so the tenant and its staff's logins go together or
+    not at all.
+    """
+    get_user_model().objects.filter(membership__tenant=instance, is_active=True).update(is_active=False)
 
 
 def validate_gateway_url(value: str) -> None:
@@ -80,7 +149,9 @@ class Gateway(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.url})"
+        # The name alone: where a gateway lives is for operators, and tenant
+        # staff see gateways in dropdowns, filters and page titles.
+        return self.name
 
 
 class DesiredState(models.TextChoices):

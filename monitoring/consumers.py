@@ -18,13 +18,15 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import Error as DatabaseError
 
 from monitoring import dashboard
 
 logger = logging.getLogger("blast.monitoring")
 
-# Closed with this when the user is not (or no longer) staff.
+# Closed with this when the user is not (or no longer) staff, or is staff
+# who are neither operators nor tied to a tenant.
 CLOSE_FORBIDDEN = 4403
 
 
@@ -34,7 +36,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.tenant_id = await database_sync_to_async(dashboard.scope_of)(user)
+        try:
+            self.tenant_id = await database_sync_to_async(dashboard.scope_of)(user)
+        except PermissionDenied:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         self.sent: dict[str, str] = {}
         await self.accept()
         self.poller: asyncio.Task[None] | None = asyncio.create_task(self._poll())

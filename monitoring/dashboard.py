@@ -7,8 +7,9 @@ whatever the number of instances: aggregate counts, the first
 ``BLAST_DASHBOARD_MAX_ROWS`` instances (problems first), the latest events,
 the snapshots of the chart's window.
 
-``tenant_id`` None is the platform view (superusers, staff tied to no
-tenant); otherwise every query is filtered to that tenant.
+``tenant_id`` None is the platform view (operators); otherwise every query
+is filtered to that tenant. :func:`scope_of` says which a user gets, and
+refuses anyone else.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import datetime as dt
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
-from instances.models import ConnectionEvent, Instance, Status, Tenant, tenant_of
+from instances.models import ConnectionEvent, Instance, Status, Tenant, access_of
 from monitoring import health
 from monitoring.counts import InstanceCounts, count_instances
 from monitoring.models import HealthSnapshot
@@ -47,12 +49,17 @@ STATUS_RANK = {
 
 def scope_of(user: Any) -> int | None:
     """The tenant id a user's dashboard is limited to: their tenant when they
-    are staff tied to one, None (the whole platform) for superusers and
-    untied staff."""
-    if getattr(user, "is_superuser", False):
+    are staff tied to one, None (the whole platform) for operators.
+
+    Raises PermissionDenied for anyone else, staff tied to no tenant and not
+    marked as operators included (``instances.models.access_of``).
+    """
+    access = access_of(user)
+    if access.operator:
         return None
-    tenant = tenant_of(user)
-    return tenant.pk if tenant is not None else None
+    if access.tenant is None:
+        raise PermissionDenied("Neither an operator nor tied to a tenant.")
+    return int(access.tenant.pk)
 
 
 def _instances(tenant_id: int | None) -> QuerySet[Instance]:

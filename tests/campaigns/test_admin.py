@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -126,6 +127,9 @@ def test_a_webhook_created_in_the_admin_shows_its_secret_once(cast: Cast, root: 
     webhook = TenantWebhook.objects.get()
     assert webhook.secret in response.content.decode()
     assert "no-store" in response["Cache-Control"]
+    # On the page only: messages travel in a signed, readable cookie.
+    assert webhook.secret not in str(response.cookies)
+    assert all(webhook.secret not in str(m) for m in get_messages(response.wsgi_request))
     change = root.get(reverse("admin:campaigns_tenantwebhook_change", args=[webhook.pk]))
     assert webhook.secret not in change.content.decode()
 
@@ -138,6 +142,19 @@ def test_tenant_staff_see_and_upload_into_their_tenants_lists_only(cast: Cast, a
     assert upload(alice, theirs, b"phone\n+5511999990001\n").status_code == 404
     assert upload(alice, mine, b"phone\n+5511999990001\n").status_code == 200
     assert list(Contact.objects.values_list("contact_list_id", flat=True)) == [mine.pk]
+
+
+def test_the_list_filters_of_tenant_staff_name_only_their_tenants_lists(cast: Cast, alice: Client) -> None:
+    for tenant, names in ((cast.tenant_a, ["acme-vip", "acme-all"]), (cast.tenant_b, ["rival-vip"])):
+        for n, name in enumerate(names):
+            make_list(tenant, [(numbers(1, start=n)[0], {})], name=name)
+    html = alice.get(reverse("admin:campaigns_contact_changelist")).content.decode()
+    sidebar = html[html.index('id="changelist-filter"') :]
+    assert "acme-vip" in sidebar and "acme-all" in sidebar
+    assert "rival-vip" not in html
+    for model in ("contactlist", "campaign", "message", "optout", "tenantwebhook", "webhookdelivery"):
+        page = alice.get(reverse(f"admin:campaigns_{model}_changelist")).content.decode()
+        assert "Rival" not in page, model  # no tenant filter naming the other tenant
 
 
 def test_tenant_staff_choose_only_their_own_instances_and_lists(cast: Cast, alice: Client) -> None:

@@ -178,6 +178,31 @@ def test_a_superuser_lists_everything(cast: AdminCast) -> None:
     assert "Rival Holdings" in html  # the tenant filter
 
 
+def test_gateways_are_named_in_filters_never_located(cast: AdminCast) -> None:
+    Instance.objects.create(tenant=cast.acme, name="acme-legacy", gateway=cast.disabled_gateway)
+    backup = Gateway.objects.create(name="gw-backup", url="ws://127.0.0.1:11")
+    Instance.objects.create(tenant=cast.acme, name="acme-support", gateway=backup)
+    html = cast.login(cast.alice).get(_changelist("instances_instance")).content.decode()
+    sidebar = html[html.index('id="changelist-filter"') :]
+    assert "gw-main" in sidebar and "gw-backup" in sidebar
+    assert "gw-retired" not in sidebar  # disabled: not offered to tenant staff
+    assert "ws://" not in html
+    operator = cast.login(cast.root).get(_changelist("instances_instance")).content.decode()
+    assert "gw-retired" in operator[operator.index('id="changelist-filter"') :]
+
+
+def test_staff_tied_to_no_tenant_and_not_operators_see_no_instance(cast: AdminCast) -> None:
+    user = User.objects.create_user("drifter", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=STAFF_PERMISSIONS))
+    client = cast.login(user)
+    assert client.get(_changelist("instances_instance")).status_code == 403
+    assert client.get(_change("instances_instance", cast.mine.pk)).status_code in (302, 403)
+    response = _act(client, "connect", cast.mine)
+    cast.mine.refresh_from_db()
+    assert cast.mine.desired_state == DesiredState.STOPPED
+    assert "acme-sales" not in response.content.decode()
+
+
 def test_platform_internals_are_hidden_from_tenant_staff(cast: AdminCast) -> None:
     WorkerHeartbeat.objects.create(worker_id="w-1", host="h", pid=1)
     client = cast.login(cast.alice)
