@@ -48,7 +48,7 @@ def test_every_metric_is_blast_prefixed_and_has_no_instance_label(
     assert samples
     assert all(name.startswith("blast_") for name, _ in samples)
     label_names = {label for _, labels in samples for label, _ in labels}
-    assert label_names <= {"status", "state", "reason", "to", "action", "dependency"}
+    assert label_names <= {"status", "state", "reason", "to", "action", "dependency", "door"}
     assert len(samples) < 120  # bounded whatever the number of instances
 
 
