@@ -245,12 +245,15 @@ def main() -> int:
         trickler.join(timeout=30)
         print("faults injected:", dict(sorted(actions.items())))
 
-        # The faults stop; an operator reconnects what a terminal close stopped.
+        # The faults stop; an operator reconnects what a terminal close stopped:
+        # a connect clears a logout or a replacement, a forbidden or halted
+        # instance takes a force retry (docs/OPERATIONS.md, "Security").
         control.clear_faults()
-        for instance in Instance.objects.filter(
-            pk__in=ids, status__in=[Status.LOGGED_OUT, Status.REPLACED, Status.FORBIDDEN, Status.HALTED]
-        ):
+        for instance in Instance.objects.filter(pk__in=ids, status__in=[Status.LOGGED_OUT, Status.REPLACED]):
             commands.connect(instance, actor="chaos-operator")
+        for instance in Instance.objects.filter(pk__in=ids, status__in=[Status.FORBIDDEN, Status.HALTED]):
+            commands.connect(instance, actor="chaos-operator")
+            commands.force_retry(instance, actor="chaos-operator")
         for instance in Instance.objects.filter(pk__in=ids, status=Status.CIRCUIT_OPEN):
             commands.reset_breaker(instance, actor="chaos-operator")
 
