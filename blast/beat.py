@@ -1,6 +1,11 @@
 """The beat scheduler: django-celery-beat's, made to wait out a database
 outage instead of exiting. Beat is what heals the platform when nobody is
-watching; a database blip must not take it down with it."""
+watching; a database blip must not take it down with it.
+
+It runs the jobs in the database: those of the registry
+(``instances.schedules``), created after ``migrate``, with the intervals
+operators set in the admin. Nothing is declared in ``CELERY_BEAT_SCHEDULE``,
+which the scheduler would write over those rows at every start."""
 
 from __future__ import annotations
 

@@ -4,6 +4,12 @@ Everything comes from the environment through the typed helpers in
 ``blast.env``; the defaults run a single machine out of the box (SQLite in
 the project folder, Redis on localhost). Every policy number of the
 connection engine is a setting whose default is the seed's value.
+
+One section per concern, each setting defined once, with its default, in
+its section: Django core, security, database, Redis/Channels/Celery, the
+API, the connection engine's policies, monitoring, messages and campaigns,
+logging. Reading this file creates nothing (no folder, no file): the run
+folder and its keys are made by ``scripts/ensure-keys.sh``.
 """
 
 from __future__ import annotations
@@ -19,41 +25,12 @@ from blast.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# --- Django core ----------------------------------------------------------
+
 DEBUG = env_bool("DEBUG", False)
 # Files the platform keeps on a single machine: the keys `make run` and
 # `make test` generate, the SQLite test databases.
 RUN_DIR = Path(env_str("BLAST_RUN_DIR", str(BASE_DIR / ".run")))
-
-
-def _kept_secret(name: str) -> str:
-    """A key kept in RUN_DIR by `make run` / `make test`; empty when there is none."""
-    try:
-        return (RUN_DIR / name).read_text().strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return ""
-
-
-# A public constant, so only for DEBUG: without DEBUG the platform refuses to
-# start with it (or with no key at all).
-DEVELOPMENT_SECRET_KEY = "blast-development-key-do-not-use-in-production"
-SECRET_KEY = env_str("SECRET_KEY", "") or _kept_secret("secret-key")
-if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set (or is the public development key): set SECRET_KEY to a long random "
-            f"value, or keep one in {RUN_DIR / 'secret-key'} as `make run` does; DEBUG=1 allows the development key"
-        )
-    SECRET_KEY = DEVELOPMENT_SECRET_KEY
-# Keys that encrypt instance tokens and webhook secrets at rest (instances.tokens),
-# separate from SECRET_KEY: a comma-separated list, the first encrypts, every
-# one decrypts; rotate by putting a new key first and running
-# `manage.py rotate_token_key`, then drop the old one.
-BLAST_TOKEN_KEY = env_list("BLAST_TOKEN_KEY", []) or [key for key in [_kept_secret("token-key")] if key]
-if not BLAST_TOKEN_KEY and not DEBUG:
-    raise ImproperlyConfigured(
-        "BLAST_TOKEN_KEY is not set: set it to a long random value (a comma-separated list while rotating), "
-        f"or keep one in {RUN_DIR / 'token-key'} as `make run` does"
-    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
@@ -74,6 +51,8 @@ INSTALLED_APPS = [
     "campaigns",
     "monitoring",
     "simulator",
+    # The API docs page's JavaScript and CSS, served from this host (no CDN).
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -107,7 +86,50 @@ TEMPLATES = [
     },
 ]
 
-# --- Security headers (docs/OPERATIONS.md, "Security") ------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BLAST_MAX_BODY_BYTES", 2_621_440, minimum=1024)
+
+# --- Security (docs/OPERATIONS.md, "Security") ----------------------------
+
+
+def _kept_secret(name: str) -> str:
+    """A key kept in RUN_DIR by `make run` / `make test`; empty when there is none."""
+    try:
+        return (RUN_DIR / name).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+
+
+# A public constant, so only for DEBUG: without DEBUG the platform refuses to
+# start with it (or with no key at all).
+DEVELOPMENT_SECRET_KEY = "blast-development-key-do-not-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY", "") or _kept_secret("secret-key")
+if not SECRET_KEY or SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set (or is the public development key): set SECRET_KEY to a long random "
+            f"value, or keep one in {RUN_DIR / 'secret-key'} as `make run` does; DEBUG=1 allows the development key"
+        )
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
+# Keys that encrypt instance tokens and webhook secrets at rest (instances.tokens),
+# separate from SECRET_KEY: a comma-separated list, the first encrypts, every
+# one decrypts; rotate by putting a new key first and running
+# `manage.py rotate_token_key`, then drop the old one.
+BLAST_TOKEN_KEY = env_list("BLAST_TOKEN_KEY", []) or [key for key in [_kept_secret("token-key")] if key]
+if not BLAST_TOKEN_KEY and not DEBUG:
+    raise ImproperlyConfigured(
+        "BLAST_TOKEN_KEY is not set: set it to a long random value (a comma-separated list while rotating), "
+        f"or keep one in {RUN_DIR / 'token-key'} as `make run` does"
+    )
 
 # Served over HTTPS, directly or behind a proxy that terminates TLS: HSTS and
 # cookies sent only over HTTPS. BLAST_PROXY_SSL_HEADER trusts the proxy's
@@ -146,6 +168,28 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("BLAST_PASSWORD_MIN_LENGTH", 10, minimum=8)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Failed logins (instances.throttle, instances.login): the admin refuses a user
+# name from one address after LIMIT failures in WINDOW (an address after 4x,
+# a user name from anywhere after 10x); the API refuses an address after
+# AUTH_FAILURE_LIMIT bad keys in AUTH_FAILURE_WINDOW. 0 turns a limit off.
+BLAST_LOGIN_FAILURE_LIMIT = env_int("BLAST_LOGIN_FAILURE_LIMIT", 5, minimum=0)
+BLAST_LOGIN_FAILURE_WINDOW_S = env_float("BLAST_LOGIN_FAILURE_WINDOW_S", 900.0, minimum=1)
+BLAST_AUTH_FAILURE_LIMIT = env_int("BLAST_AUTH_FAILURE_LIMIT", 30, minimum=0)
+BLAST_AUTH_FAILURE_WINDOW_S = env_float("BLAST_AUTH_FAILURE_WINDOW_S", 60.0, minimum=1)
+
+# Development and tests only: status and alert webhooks may target loopback
+# and private addresses (monitoring.outbound). Never in production.
+BLAST_WEBHOOK_ALLOW_PRIVATE = env_bool("BLAST_WEBHOOK_ALLOW_PRIVATE", False)
+
 # --- Database -------------------------------------------------------------
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
@@ -178,6 +222,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://, got {REDIS_URL!r}")
+# Prefix of every Redis key the platform writes (leases, epochs, rate limits).
+BLAST_REDIS_PREFIX = env_str("BLAST_REDIS_PREFIX", "blast")
 
 CHANNEL_LAYERS = {
     "default": {
@@ -195,51 +241,65 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BEAT_SCHEDULER = "blast.beat:ResilientDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Beat reads its jobs from the database (django-celery-beat); the jobs are
+# those of instances.schedules, created after `migrate`, tuned in the admin.
+CELERY_BEAT_SCHEDULER = "blast.beat:ResilientDatabaseScheduler"
+# django-celery-beat writes last_run_at to the database only when it syncs
+# (every 3 minutes by default); syncing after every few dispatched tasks keeps
+# /health's beat check accurate to seconds for a few small writes.
+CELERY_BEAT_SYNC_EVERY = env_int("BLAST_BEAT_SYNC_EVERY", 4, minimum=1)
 
-# --- Auth, i18n, static ---------------------------------------------------
+# --- API (docs/API.md) ----------------------------------------------------
 
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {
-        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-        "OPTIONS": {"min_length": env_int("BLAST_PASSWORD_MIN_LENGTH", 10, minimum=8)},
-    },
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-]
-# Failed logins (instances.throttle, instances.login): the admin refuses a user
-# name from one address after LIMIT failures in WINDOW (an address after 4x,
-# a user name from anywhere after 10x); the API refuses an address after
-# AUTH_FAILURE_LIMIT bad keys in AUTH_FAILURE_WINDOW. 0 turns a limit off.
-BLAST_LOGIN_FAILURE_LIMIT = env_int("BLAST_LOGIN_FAILURE_LIMIT", 5, minimum=0)
-BLAST_LOGIN_FAILURE_WINDOW_S = env_float("BLAST_LOGIN_FAILURE_WINDOW_S", 900.0, minimum=1)
-BLAST_AUTH_FAILURE_LIMIT = env_int("BLAST_AUTH_FAILURE_LIMIT", 30, minimum=0)
-BLAST_AUTH_FAILURE_WINDOW_S = env_float("BLAST_AUTH_FAILURE_WINDOW_S", 60.0, minimum=1)
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
-STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BLAST_MAX_BODY_BYTES", 2_621_440, minimum=1024)
+# Lists are paginated: ?page=N&page_size=M (at most the maximum).
+BLAST_API_PAGE_SIZE = env_int("BLAST_API_PAGE_SIZE", 50, minimum=1, maximum=1000)
+BLAST_API_MAX_PAGE_SIZE = env_int("BLAST_API_MAX_PAGE_SIZE", 200, minimum=1, maximum=1000)
+# An API key's last-used time is written at most this often.
+BLAST_API_KEY_TOUCH_INTERVAL_S = env_float("BLAST_API_KEY_TOUCH_INTERVAL_S", 60.0, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Closed by default: a DRF view answers only to a tenant's API key unless
+    # it says otherwise (an open endpoint sets its own permission_classes).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.authentication.IsTenantClient"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.BoundedJSONParser"],
+    "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
+    "PAGE_SIZE": BLAST_API_PAGE_SIZE,
+    "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Blast API",
-    "DESCRIPTION": "Run messaging instances and send message blasts.",
+    "DESCRIPTION": (
+        "Run messaging instances: create them on an allowed gateway, connect and pair them, watch their "
+        "circuit breakers. Authenticate with `Authorization: Bearer <API key>`."
+    ),
     "VERSION": "1.0.0",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and the docs pages are public; the docs' assets come from
+    # drf_spectacular_sidecar.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "InstanceStatusEnum": "instances.models.Status",
+        "BreakerStateEnum": "instances.models.BreakerState",
+        "EventKindEnum": "instances.models.EventKind",
+        "ReasonEnum": "instances.models.REASON_CHOICES",
+        "MessageStatusEnum": "campaigns.models.MessageStatus",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "DeliveryStatusEnum": "campaigns.models.DeliveryStatus",
+    },
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 # --- The connection engine's policies (seed values as defaults) -----------
@@ -263,27 +323,34 @@ BLAST_RETRY_JITTER = env_float("BLAST_RETRY_JITTER", 0.2, minimum=0, maximum=1)
 BLAST_BAN_PAUSE_S = env_float("BLAST_BAN_PAUSE_S", 3600.0, minimum=0)
 
 # Sessions (PROTOCOL.md): upgrade timeout, hello timeout, keepalive,
-# malformed-frame budget.
+# malformed-frame budget, and how long a closing handshake may take.
 BLAST_OPEN_TIMEOUT_S = env_float("BLAST_OPEN_TIMEOUT_S", 10.0, minimum=0.1)
 BLAST_HELLO_TIMEOUT_S = env_float("BLAST_HELLO_TIMEOUT_S", 10.0, minimum=0.1)
 BLAST_PING_INTERVAL_S = env_float("BLAST_PING_INTERVAL_S", 20.0, minimum=0.1)
 BLAST_PING_TIMEOUT_S = env_float("BLAST_PING_TIMEOUT_S", 20.0, minimum=0.1)
 BLAST_MALFORMED_LIMIT = env_int("BLAST_MALFORMED_LIMIT", 5, minimum=0)
 BLAST_MALFORMED_WINDOW_S = env_float("BLAST_MALFORMED_WINDOW_S", 60.0, minimum=0.001)
-
 BLAST_CLOSE_TIMEOUT_S = env_float("BLAST_CLOSE_TIMEOUT_S", 2.0, minimum=0.1)
 
 # Ownership: Redis lease per instance, renewed every TTL/3.
 BLAST_LEASE_TTL_S = env_float("BLAST_LEASE_TTL_S", 15.0, minimum=0.3)
-# Prefix of every Redis key the platform writes (leases, epochs, rate limits).
-BLAST_REDIS_PREFIX = env_str("BLAST_REDIS_PREFIX", "blast")
 # How many instance ids one hint names; hints are batched, never one by one.
 BLAST_HINT_BATCH = env_int("BLAST_HINT_BATCH", 500, minimum=1)
+# The connection worker: its channel-layer group, how long it keeps its
+# database connection, how often it writes its heartbeat.
 BLAST_WORKER_CHANNEL = env_str("BLAST_WORKER_CHANNEL", "blast-connections")
 BLAST_WORKER_CONN_MAX_AGE_S = env_int("BLAST_WORKER_CONN_MAX_AGE_S", 300, minimum=0)
 BLAST_HEARTBEAT_INTERVAL_S = env_float("BLAST_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
-# How often beat runs the recovery jobs (due retries, cooldowns, lost leases).
+# The interval beat's recovery jobs (due retries, cooldowns, lost leases) get
+# when they are created (instances.schedules; tuned later in the admin).
 BLAST_RECOVERY_PERIOD_S = env_float("BLAST_RECOVERY_PERIOD_S", 5.0, minimum=0.5)
+
+# Manual controls, whoever asks (API keys, seed endpoints, admin): at most one
+# force retry and one reset breaker per instance per MANUAL interval, one
+# connect and one disconnect per SESSION interval (so that connect/disconnect
+# cycles cannot open a gateway session each). 0 turns a limit off.
+BLAST_MANUAL_ACTION_INTERVAL_S = env_float("BLAST_MANUAL_ACTION_INTERVAL_S", 30.0, minimum=0)
+BLAST_SESSION_ACTION_INTERVAL_S = env_float("BLAST_SESSION_ACTION_INTERVAL_S", 10.0, minimum=0)
 
 # Sending policy defaults for new instances: a random delay between two
 # sends and hourly/daily caps (0: no cap). Single messages go out at once by
@@ -298,81 +365,8 @@ BLAST_CAMPAIGN_DELAY_MAX_S = env_float("BLAST_CAMPAIGN_DELAY_MAX_S", 45.0, minim
 # A nack without retry_after_s is retried after this long.
 BLAST_NACK_RETRY_S = env_float("BLAST_NACK_RETRY_S", 30.0, minimum=0)
 
+# --- Monitoring (docs/OPERATIONS.md) --------------------------------------
 
-# --- Logging ----------------------------------------------------------------
-
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "blast.logs.RedactSecretsFilter"}},
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.server": {"level": LOG_LEVEL},
-        "websockets": {"level": "WARNING"},
-    },
-}
-
-# --- Tenant API ---
-
-# The docs page's JavaScript and CSS served from this host (no CDN).
-INSTALLED_APPS += ["drf_spectacular_sidecar"]
-
-# Lists are paginated: ?page=N&page_size=M (at most the maximum).
-BLAST_API_PAGE_SIZE = env_int("BLAST_API_PAGE_SIZE", 50, minimum=1, maximum=1000)
-BLAST_API_MAX_PAGE_SIZE = env_int("BLAST_API_MAX_PAGE_SIZE", 200, minimum=1, maximum=1000)
-# Force retry and reset breaker: at most one of each per instance per interval,
-# whoever asks (API keys, seed endpoints, admin). 0 turns the limit off.
-BLAST_MANUAL_ACTION_INTERVAL_S = env_float("BLAST_MANUAL_ACTION_INTERVAL_S", 30.0, minimum=0)
-# Connect and disconnect: at most one of each per instance per interval, so
-# that connect/disconnect cycles cannot open a gateway session each. 0: off.
-BLAST_SESSION_ACTION_INTERVAL_S = env_float("BLAST_SESSION_ACTION_INTERVAL_S", 10.0, minimum=0)
-# An API key's last-used time is written at most this often.
-BLAST_API_KEY_TOUCH_INTERVAL_S = env_float("BLAST_API_KEY_TOUCH_INTERVAL_S", 60.0, minimum=0)
-
-# Closed by default: a DRF view answers only to a tenant's API key unless it
-# says otherwise (an open endpoint sets its own permission_classes).
-REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = ["api.authentication.ApiKeyAuthentication"]
-REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] = ["api.authentication.IsTenantClient"]
-REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = ["rest_framework.renderers.JSONRenderer"]
-REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["api.parsers.BoundedJSONParser"]
-REST_FRAMEWORK["EXCEPTION_HANDLER"] = "api.exceptions.api_exception_handler"
-REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "api.pagination.Pagination"
-REST_FRAMEWORK["PAGE_SIZE"] = BLAST_API_PAGE_SIZE
-REST_FRAMEWORK["UNAUTHENTICATED_USER"] = None
-
-SPECTACULAR_SETTINGS["DESCRIPTION"] = (
-    "Run messaging instances: create them on an allowed gateway, connect and pair them, watch their "
-    "circuit breakers. Authenticate with `Authorization: Bearer <API key>`."
-)
-SPECTACULAR_SETTINGS["COMPONENT_SPLIT_REQUEST"] = True
-SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] = ["rest_framework.permissions.AllowAny"]
-SPECTACULAR_SETTINGS["SERVE_AUTHENTICATION"] = []
-SPECTACULAR_SETTINGS["SWAGGER_UI_DIST"] = "SIDECAR"
-SPECTACULAR_SETTINGS["SWAGGER_UI_FAVICON_HREF"] = "SIDECAR"
-SPECTACULAR_SETTINGS["REDOC_DIST"] = "SIDECAR"
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
-    "InstanceStatusEnum": "instances.models.Status",
-    "BreakerStateEnum": "instances.models.BreakerState",
-    "EventKindEnum": "instances.models.EventKind",
-    "ReasonEnum": "instances.models.REASON_CHOICES",
-}
-SPECTACULAR_SETTINGS["SERVE_INCLUDE_SCHEMA"] = False
-
-# runserver's request lines ("GET /path?access_token=... HTTP/1.1") are logged
-# on django.server; without a handler of ours they went to Python's
-# last-resort handler, past the redaction filter.
-LOGGING["loggers"]["django.server"] = {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-
-# --- Monitoring ---------------------------------------------------------------
 # Health (monitoring.health): pass from this score up; a connection worker is
 # live while its heartbeat is fresher than FACTOR heartbeat intervals; beat is
 # stalled when no recovery job ran for BEAT_STALE_S; the Celery worker when no
@@ -381,12 +375,9 @@ BLAST_HEALTH_PASS_SCORE = env_int("BLAST_HEALTH_PASS_SCORE", 80, minimum=0, maxi
 BLAST_WORKER_STALE_FACTOR = env_float("BLAST_WORKER_STALE_FACTOR", 3.0, minimum=1.0)
 BLAST_BEAT_STALE_S = env_float("BLAST_BEAT_STALE_S", 60.0, minimum=1.0)
 BLAST_CELERY_STALE_S = env_float("BLAST_CELERY_STALE_S", 45.0, minimum=1.0)
-# django-celery-beat writes last_run_at to the database only when it syncs
-# (every 3 minutes by default); syncing after every few dispatched tasks keeps
-# the beat check above accurate to seconds for a few small writes.
-CELERY_BEAT_SYNC_EVERY = env_int("BLAST_BEAT_SYNC_EVERY", 4, minimum=1)
 
-# Beat jobs of the monitoring app (schedules created by its migration 0002).
+# The intervals the monitoring app's beat jobs get when they are created
+# (instances.schedules; tuned later in the admin).
 BLAST_CELERY_HEARTBEAT_PERIOD_S = env_float("BLAST_CELERY_HEARTBEAT_PERIOD_S", 10.0, minimum=1.0)
 BLAST_SNAPSHOT_PERIOD_S = env_float("BLAST_SNAPSHOT_PERIOD_S", 60.0, minimum=1.0)
 BLAST_ALERT_PERIOD_S = env_float("BLAST_ALERT_PERIOD_S", 10.0, minimum=1.0)
@@ -419,34 +410,61 @@ BLAST_METRICS_TOKEN = env_str("BLAST_METRICS_TOKEN", "")
 # The messages model counted by blast_messages{status} once it exists.
 BLAST_METRICS_MESSAGE_MODEL = env_str("BLAST_METRICS_MESSAGE_MODEL", "campaigns.Message")
 
-# --- Messages and campaigns ---------------------------------------------------
-# Defaults and meaning: campaigns/conf.py.
+# --- Messages and campaigns (docs/CAMPAIGNS.md) ---------------------------
+
+# Messages per tenant per calendar month (UTC); 0: unlimited.
 BLAST_TENANT_MONTHLY_QUOTA = env_int("BLAST_TENANT_MONTHLY_QUOTA", 0, minimum=0)
+# Most messages one POST /api/v1/messages/batch may hold.
+BLAST_MESSAGE_BATCH_MAX = env_int("BLAST_MESSAGE_BATCH_MAX", 1000, minimum=1)
+# Region used to read numbers written without a country code ("": none, such
+# numbers are refused). An upload may name its own (?region=BR).
 BLAST_DEFAULT_REGION = env_str("BLAST_DEFAULT_REGION", "")
+
+# CSV uploads: largest file and most data rows accepted in one upload, and the
+# most contacts a list may hold.
 BLAST_CSV_MAX_BYTES = env_int("BLAST_CSV_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+BLAST_CSV_MAX_ROWS = env_int("BLAST_CSV_MAX_ROWS", 100_000, minimum=1)
+BLAST_CONTACT_LIST_MAX_CONTACTS = env_int("BLAST_CONTACT_LIST_MAX_CONTACTS", 1_000_000, minimum=1)
+# Longest line of an upload, in bytes: a longer one refuses the file before it
+# is parsed. Also the most characters of one row whose value spans lines.
+BLAST_CSV_MAX_LINE_BYTES = env_int("BLAST_CSV_MAX_LINE_BYTES", 64 * 1024, minimum=1024)
+# A web process imports one upload at a time: another waits this long for its
+# turn, then is refused (429, Retry-After) without being read.
+BLAST_CSV_IMPORT_WAIT_S = env_float("BLAST_CSV_IMPORT_WAIT_S", 10.0, minimum=0)
 # The web process (blast/web.py) answers 413 to a request body above this many
 # bytes before storing it. Default: the largest body an endpoint accepts, a CSV
 # upload plus its multipart overhead (campaigns/parsers.py) or a JSON body.
 BLAST_WEB_MAX_BODY_BYTES = env_int(
     "BLAST_WEB_MAX_BODY_BYTES", max(BLAST_CSV_MAX_BYTES + 64 * 1024, DATA_UPLOAD_MAX_MEMORY_SIZE), minimum=1024
 )
-BLAST_CSV_MAX_ROWS = env_int("BLAST_CSV_MAX_ROWS", 100_000, minimum=1)
-# Longest line of a CSV upload, in bytes: a longer one refuses the file before it is parsed.
-BLAST_CSV_MAX_LINE_BYTES = env_int("BLAST_CSV_MAX_LINE_BYTES", 64 * 1024, minimum=1024)
-# A web process imports one CSV upload at a time: another waits this long for its turn, then gets a 429.
-BLAST_CSV_IMPORT_WAIT_S = env_float("BLAST_CSV_IMPORT_WAIT_S", 10.0, minimum=0)
-BLAST_MESSAGE_BATCH_MAX = env_int("BLAST_MESSAGE_BATCH_MAX", 1000, minimum=1)
-BLAST_CONTACT_LIST_MAX_CONTACTS = env_int("BLAST_CONTACT_LIST_MAX_CONTACTS", 1_000_000, minimum=1)
+
+# Expansion: contacts turned into messages per transaction, and chunks per
+# task run before the task re-queues itself.
 BLAST_CAMPAIGN_CHUNK = env_int("BLAST_CAMPAIGN_CHUNK", 500, minimum=1)
 BLAST_CAMPAIGN_CHUNKS_PER_TASK = env_int("BLAST_CAMPAIGN_CHUNKS_PER_TASK", 20, minimum=1)
+# The interval the campaign beat job gets when it is created
+# (instances.schedules); an expansion with no progress for STALL_S is
+# dispatched again.
 BLAST_CAMPAIGN_PERIOD_S = env_float("BLAST_CAMPAIGN_PERIOD_S", 5.0, minimum=0.5)
 BLAST_CAMPAIGN_EXPANSION_STALL_S = env_float("BLAST_CAMPAIGN_EXPANSION_STALL_S", 60.0, minimum=1)
+# A running campaign pauses by itself once none of its instances has been
+# connected for this long, and resumes when one connects.
 BLAST_CAMPAIGN_PAUSE_GRACE_S = env_float("BLAST_CAMPAIGN_PAUSE_GRACE_S", 15.0, minimum=0)
+# Allowed hours are enforced by the beat job: messages are held this long
+# before a window closes, so that a late tick never lets one out after.
 BLAST_CAMPAIGN_WINDOW_GUARD_S = env_float("BLAST_CAMPAIGN_WINDOW_GUARD_S", 30.0, minimum=0)
+
+# Inbound messages whose whole text (case, spaces and punctuation ignored) is
+# one of these opt the sender out, or back in.
 BLAST_OPT_OUT_KEYWORDS = env_list(
     "BLAST_OPT_OUT_KEYWORDS", ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT"]
 )
 BLAST_OPT_IN_KEYWORDS = env_list("BLAST_OPT_IN_KEYWORDS", ["START", "UNSTOP"])
+
+# Status webhooks: the fan-out job's interval when created (instances.schedules),
+# events per POST, attempts, backoff (BASE * 2^(attempt-1), at most MAX), HTTP
+# timeout, retention of finished deliveries and the interval of the job that
+# prunes them when created. Private targets: BLAST_WEBHOOK_ALLOW_PRIVATE.
 BLAST_WEBHOOK_PERIOD_S = env_float("BLAST_WEBHOOK_PERIOD_S", 5.0, minimum=0.5)
 BLAST_WEBHOOK_BATCH = env_int("BLAST_WEBHOOK_BATCH", 100, minimum=1)
 BLAST_WEBHOOK_MAX_ATTEMPTS = env_int("BLAST_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
@@ -454,13 +472,29 @@ BLAST_WEBHOOK_RETRY_BASE_S = env_float("BLAST_WEBHOOK_RETRY_BASE_S", 10.0, minim
 BLAST_WEBHOOK_RETRY_MAX_S = env_float("BLAST_WEBHOOK_RETRY_MAX_S", 3600.0, minimum=0.01)
 BLAST_WEBHOOK_TIMEOUT_S = env_float("BLAST_WEBHOOK_TIMEOUT_S", 10.0, minimum=0.1)
 BLAST_WEBHOOK_RETENTION_DAYS = env_float("BLAST_WEBHOOK_RETENTION_DAYS", 7.0, minimum=0.01)
-# Development and tests only: status and alert webhooks may target loopback
-# and private addresses (monitoring.outbound). Never in production.
-BLAST_WEBHOOK_ALLOW_PRIVATE = env_bool("BLAST_WEBHOOK_ALLOW_PRIVATE", False)
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
-    {
-        "MessageStatusEnum": "campaigns.models.MessageStatus",
-        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
-        "DeliveryStatusEnum": "campaigns.models.DeliveryStatus",
-    }
-)
+BLAST_WEBHOOK_PRUNE_PERIOD_S = env_float("BLAST_WEBHOOK_PRUNE_PERIOD_S", 3600.0, minimum=1.0)
+
+# --- Logging --------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "blast.logs.RedactSecretsFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # runserver's request lines ("GET /path?access_token=... HTTP/1.1")
+        # are logged here; without a handler of ours they would go to Python's
+        # last-resort handler, past the redaction filter.
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "websockets": {"level": "WARNING"},
+    },
+}

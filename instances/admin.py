@@ -45,6 +45,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
+from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
 
 from api import controls
 from api import qr as qr_images
@@ -63,6 +65,7 @@ from instances.models import (
     WorkerHeartbeat,
     access_of,
 )
+from instances.schedules import JOBS_BY_NAME, interval_note
 
 STATUS_COLOURS = {
     Status.CONNECTED: "#1a7f37",
@@ -651,3 +654,20 @@ class WorkerHeartbeatAdmin(OperatorOnlyAdmin, ReadOnlyAdmin):
         "last_progress_at",
         "stopped_at",
     ]
+
+
+class PeriodicTaskAdmin(OperatorOnlyAdmin, BeatPeriodicTaskAdmin):
+    """django-celery-beat's page, operators only; the change form of a job of
+    the registry (``instances.schedules``) says that its interval is the
+    operator's to edit and is kept."""
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        job = JOBS_BY_NAME.get(obj.name) if obj is not None else None
+        if job is not None and "interval" in form.base_fields:
+            form.base_fields["interval"].help_text = interval_note(job)
+        return form
+
+
+admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, PeriodicTaskAdmin)

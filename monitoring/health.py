@@ -220,7 +220,7 @@ def beat_last_run() -> tuple[int, dt.datetime | None]:
     """How many recovery jobs are enabled, and the latest run of any of them."""
     from django_celery_beat.models import PeriodicTask
 
-    row = PeriodicTask.objects.filter(task__in=[task for _, task in RECOVERY_JOBS], enabled=True).aggregate(
+    row = PeriodicTask.objects.filter(task__in=[job.task for job in RECOVERY_JOBS], enabled=True).aggregate(
         jobs=Count("id"), last=Max("last_run_at")
     )
     return row["jobs"], row["last"]

@@ -1,25 +1,15 @@
-"""Schedule the sweep that wakes owners of instances with due messages."""
+"""Created the due-messages sweep's schedule; now empty.
 
-from django.conf import settings
+Every beat job is in the registry ``instances.schedules`` and created after
+``migrate`` by its ``post_migrate`` sync, which leaves existing rows (and an
+operator's edits of them) alone. The migration stays so that databases that
+applied it and the migrations depending on it keep a valid history.
+"""
+
 from django.db import migrations
-
-NAME = "Dispatch due messages"
-TASK = "instances.dispatch_due_messages"
-
-
-def create(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every = max(1, round(settings.BLAST_RECOVERY_PERIOD_S))
-    interval, _ = IntervalSchedule.objects.get_or_create(every=every, period="seconds")
-    PeriodicTask.objects.get_or_create(name=NAME, defaults={"task": TASK, "interval": interval, "enabled": True})
-
-
-def remove(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(task=TASK).delete()
 
 
 class Migration(migrations.Migration):
     dependencies = [("instances", "0004_sending_policy")]
 
-    operations = [migrations.RunPython(create, remove)]
+    operations: list[migrations.operations.base.Operation] = []

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from campaigns import schedules
 from campaigns.models import Campaign, InboundMessage, Message, OptOut
 from instances import commands
 from instances.models import Status
 from tests.campaigns.conftest import URLS, make_list, numbers, start_through_api
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import wait_until
+from tests.fixtures.schedules import install_schedules
 from tests.fixtures.simulator import gateway_sim_args
 
 pytestmark = pytest.mark.urls(URLS)
@@ -47,7 +47,7 @@ def test_a_stop_from_a_recipient_opts_them_out_through_the_worker(engine: Engine
 
 @gateway_sim_args("--start-paired", "--receipt-delay", "-1")
 def test_a_campaign_pauses_while_its_instance_is_down_and_resumes_after(engine: Engine, settings: Any) -> None:
-    schedules.install(**{"campaigns.tick": 1, "campaigns.fan_out_webhooks": 1})
+    install_schedules(**{"campaigns.tick": 1, "campaigns.fan_out_webhooks": 1})
     instance = engine.create("campaigner")
     engine.wait_status(instance, Status.CONNECTED)
     contact_list = make_list(engine.tenant, [(n, {"name": f"N{i}"}) for i, n in enumerate(numbers(30))])

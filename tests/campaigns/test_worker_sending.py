@@ -14,12 +14,12 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
-from campaigns import schedules
 from campaigns.models import Campaign, Message, MessageEvent, MessageStatus
 from instances.models import Instance, Status
 from tests.campaigns.conftest import URLS, make_list, numbers, start_through_api
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import wait_until
+from tests.fixtures.schedules import install_schedules
 from tests.fixtures.simulator import gateway_sim_args
 
 pytestmark = pytest.mark.urls(URLS)
@@ -135,7 +135,7 @@ def test_kill_9_and_a_gateway_restart_mid_campaign_deliver_every_message_exactly
     campaign started through the API, expanded by Celery and rotated over
     four instances held by two workers; one worker is killed with kill -9
     and later the gateway restarts, both mid-run."""
-    schedules.install(**{"campaigns.tick": 1, "campaigns.fan_out_webhooks": 1})
+    install_schedules(**{"campaigns.tick": 1, "campaigns.fan_out_webhooks": 1})
     engine.workers.append(engine.platform.start_worker("second"))
     instances = [engine.create(f"blast-{n}") for n in range(4)]
     # No hourly or daily cap on the instances: the campaign's pacing rules.

@@ -9,10 +9,11 @@ from typing import Any
 
 from instances import commands
 from instances.models import EventKind, Status
-from monitoring import schedules, signing
+from monitoring import signing
 from monitoring.models import Alert, AlertDelivery
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import wait_until
+from tests.fixtures.schedules import install_schedules
 from tests.fixtures.simulator import gateway_sim_args
 from tests.monitoring.conftest import Receiver, make_webhook
 
@@ -21,7 +22,7 @@ from tests.monitoring.conftest import Receiver, make_webhook
 def test_a_breaker_alert_and_its_recovery_reach_the_webhook(engine: Engine, receiver: Receiver, settings: Any) -> None:
     # Alerts every second, a retry 1 s after a failed post; beat picks the
     # schedules up from the database while it runs.
-    schedules.install(**{"monitoring.evaluate_alerts": 1, "monitoring.heartbeat": 1})
+    install_schedules(**{"monitoring.evaluate_alerts": 1, "monitoring.heartbeat": 1})
     assert engine.celery is not None
     engine.celery.stopped_by_test = True
     engine.celery.terminate()

@@ -10,8 +10,9 @@ import pytest
 from django.test import Client
 
 from instances.models import WorkerHeartbeat
-from monitoring import health, schedules
+from monitoring import health
 from tests.fixtures.platform import Platform, wait_until
+from tests.fixtures.schedules import install_schedules
 from tests.monitoring.conftest import PrivateRedis, make_platform_healthy
 
 
@@ -54,7 +55,7 @@ def wait_status(client: Client, status: str, timeout: float = 60) -> dict[str, A
 
 def test_no_live_connection_worker_fails_until_one_starts(platform: Platform, client: Client) -> None:
     # Real Celery with beat: the recovery jobs and the Celery heartbeat run.
-    schedules.install(**{"monitoring.heartbeat": 1})
+    install_schedules(**{"monitoring.heartbeat": 1})
     platform.start_celery()
     worker = platform.start_worker()
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from instances.models import ConnectionEvent, EventKind, Gateway, Status, Tenant
-from monitoring import alerts, retention, schedules, snapshots
+from monitoring import alerts, retention, snapshots
 from monitoring.models import Alert, HealthSnapshot
 from tests.monitoring.conftest import make_instances, make_platform_healthy
 
@@ -56,7 +56,6 @@ def test_prune_keeps_what_is_within_retention(tenant: Tenant, gateway: Gateway, 
 
 
 def test_the_beat_jobs_are_scheduled() -> None:
-    schedules.install()
     tasks = set(PeriodicTask.objects.filter(enabled=True).values_list("task", flat=True))
     assert {
         "monitoring.heartbeat",
@@ -66,10 +65,3 @@ def test_the_beat_jobs_are_scheduled() -> None:
     } <= tasks
     snapshot = PeriodicTask.objects.get(task="monitoring.record_snapshot")
     assert (snapshot.interval.every, snapshot.interval.period) == (60, "seconds")
-
-
-def test_the_migration_creates_the_same_jobs() -> None:
-    import importlib
-
-    migration = importlib.import_module("monitoring.migrations.0002_monitoring_schedules")
-    assert [(name, task, setting) for name, task, setting, _ in migration.JOBS] == schedules.MONITORING_JOBS
