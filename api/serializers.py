@@ -10,12 +10,10 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from instances import breaker as breakers
-from instances.breaker import BreakerPolicy
+from instances import commands
 from instances.models import (
     REASON_CHOICES,
     BreakerState,
@@ -25,7 +23,6 @@ from instances.models import (
     Instance,
     Status,
 )
-from instances.store import breaker_from_row
 
 MAX_GATEWAY_ID = 2**63 - 1
 
@@ -134,28 +131,13 @@ class CircuitBreakerSummarySerializer(serializers.Serializer[Any]):
 
 
 class CircuitBreakerSerializer(CircuitBreakerSummarySerializer):
-    """``GET .../circuit-breaker``: ``instances.commands.breaker_status`` as JSON."""
+    """``GET .../circuit-breaker``: ``instances.commands.BreakerStatus.as_dict``."""
 
     instance = serializers.UUIDField()
     window_s = serializers.FloatField()
     cooldown_s = serializers.FloatField()
     next_retry_at = serializers.DateTimeField(allow_null=True)
     retry_count = serializers.IntegerField()
-
-
-def breaker_summary(instance: Instance) -> dict[str, Any]:
-    """The breaker part of an instance's JSON, from its prefetched breaker row (no query)."""
-    policy = BreakerPolicy.from_settings()
-    row = getattr(instance, "breaker", None)
-    breaker = breaker_from_row(row)
-    return {
-        "state": str(breaker.state),
-        "failures_in_window": breakers.failures_in_window(breaker, timezone.now().timestamp(), policy),
-        "threshold": policy.threshold,
-        "opened_at": row.opened_at if row else None,
-        "cooldown_until": row.cooldown_until if row else None,
-        "trip_count": breaker.trip_count,
-    }
 
 
 class InstanceSerializer(StrictSerializerMixin, serializers.ModelSerializer[Instance]):
@@ -210,7 +192,7 @@ class InstanceSerializer(StrictSerializerMixin, serializers.ModelSerializer[Inst
 
     @extend_schema_field(CircuitBreakerSummarySerializer)
     def get_circuit_breaker(self, instance: Instance) -> dict[str, Any]:
-        return breaker_summary(instance)
+        return commands.breaker_status(instance).summary()
 
     def validate_name(self, value: str) -> str:
         tenant = self.context["tenant"]

@@ -45,13 +45,13 @@ from django.db.models import Count
 from django.utils import timezone
 
 from campaigns import conf, lifecycle, optouts, quota
+from campaigns.failures import record_created_failed
 from campaigns.models import (
     Campaign,
     CampaignStatus,
     Contact,
     FailureReason,
     Message,
-    MessageEvent,
     MessageStatus,
     PauseReason,
     RotationMode,
@@ -267,21 +267,7 @@ def _failed_events(campaign: Campaign, failed: list[Message], now: dt.datetime) 
         )
         for m in failed:
             m.pk = ids[m.contact_id]
-    MessageEvent.objects.bulk_create(
-        [
-            MessageEvent(
-                message_id=m.pk,
-                tenant_id=m.tenant_id,
-                instance_id=m.instance_id,
-                campaign_id=campaign.pk,
-                status=MessageStatus.FAILED,
-                at=now,
-                data={"reason": m.failure_reason},
-            )
-            for m in failed
-        ],
-        batch_size=500,
-    )
+    record_created_failed(failed, now)
 
 
 def expand(campaign_id: int, max_chunks: int | None = None) -> Chunk:

@@ -1,14 +1,22 @@
-"""Failing messages that were never sent, with their status events.
+"""Failing messages before they are sent, with their status events: the one
+way every path does it. :func:`fail_unsent` fails queued rows (a cancelled
+campaign, an opt-out, a message that expired in its queue);
+:func:`record_created_failed` writes the events of rows created failed (an
+opted-out number, a text that cannot be sent).
 
-Only rows still ``queued`` with ``attempts == 0`` are failed: a message the
-worker has written to a gateway (``attempts > 0``) may have been delivered,
-so it is left to the worker, which learns its outcome by sending it again
-with the same client id (the gateway answers the original ``ack``).
+By default only rows still ``queued`` with ``attempts == 0`` are failed: a
+message the worker has written to a gateway (``attempts > 0``) may have been
+delivered, so it is left to the worker, which learns its outcome by sending
+it again with the same client id (the gateway answers the original ``ack``).
+An expired message is failed even then (``attempted=True``): its deadline
+says it must not go out late, and the worker reads it only while no answer to it is awaited.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -16,20 +24,24 @@ from django.db.models import QuerySet
 from campaigns.models import Message, MessageEvent, MessageStatus
 
 
-def fail_unsent(messages: QuerySet[Message], reason: str, error: str, now: dt.datetime) -> list[int]:
-    """Fail the queued, never-attempted rows of ``messages`` with ``reason``;
-    write one ``failed`` event each; return their ids. Rows are locked first,
-    so a concurrent status change is never overwritten."""
+def fail_unsent(
+    messages: QuerySet[Message], reason: str, error: str, now: dt.datetime, *, attempted: bool = False
+) -> list[int]:
+    """Fail the queued rows of ``messages`` that were never attempted (any
+    queued row with ``attempted``) with ``reason``; write one ``failed``
+    event each; return their ids. Rows are locked first, so a concurrent
+    status change is never overwritten."""
+    queued: dict[str, Any] = (
+        {"status": MessageStatus.QUEUED} if attempted else {"status": MessageStatus.QUEUED, "attempts": 0}
+    )
     with transaction.atomic():
         rows = list(
-            messages.select_for_update()
-            .filter(status=MessageStatus.QUEUED, attempts=0)
-            .values("id", "tenant_id", "instance_id", "campaign_id")
+            messages.select_for_update().filter(**queued).values("id", "tenant_id", "instance_id", "campaign_id")
         )
         if not rows:
             return []
         ids = [row["id"] for row in rows]
-        Message.objects.filter(id__in=ids, status=MessageStatus.QUEUED, attempts=0).update(
+        Message.objects.filter(id__in=ids, **queued).update(
             status=MessageStatus.FAILED, failure_reason=reason, error=error[:500], failed_at=now
         )
         MessageEvent.objects.bulk_create(
@@ -48,3 +60,23 @@ def fail_unsent(messages: QuerySet[Message], reason: str, error: str, now: dt.da
             batch_size=500,
         )
     return ids
+
+
+def record_created_failed(messages: Sequence[Message], now: dt.datetime) -> None:
+    """Write the ``failed`` event of each of ``messages``: rows just saved
+    (with their ids) with status failed and their ``failure_reason``."""
+    MessageEvent.objects.bulk_create(
+        [
+            MessageEvent(
+                message_id=m.pk,
+                tenant_id=m.tenant_id,
+                instance_id=m.instance_id,
+                campaign_id=m.campaign_id,
+                status=MessageStatus.FAILED,
+                at=now,
+                data={"reason": m.failure_reason},
+            )
+            for m in messages
+        ],
+        batch_size=500,
+    )

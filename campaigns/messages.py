@@ -28,7 +28,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from campaigns import optouts, quota
-from campaigns.models import FailureReason, Message, MessageEvent, MessageStatus
+from campaigns.failures import record_created_failed
+from campaigns.models import FailureReason, Message, MessageStatus
 from instances import hints
 from instances.models import Instance, Tenant
 
@@ -161,19 +162,7 @@ def _create(tenant: Tenant, items: Sequence[NewMessage], now: dt.datetime) -> li
     messages = Message.objects.bulk_create([_build(tenant, item, item.to in opted_out, now) for item in items])
     failed = [m for m in messages if m.status == MessageStatus.FAILED]
     if failed:
-        MessageEvent.objects.bulk_create(
-            [
-                MessageEvent(
-                    message=m,
-                    tenant=tenant,
-                    instance_id=m.instance_id,
-                    status=MessageStatus.FAILED,
-                    at=now,
-                    data={"reason": FailureReason.OPTED_OUT},
-                )
-                for m in failed
-            ]
-        )
+        record_created_failed(failed, now)
     hinted = sorted({m.instance_id for m in messages if m.status != MessageStatus.FAILED})
     if hinted:
         transaction.on_commit(lambda: hints.send(hinted))

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from instances import tokens
 from instances.models import Instance, Tenant
+from monitoring.models import DeliveryStatus
 from monitoring.outbound import validate_public_url
 
 # ``not_before`` of the queued messages of a paused campaign: never due until
@@ -400,13 +401,6 @@ class TenantWebhook(models.Model):
 tokens.register(TenantWebhook, "secret_encrypted")
 
 
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENDING = "sending", "Sending"
-    DELIVERED = "delivered", "Delivered"
-    FAILED = "failed", "Failed (gave up)"
-
-
 class WebhookDelivery(models.Model):
     """One POST of a batch of events to one webhook; every attempt updates
     this row. The body is fixed when the row is created, so that a retry
@@ -416,6 +410,7 @@ class WebhookDelivery(models.Model):
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     payload = models.JSONField(default=dict)
     event_count = models.PositiveIntegerField(default=0)
+    # The alert deliveries' enum: monitoring.delivery posts both kinds.
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from campaigns.failures import fail_unsent
 from campaigns.models import Campaign, FailureReason, Message, MessageEvent, MessageStatus
 from instances.models import Instance
 
@@ -81,7 +82,13 @@ def next_batches(requests: list[tuple[int, list[int], int]], now: float) -> list
         }
     expired = [row["id"] for found in rows.values() for row in found if _expired(row, when)]
     if expired:
-        fail(expired, FailureReason.EXPIRED, "expired before it could be sent", now)
+        fail_unsent(
+            Message.objects.filter(id__in=expired),
+            FailureReason.EXPIRED,
+            "expired before it could be sent",
+            when,
+            attempted=True,
+        )
     return [_batch(rows.get(instance_id, []), limit, when) for instance_id, _, limit in requests]
 
 
@@ -164,34 +171,6 @@ def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
         if not _expired(row, when)
     ]
     return policy, batch, len(rows) >= limit
-
-
-def fail(ids: list[int], reason: str, error: str, now: float) -> int:
-    when = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-    with transaction.atomic():
-        rows = list(
-            Message.objects.select_for_update()
-            .filter(id__in=ids, status=MessageStatus.QUEUED)
-            .values("id", "tenant_id", "instance_id", "campaign_id")
-        )
-        Message.objects.filter(id__in=[r["id"] for r in rows]).update(
-            status=MessageStatus.FAILED, failure_reason=reason, error=error[:500], failed_at=when
-        )
-        MessageEvent.objects.bulk_create(
-            [
-                MessageEvent(
-                    message_id=r["id"],
-                    tenant_id=r["tenant_id"],
-                    instance_id=r["instance_id"],
-                    campaign_id=r["campaign_id"],
-                    status=MessageStatus.FAILED,
-                    at=when,
-                    data={"reason": reason},
-                )
-                for r in rows
-            ]
-        )
-    return len(rows)
 
 
 def claim(ids: list[int], now: float) -> list[int]:

@@ -14,12 +14,13 @@ the cursor. An event is therefore put in a delivery once per webhook, never
 twice, none skipped. A webhook receives the events of its tenant (or of its
 one instance) that happened after it was created.
 
-:func:`attempt` (Celery task ``campaigns.deliver_webhook``) claims a due
-delivery with one conditional UPDATE, POSTs it signed (HMAC-SHA256 over
-``<timestamp>.<body>``: :mod:`monitoring.signing`, the same scheme as the
-platform's alert webhooks), and records the outcome: a 2xx is
-``delivered``; anything else goes back to ``pending`` after an exponential
-backoff (``BASE * 2^(attempt-1)``, at most ``MAX``) until
+:func:`attempt` (Celery task ``campaigns.deliver_webhook``) runs the
+platform's one delivery engine, :class:`monitoring.delivery.Deliveries`, the
+alert webhooks' too, over :data:`DELIVERIES`: it claims a due delivery with
+one conditional UPDATE, POSTs it signed (HMAC-SHA256 over
+``<timestamp>.<body>``: :mod:`monitoring.signing`), and records the outcome:
+a 2xx is ``delivered``; anything else goes back to ``pending`` after an
+exponential backoff (``BASE * 2^(attempt-1)``, at most ``MAX``) until
 ``BLAST_WEBHOOK_MAX_ATTEMPTS`` failed attempts (``failed``). Delivery is at
 least once: receivers de-duplicate on each event's ``id``.
 
@@ -48,10 +49,10 @@ from django.db.models import Model, Q
 from django.utils import timezone
 
 from campaigns import conf
-from campaigns.models import DeliveryStatus, FeedCursor, MessageEvent, TenantWebhook, WebhookDelivery
+from campaigns.models import FeedCursor, MessageEvent, TenantWebhook, WebhookDelivery
 from instances.models import ConnectionEvent
-from monitoring import delivery as http
-from monitoring import outbound
+from monitoring import delivery, outbound
+from monitoring.models import DeliveryStatus
 from monitoring.transitions import Cursor
 
 logger = logging.getLogger("blast.webhooks")
@@ -209,9 +210,9 @@ def _fan_out_feed(feed: Feed, now: dt.datetime) -> list[int]:
 
 
 def _delivery(webhook_id: int, webhook_key: str, events: list[dict[str, Any]], now: dt.datetime) -> WebhookDelivery:
-    delivery = WebhookDelivery(webhook_id=webhook_id, event_count=len(events), next_attempt_at=now, created_at=now)
-    delivery.payload = {"delivery": str(delivery.uid), "webhook": webhook_key, "events": events}
-    return delivery
+    row = WebhookDelivery(webhook_id=webhook_id, event_count=len(events), next_attempt_at=now, created_at=now)
+    row.payload = {"delivery": str(row.uid), "webhook": webhook_key, "events": events}
+    return row
 
 
 def _save_deliveries(deliveries: list[WebhookDelivery]) -> list[int]:
@@ -237,110 +238,47 @@ def fan_out(now: dt.datetime | None = None) -> list[int]:
 # -- delivery --------------------------------------------------------------------------------
 
 
-def backoff(attempt: int) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-    return http.backoff(
-        attempt, float(conf.get("BLAST_WEBHOOK_RETRY_BASE_S")), float(conf.get("BLAST_WEBHOOK_RETRY_MAX_S"))
-    )
-
-
 def url_problem(url: str) -> str:
     """Why ``url`` may not be saved as a webhook target, or "" (the policy of
     :func:`monitoring.outbound.url_problem`, without DNS)."""
     return outbound.url_problem(url, bool(conf.get("BLAST_WEBHOOK_ALLOW_PRIVATE")))
 
 
-def body_of(delivery: WebhookDelivery) -> bytes:
-    return json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
-
-
-def claim(delivery_id: int, now: dt.datetime) -> bool:
-    """Take the delivery for one attempt, atomically; False if not ours."""
-    return http.claim_row(WebhookDelivery, delivery_id, now, float(conf.get("BLAST_WEBHOOK_TIMEOUT_S")))
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    attempts: int
-    retry_in: float | None = None
-
-
-def attempt(delivery_id: int, now: dt.datetime | None = None) -> Outcome | None:
-    """Try one delivery now; None when it is not due or another sender has it."""
-    now = now or timezone.now()
-    if not claim(delivery_id, now):
-        return None
-    delivery = WebhookDelivery.objects.select_related("webhook").get(id=delivery_id)
-    webhook: TenantWebhook = delivery.webhook
-    if not webhook.enabled:
-        return _record(delivery, outbound.Response(None, "", "webhook disabled"), final=True)
-    # Checks the URL and every resolved address, then connects to those.
-    response = http.post(
-        webhook.url,
-        webhook.secret,
-        body_of(delivery),
-        {
-            "User-Agent": USER_AGENT,
-            "X-Blast-Delivery": str(delivery.uid),
-            "X-Blast-Event-Count": str(delivery.event_count),
-        },
-        float(conf.get("BLAST_WEBHOOK_TIMEOUT_S")),
+def _policy() -> delivery.Policy:
+    return delivery.Policy(
+        max_attempts=int(conf.get("BLAST_WEBHOOK_MAX_ATTEMPTS")),
+        retry_base_s=float(conf.get("BLAST_WEBHOOK_RETRY_BASE_S")),
+        retry_max_s=float(conf.get("BLAST_WEBHOOK_RETRY_MAX_S")),
+        timeout_s=float(conf.get("BLAST_WEBHOOK_TIMEOUT_S")),
     )
-    return _record(delivery, response)
 
 
-def _record(delivery: WebhookDelivery, response: outbound.Response, final: bool = False) -> Outcome:
-    now = timezone.now()
-    fields: dict[str, Any] = {
-        "last_status_code": response.status_code,
-        "response_excerpt": response.excerpt,
-        "error": response.error[:500],
-        "claimed_until": None,
-        "updated_at": now,
-    }
-    retry_in: float | None = None
-    name = f"webhook {delivery.webhook_id}"
-    if response.ok:
-        fields.update(status=DeliveryStatus.DELIVERED, delivered_at=now, next_attempt_at=None)
-        logger.info(
-            "📨 delivery %s (%d events) to %s: HTTP %s, attempt %s",
-            delivery.uid,
-            delivery.event_count,
-            name,
-            response.status_code,
-            delivery.attempts,
-        )
-    elif final or delivery.attempts >= int(conf.get("BLAST_WEBHOOK_MAX_ATTEMPTS")):
-        fields.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
-        logger.warning(
-            "🪦 delivery %s to %s gave up after %s attempts: %s",
-            delivery.uid,
-            name,
-            delivery.attempts,
-            response.detail or response.error or response.status_code,
-        )
-    else:
-        retry_in = backoff(delivery.attempts)
-        fields.update(status=DeliveryStatus.PENDING, next_attempt_at=now + dt.timedelta(seconds=retry_in))
-        logger.warning(
-            "📭 delivery %s to %s failed (attempt %s: %s); retry in %.1fs",
-            delivery.uid,
-            name,
-            delivery.attempts,
-            response.detail or response.error or response.status_code,
-            retry_in,
-        )
-    # Conditional on our claim: a sender that took over after it expired wins.
-    WebhookDelivery.objects.filter(id=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts).update(
-        **fields
-    )
-    return Outcome(fields["status"], delivery.attempts, retry_in)
+def _body(row: WebhookDelivery) -> bytes:
+    return json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+DELIVERIES = delivery.Deliveries(
+    model=WebhookDelivery,
+    policy=_policy,
+    body=_body,
+    headers=lambda row: {
+        "User-Agent": USER_AGENT,
+        "X-Blast-Delivery": str(row.uid),
+        "X-Blast-Event-Count": str(row.event_count),
+    },
+    subject=lambda row: f"delivery {row.uid} ({row.event_count} events)",
+    target=lambda row: f"webhook {row.webhook_id}",
+)
+
+
+def attempt(delivery_id: int, now: dt.datetime | None = None) -> delivery.Outcome | None:
+    """Try one status webhook delivery now (:meth:`monitoring.delivery.Deliveries.attempt`)."""
+    return DELIVERIES.attempt(delivery_id, now)
 
 
 def overdue(now: dt.datetime, slack_s: float, limit: int = 500) -> list[int]:
-    """Deliveries whose hint was evidently lost (see ``monitoring.delivery.overdue_rows``)."""
-    return http.overdue_rows(WebhookDelivery, now, slack_s, limit)
+    """Deliveries whose hint was evidently lost (:meth:`monitoring.delivery.Deliveries.overdue`)."""
+    return DELIVERIES.overdue(now, slack_s, limit)
 
 
 def prune(now: dt.datetime | None = None) -> int:

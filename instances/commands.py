@@ -7,6 +7,7 @@ delays the command until the next beat period, it never loses it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,10 @@ def reset_breaker(instance: Instance, actor: str) -> Instance:
 
 @dataclass(frozen=True)
 class BreakerStatus:
+    """An instance's breaker as the API, the seed endpoints and the admin
+    show it: its saved state, the failures inside the window now, the policy
+    it runs under, and the instance's retry schedule."""
+
     state: str
     failures_in_window: int
     threshold: int
@@ -134,24 +139,25 @@ class BreakerStatus:
     next_retry_at: dt.datetime | None
     retry_count: int
 
+    def summary(self) -> dict[str, Any]:
+        """The part of an instance's JSON about its breaker (``circuit_breaker``)."""
+        return {name: getattr(self, name) for name in SUMMARY_FIELDS}
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "failures_in_window": self.failures_in_window,
-            "threshold": self.threshold,
-            "window_s": self.window_s,
-            "cooldown_s": self.cooldown_s,
-            "opened_at": self.opened_at,
-            "cooldown_until": self.cooldown_until,
-            "trip_count": self.trip_count,
-            "next_retry_at": self.next_retry_at,
-            "retry_count": self.retry_count,
-        }
+        """Every field (``GET .../circuit-breaker``)."""
+        return dataclasses.asdict(self)
+
+
+# The fields of BreakerStatus.summary, in the order the API shows them.
+SUMMARY_FIELDS = ("state", "failures_in_window", "threshold", "opened_at", "cooldown_until", "trip_count")
 
 
 def breaker_status(instance: Instance) -> BreakerStatus:
+    """The :class:`BreakerStatus` of ``instance`` now. Its breaker row is the
+    one loaded with ``select_related("breaker")`` when there is one (no
+    query: a page of instances costs one query), else it is read."""
     policy = BreakerPolicy.from_settings()
-    row = CircuitBreaker.objects.filter(instance=instance).first()
+    row: CircuitBreaker | None = getattr(instance, "breaker", None)  # None: no row yet, a closed breaker
     breaker = breaker_from_row(row)
     return BreakerStatus(
         state=str(breaker.state),

@@ -149,6 +149,10 @@ class Alert(models.Model):
 
 
 class DeliveryStatus(models.TextChoices):
+    """A webhook delivery's status, alert (:class:`AlertDelivery`) or tenant
+    (``campaigns.models.WebhookDelivery``): both are posted by
+    :mod:`monitoring.delivery`."""
+
     PENDING = "pending", "Pending"
     SENDING = "sending", "Sending"
     DELIVERED = "delivered", "Delivered"

@@ -19,7 +19,8 @@ so that ten open breakers among ten thousand instances barely move the
 score, and capped so that breakers alone never outweigh availability.
 
 The arithmetic is exact (fractions, then floor): 80 means at least 80, never
-79.999 rounded up, which matters because 80 is where ``pass`` begins.
+79.999 rounded up, which matters because 80 is where ``pass`` begins
+(``BLAST_HEALTH_PASS_SCORE``: :func:`monitoring.health.score_status`).
 With nothing expected to be connected, the score is 100: nothing is wrong.
 """
 
@@ -29,8 +30,6 @@ import math
 from fractions import Fraction
 
 MAX_SCORE = 100
-# A platform at or above this score passes (given all dependencies are up).
-PASS_SCORE = 80
 # Each open breaker costs this fraction of one instance, on top of not being
 # connected...
 BREAKER_WEIGHT = Fraction(1, 2)
@@ -53,8 +52,3 @@ def score(connected: int, expected: int, open_breakers: int) -> int:
     base = Fraction(MAX_SCORE * connected, expected)
     penalty = min(Fraction(BREAKER_PENALTY_CAP), MAX_SCORE * BREAKER_WEIGHT * open_breakers / expected)
     return max(0, min(MAX_SCORE, math.floor(base - penalty)))
-
-
-def is_passing(value: int, pass_score: int = PASS_SCORE) -> bool:
-    """True when ``value`` is a passing score (``pass_score`` or more)."""
-    return value >= pass_score

@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from api.models import ApiKey
+from instances import commands
 from instances.models import BreakerState, ConnectionEvent, DesiredState, EventKind, Instance, Status
 from tests.api.conftest import Cast, build_cast
 from tests.fixtures.platform import wait_until
@@ -161,3 +162,21 @@ def test_the_limit_holds_under_concurrent_requests(action: str, monkeypatch: Any
     assert all(retry_after and int(retry_after) >= 1 for status, retry_after in results if status == 429)
     kind = EventKind.FORCE_RETRY if action == "force-retry" else EventKind.RESET_BREAKER
     assert ConnectionEvent.objects.filter(instance=cast.instance_a, kind=kind).count() == 1
+
+
+def test_the_instance_json_shows_the_breaker_endpoints_summary(cast: Cast) -> None:
+    _open_breaker(cast.instance_a)
+    full = cast.owner.get(f"/api/v1/instances/{cast.instance_a.key}/circuit-breaker").json()
+    shown = cast.owner.get(f"/api/v1/instances/{cast.instance_a.key}").json()["circuit_breaker"]
+    assert list(shown) == ["state", "failures_in_window", "threshold", "opened_at", "cooldown_until", "trip_count"]
+    assert shown == {name: full[name] for name in shown}
+
+
+def test_a_breaker_loaded_with_its_instance_is_summarised_without_a_query(
+    cast: Cast, django_assert_num_queries: Any
+) -> None:
+    _open_breaker(cast.instance_a)
+    instance = Instance.objects.select_related("breaker").get(pk=cast.instance_a.pk)
+    with django_assert_num_queries(0):
+        status = commands.breaker_status(instance)
+    assert (status.state, status.failures_in_window, status.trip_count) == ("open", 10, 1)

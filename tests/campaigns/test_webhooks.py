@@ -17,7 +17,7 @@ from campaigns import tasks, webhooks
 from campaigns.models import DeliveryStatus, FeedCursor, Message, MessageEvent, TenantWebhook, WebhookDelivery
 from instances import tokens
 from instances.models import ConnectionEvent, EventKind
-from monitoring import outbound, signing
+from monitoring import delivery, outbound, signing
 from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS, make_webhook
 from tests.fixtures.dns import FakeDNS
@@ -39,7 +39,7 @@ def message_event(
     )
 
 
-def deliver_all(now: dt.datetime | None = None) -> list[webhooks.Outcome | None]:
+def deliver_all(now: dt.datetime | None = None) -> list[delivery.Outcome | None]:
     return [webhooks.attempt(pk, now) for pk in webhooks.fan_out(now)]
 
 
@@ -163,16 +163,16 @@ def test_a_failing_receiver_is_retried_with_exponential_backoff_and_every_attemp
     with time_machine.travel(T0, tick=False):
         [delivery_id] = webhooks.fan_out()
         first = webhooks.attempt(delivery_id)
-    assert first == webhooks.Outcome("pending", 1, 10.0)
+    assert first == delivery.Outcome("pending", 1, 10.0)
     record = WebhookDelivery.objects.get(pk=delivery_id)
     assert (record.last_status_code, record.response_excerpt, record.error) == (503, "receiver is down", "HTTP 503")
     assert record.next_attempt_at == T0 + dt.timedelta(seconds=10)
     with time_machine.travel(T0 + dt.timedelta(seconds=9), tick=False):
         assert webhooks.attempt(delivery_id) is None  # not due yet
     with time_machine.travel(T0 + dt.timedelta(seconds=10), tick=False):
-        assert webhooks.attempt(delivery_id) == webhooks.Outcome("pending", 2, 20.0)
+        assert webhooks.attempt(delivery_id) == delivery.Outcome("pending", 2, 20.0)
     with time_machine.travel(T0 + dt.timedelta(seconds=30), tick=False):
-        assert webhooks.attempt(delivery_id) == webhooks.Outcome("delivered", 3, None)
+        assert webhooks.attempt(delivery_id) == delivery.Outcome("delivered", 3, None)
     record.refresh_from_db()
     assert (record.status, record.attempts, record.last_status_code, record.error) == ("delivered", 3, 200, "")
     bodies = [r.body for r in receiver.requests()]
@@ -188,7 +188,7 @@ def test_delivery_gives_up_after_the_last_attempt(cast: Cast, receiver: Receiver
         [delivery_id] = webhooks.fan_out()
         webhooks.attempt(delivery_id)
     with time_machine.travel(T0 + dt.timedelta(hours=1), tick=False):
-        assert webhooks.attempt(delivery_id) == webhooks.Outcome("failed", 2, None)
+        assert webhooks.attempt(delivery_id) == delivery.Outcome("failed", 2, None)
         assert webhooks.attempt(delivery_id) is None
     assert len(receiver.requests()) == 2
 
@@ -268,8 +268,8 @@ def test_the_api_creates_webhooks_shows_the_secret_once_and_lists_deliveries(cas
 
     message_event(cast)
     deliver_all()
-    [delivery] = cast.owner.get(f"{webhook_url}/deliveries").json()["results"]
-    assert (delivery["status"], delivery["event_count"], delivery["attempts"], delivery["last_status_code"]) == (
+    [row] = cast.owner.get(f"{webhook_url}/deliveries").json()["results"]
+    assert (row["status"], row["event_count"], row["attempts"], row["last_status_code"]) == (
         DeliveryStatus.DELIVERED,
         1,
         1,
@@ -380,5 +380,16 @@ def test_the_tenant_sees_no_reply_from_a_refused_address(cast: Cast, receiver: R
     message_event(cast)
     deliver_all()
     assert receiver.requests() == []
-    [delivery] = cast.owner.get(f"/api/v1/webhooks/{webhook.key}/deliveries").json()["results"]
-    assert (delivery["error"], delivery["response_excerpt"]) == ("refused by address policy", "")
+    [row] = cast.owner.get(f"/api/v1/webhooks/{webhook.key}/deliveries").json()["results"]
+    assert (row["error"], row["response_excerpt"]) == ("refused by address policy", "")
+
+
+def test_status_and_alert_webhooks_share_one_delivery_engine_and_status() -> None:
+    from campaigns.models import WebhookDelivery as Tenant
+    from monitoring.models import AlertDelivery
+    from monitoring.models import DeliveryStatus as AlertStatus
+
+    assert isinstance(webhooks.DELIVERIES, delivery.Deliveries) and webhooks.DELIVERIES.model is Tenant
+    assert delivery.ALERTS.model is AlertDelivery
+    assert DeliveryStatus is AlertStatus
+    assert Tenant._meta.get_field("status").choices == AlertDelivery._meta.get_field("status").choices

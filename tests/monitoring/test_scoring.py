@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 
-from monitoring.scoring import BREAKER_PENALTY_CAP, PASS_SCORE, is_passing, score
+from monitoring import health
+from monitoring.scoring import BREAKER_PENALTY_CAP, score
 
 
 def test_all_expected_instances_connected_scores_100() -> None:
@@ -21,9 +23,9 @@ def test_the_score_is_the_connected_share_rounded_down(connected: int, expected:
 
 
 def test_80_passes_and_79_does_not() -> None:
-    assert PASS_SCORE == 80
-    assert is_passing(score(80, 100, 0))
-    assert not is_passing(score(79, 100, 0))
+    assert settings.BLAST_HEALTH_PASS_SCORE == 80
+    assert health.score_status(score(80, 100, 0), settings.BLAST_HEALTH_PASS_SCORE) == health.PASS
+    assert health.score_status(score(79, 100, 0), settings.BLAST_HEALTH_PASS_SCORE) == health.WARN
 
 
 def test_an_open_breaker_costs_half_an_instance_on_top() -> None:
