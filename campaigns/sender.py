@@ -2,8 +2,9 @@
 
 The connection worker runs one :class:`Sender` per ready session. It takes
 the instance's queued messages in order, paces them with the instance's (or
-the campaign's) policy, writes ``send`` frames whose ``id`` is the message's
-stable client id, and turns ``ack``, ``nack`` and ``receipt`` frames into
+the campaign's) policy, sends each through the session under the message's
+stable client id, and turns the ``ack``, ``nack`` and ``receipt`` events the
+protocol core (:mod:`engine.protocol`) reads from the gateway's frames into
 outcomes that the worker applies to the database in batches. It stops the
 moment the session leaves ``ready``; a message sent but not acknowledged
 stays queued and is sent again, with the same id, on the next session (the
@@ -18,12 +19,13 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from channels.db import database_sync_to_async
 
 from campaigns import sending
 from campaigns.pacing import Pacing, next_send_at
+from engine.protocol import Ack, MessageUpdate, Nack
 
 logger = logging.getLogger("blast.sender")
 
@@ -99,19 +101,21 @@ class Claims(Coalesced[list[int], list[int]]):
         super().__init__(lambda requests: sending.claim_many(requests, time.time()))
 
 
-class FrameSender(Protocol):
+class MessageSession(Protocol):
+    """The session a sender sends through; it serialises the frames."""
+
     instance_id: int
 
     @property
     def ready(self) -> bool: ...
 
-    async def send_frame(self, frame: dict[str, Any]) -> bool: ...
+    async def send_message(self, client_id: str, to: str, text: str) -> bool: ...
 
 
 class Sender:
     def __init__(
         self,
-        session: FrameSender,
+        session: MessageSession,
         outcomes: Callable[[], sending.Outcomes],
         wake_flush: Callable[[], None],
         recent: collections.deque[float] | None = None,
@@ -144,33 +148,21 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
-    # -- frames from the gateway ---------------------------------------------------
+    # -- what the gateway said ------------------------------------------------------
 
-    def on_frame(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        client_id = frame.get("id")
-        if not isinstance(client_id, str) or not client_id:
-            return
+    def on_update(self, update: MessageUpdate) -> None:
+        """Record an ``ack``, ``nack`` or ``receipt`` for the next flush."""
         now = time.time()
         outcomes = self._outcomes()
-        if kind == "ack":
-            server_id = frame.get("server_id")
-            outcomes.acks[client_id] = (str(server_id) if server_id is not None else "", now)
-            self._settle(client_id, now + SETTLE_S)
-        elif kind == "nack":
-            permanent = frame.get("permanent") is True
-            retry_after = frame.get("retry_after_s")
-            if not isinstance(retry_after, int | float) or isinstance(retry_after, bool) or retry_after < 0:
-                retry_after = None
-            error = frame.get("error")
-            outcomes.nacks[client_id] = (permanent, str(error)[:500] if error else "", retry_after, now)
-            self._settle(client_id, now + (SETTLE_S if permanent else max(retry_after or 0.0, 1.0)))
-        elif kind == "receipt":
-            status = frame.get("status")
-            if status in ("delivered", "read"):
-                outcomes.receipt(client_id, status, now)
+        if isinstance(update, Ack):
+            outcomes.acks[update.id] = (update.server_id, now)
+            self._settle(update.id, now + SETTLE_S)
+        elif isinstance(update, Nack):
+            retry_after = update.retry_after_s
+            outcomes.nacks[update.id] = (update.permanent, update.error, retry_after, now)
+            self._settle(update.id, now + (SETTLE_S if update.permanent else max(retry_after or 0.0, 1.0)))
         else:
-            return
+            outcomes.receipt(update.id, update.status, now)
         self._wake_flush()
 
     def _settle(self, client_id: str, until: float) -> None:
@@ -236,13 +228,13 @@ class Sender:
                 continue
             if not self.session.ready:
                 return False
-            frame = {"type": "send", "id": message.client_id, "to": message.to, "text": message.text}
-            if not await self.session.send_frame(frame):
+            if not await self.session.send_message(message.client_id, message.to, message.text):
                 return False
             sent = time.time()
             self.hold[message.id] = sent + RESEND_AFTER_S
             self.client_ids[message.client_id] = message.id
             self.last_send = sent
+            assert self.recent is not None  # _run reads it before the first batch is sent
             self.recent.append(sent)
         self._wake_flush()
         return True

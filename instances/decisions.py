@@ -11,7 +11,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from instances import attempts
 from instances import breaker as breakers
+from instances.attempts import Asker, AttemptFields, Verdict, Why
 from instances.backoff import RetryPolicy, retry_delay
 from instances.breaker import Breaker, BreakerPolicy, Transition
 from instances.reasons import Kind, Reason, kind_of
@@ -149,28 +151,28 @@ class ClaimDecision:
     breaker: Breaker
     transition: Transition | None  # HALF_OPENED when the cooldown just ended
     forced: bool
+    verdict: Verdict = Verdict.NOW
+    why: Why = Why.DUE
 
 
-def before_attempt(
-    breaker: Breaker,
-    *,
-    now: float,
-    next_retry_at: float | None,
-    force: bool,
-    policies: Policies,
-) -> ClaimDecision:
-    """May a worker that holds the lease make an attempt now?
+def before_attempt(row: AttemptFields, breaker: Breaker, now: float, policies: Policies) -> ClaimDecision:
+    """May a worker that has just taken the lease make an attempt now?
 
-    A forced retry makes one attempt even while the breaker is open or the
-    retry is not due yet. Otherwise the retry must be due and the breaker must
-    allow it (closed, or half-open for its one trial).
+    The attempt rule (instances.attempts) as a new owner asks it: a live
+    status in the row is stale, a force retry makes one attempt even while the
+    breaker is open or the retry is not due, otherwise the retry must be due
+    and the breaker must allow it (closed, half-open for its one trial, or
+    open with its cooldown over). Unless the answer is never, the breaker is
+    advanced to ``now`` (an ended cooldown becomes HALF_OPENED, for the
+    caller to record).
     """
+    decision = attempts.decide(row, now, Asker.NEW_OWNER)
+    if decision.verdict is Verdict.NEVER:
+        return ClaimDecision(False, breaker, None, forced=False, verdict=decision.verdict, why=decision.why)
     breaker, transition = breakers.poll(breaker, now, policies.breaker)
-    if force:
-        return ClaimDecision(True, breaker, transition, forced=True)
-    due = next_retry_at is None or next_retry_at <= now
-    allowed = due and breakers.allows_attempt(breaker, now)
-    return ClaimDecision(allowed, breaker, transition, forced=False)
+    return ClaimDecision(
+        decision.now, breaker, transition, forced=decision.forced, verdict=decision.verdict, why=decision.why
+    )
 
 
 def after_ready(breaker: Breaker, *, now: float, policies: Policies) -> tuple[Breaker, Transition | None]:

@@ -7,6 +7,7 @@ reconcile the second toward the first (ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
-from instances import tokens
+from instances import attempts, tokens
 from instances.reasons import Reason
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "Use 1-63 lowercase letters, digits or hyphens.")
@@ -202,6 +204,33 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+class InstanceQuerySet(models.QuerySet["Instance"]):
+    def attempt_due(self, now: dt.datetime, horizon: dt.datetime | None = None) -> InstanceQuerySet:
+        """Instances for which an attempt is due by ``horizon`` (default ``now``).
+
+        The SQL form of ``instances.attempts.decide`` as anyone asks it (the
+        row alone): exactly the rows whose decision ``due_by(horizon)`` is
+        true (tests/instances/test_attempt_rule.py holds the two together).
+        A live status is its owner's business and never selected; a missing
+        breaker row counts as closed.
+        """
+        horizon = now if horizon is None else horizon
+        if horizon < now:
+            raise ValueError("attempt_due: the horizon must not be before now")
+        breaker_allows = (
+            ~Q(breaker__state=BreakerState.OPEN)
+            | Q(breaker__cooldown_until__isnull=True)
+            | Q(breaker__cooldown_until__lte=horizon)
+        )
+        retry_due = Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=horizon)
+        scheduled = ~Q(status__in=attempts.TERMINAL) & breaker_allows & retry_due
+        return (
+            self.filter(desired_state=DesiredState.RUNNING)
+            .exclude(status__in=attempts.LIVE)
+            .filter(Q(force_retry=True) | scheduled)
+        )
+
+
 class Instance(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="instances")
     name = models.CharField(max_length=100)
@@ -240,6 +269,8 @@ class Instance(models.Model):
     daily_cap = models.PositiveIntegerField(default=default_daily_cap)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = InstanceQuerySet.as_manager()
 
     class Meta:
         ordering = ["tenant", "name"]

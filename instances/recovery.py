@@ -12,11 +12,10 @@ import logging
 
 import redis
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
+from instances import attempts, hints
 from instances import breaker as breakers
-from instances import hints
 from instances.leases import Keys, holders_sync
 from instances.models import (
     BreakerState,
@@ -32,8 +31,9 @@ from instances.store import breaker_fields, breaker_from_row
 logger = logging.getLogger("blast.recovery")
 
 # Statuses in which no session is held and an attempt may be due.
-WAITING = [Status.IDLE, Status.DISCONNECTED, Status.BACKING_OFF, Status.CIRCUIT_OPEN]
-# Statuses that claim a live session somewhere.
+WAITING = sorted(attempts.WAITING)
+# Statuses that claim a live session somewhere; a connecting marker is
+# recovered only once it is older than any open could take.
 LIVE = [Status.AWAITING_QR, Status.CONNECTED]
 
 
@@ -49,12 +49,10 @@ def dispatch_due_retries() -> int:
     # for each one's own (jittered) time, so that one beat tick does not turn
     # thousands of spread-out retries into one burst.
     horizon = now + dt.timedelta(seconds=settings.BLAST_RECOVERY_PERIOD_S)
-    due = (
-        Instance.objects.filter(desired_state=DesiredState.RUNNING, status__in=WAITING)
-        .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=horizon) | Q(force_retry=True))
-        .exclude(breaker__state=BreakerState.OPEN, force_retry=False)
-        .values_list("id", flat=True)
-    )
+    # The attempt rule (instances.attempts) in SQL; an open breaker's trial is
+    # due at its cooldown's end like any retry (advance_breakers records the
+    # half-open state of those that no worker has claimed yet).
+    due = Instance.objects.attempt_due(now, horizon).values_list("id", flat=True)
     stopping = (
         Instance.objects.filter(desired_state=DesiredState.STOPPED)
         .filter(status__in=[*WAITING, Status.CONNECTING, *LIVE])

@@ -6,6 +6,11 @@ raises because of the network or the gateway: every exception is caught at
 this boundary and classified into a reason. It only reports what it sees,
 through :class:`SessionHooks`; the worker decides what follows.
 
+It is the I/O driver of :class:`engine.protocol.ClientProtocol`: every frame
+received goes into the protocol with the time, and the session acts on the
+typed event that comes out; every frame it sends is serialised there. It
+reads no frame itself.
+
 Closing is safe by construction: :meth:`stop` may be called at any moment,
 while connecting, while open, while already closing, or twice; the socket is
 closed only when it is connecting or open, and a close that fails is logged.
@@ -14,24 +19,23 @@ closed only when it is connecting or open, and a close that fails is logged.
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from engine import protocol
 from instances.decisions import SessionEnd
 from instances.reasons import Reason, from_exception
 
 logger = logging.getLogger("blast.session")
 
-SUBPROTOCOL = Subprotocol("blast-gateway.v1")
+SUBPROTOCOL = Subprotocol(protocol.SUBPROTOCOL)
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,9 @@ class SessionConfig:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 2.0
-    malformed_limit: int = 5
-    malformed_window: float = 60.0
-    max_frame_bytes: int = 64 * 1024
+    malformed_limit: int = protocol.MALFORMED_LIMIT
+    malformed_window: float = protocol.MALFORMED_WINDOW_S
+    max_frame_bytes: int = protocol.MAX_FRAME_BYTES
 
     @classmethod
     def from_settings(cls) -> SessionConfig:
@@ -63,12 +67,13 @@ class SessionConfig:
 class SessionHooks(Protocol):
     """What a session reports to its owner. Hooks must not block."""
 
-    def on_hello(self, session: GatewaySession, frame: dict[str, Any]) -> None: ...
+    def on_hello(self, session: GatewaySession, hello: protocol.Hello) -> None: ...
     def on_qr(self, session: GatewaySession, code: str, expires_s: float) -> None: ...
     def on_paired(self, session: GatewaySession, account: str) -> None: ...
     def on_ready(self, session: GatewaySession) -> None: ...
     def on_malformed(self, session: GatewaySession, detail: str) -> None: ...
-    def on_frame(self, session: GatewaySession, frame: dict[str, Any]) -> None: ...
+    def on_frame(self, session: GatewaySession, event: protocol.MessageUpdate | protocol.Inbound) -> None:
+        """An ``ack``, ``nack``, ``receipt`` or ``inbound`` frame, read."""
 
 
 class _connect(connect):
@@ -107,7 +112,11 @@ class GatewaySession:
         self.ready_at: float | None = None
         self.stop_reason: Reason | None = None
         self._task: asyncio.Task[SessionEnd] | None = None
-        self._malformed: collections.deque[float] = collections.deque()
+        self.protocol = protocol.ClientProtocol(
+            malformed_limit=config.malformed_limit,
+            malformed_window=config.malformed_window,
+            max_frame_bytes=config.max_frame_bytes,
+        )
         self._close_code = 1000
 
     def __repr__(self) -> str:
@@ -122,7 +131,7 @@ class GatewaySession:
     async def run(self) -> SessionEnd:
         """Run the session to its end and say how it ended. Never raises,
         except CancelledError when cancelled by someone other than stop()."""
-        self._task = asyncio.current_task()  # type: ignore[assignment]
+        self._task = asyncio.current_task()
         try:
             return await self._run()
         except asyncio.CancelledError:
@@ -195,89 +204,60 @@ class GatewaySession:
         ws = self.ws
         await self._await_hello(ws)
         while True:
-            message = await ws.recv()
-            self._dispatch(message)
+            self._handle(self._receive(await ws.recv()))
 
     async def _await_hello(self, ws: ClientConnection) -> None:
         try:
             async with asyncio.timeout(self.config.hello_timeout):
-                while True:
-                    frame = self._parse(await ws.recv())
-                    if frame is not None and frame["type"] == "hello":
-                        break
+                while not isinstance(hello := self._receive(await ws.recv()), protocol.Hello):
+                    pass  # malformed frames are counted; anything else before hello is ignored
         except TimeoutError:
             raise _HelloTimeout from None
-        self.session_id = str(frame.get("session_id", ""))[:100]
-        heartbeat = frame.get("heartbeat_s")
-        if isinstance(heartbeat, int | float) and not isinstance(heartbeat, bool) and heartbeat > 0:
+        self.session_id = hello.session_id
+        if hello.heartbeat_s is not None:
             # websockets' keepalive reads ping_interval on every turn.
-            ws.ping_interval = float(heartbeat)
-        self.hooks.on_hello(self, frame)
+            ws.ping_interval = hello.heartbeat_s
+        self.hooks.on_hello(self, hello)
 
-    def _parse(self, message: str | bytes) -> dict[str, Any] | None:
-        """A frame as a dict, or None after counting it as malformed."""
-        if isinstance(message, bytes):
-            self._malformed_frame("binary frame")
-            return None
-        try:
-            frame = json.loads(message)
-        except ValueError:
-            self._malformed_frame("not JSON")
-            return None
-        if not isinstance(frame, dict):
-            self._malformed_frame("not an object")
-            return None
-        if not isinstance(frame.get("type"), str):
-            self._malformed_frame("no type")
-            return None
-        return frame
-
-    def _malformed_frame(self, detail: str) -> None:
+    def _receive(self, message: str | bytes) -> protocol.Event | None:
+        """The protocol's event for a frame; a malformed one is reported here
+        (and ends the session when it exceeds the budget)."""
         now = time.monotonic()
-        window = self._malformed
-        window.append(now)
-        while window and now - window[0] > self.config.malformed_window:
-            window.popleft()
-        logger.warning("⚠️ malformed frame instance=%s: %s", self.instance_id, detail)
-        self.hooks.on_malformed(self, detail)
-        if len(window) > self.config.malformed_limit:
-            raise _TooManyMalformed
+        if isinstance(message, bytes):
+            event: protocol.Event | None = self.protocol.receive_binary(now)
+        else:
+            event = self.protocol.receive_text(message, now)
+        if isinstance(event, protocol.Malformed):
+            logger.warning("⚠️ malformed frame instance=%s: %s", self.instance_id, event.reason)
+            self.hooks.on_malformed(self, str(event.reason))
+            if event.over_budget:
+                raise _TooManyMalformed
+        return event
 
-    def _dispatch(self, message: str | bytes) -> None:
-        frame = self._parse(message)
-        if frame is None:
-            return
-        kind = frame["type"]
-        if kind == "qr":
-            code = frame.get("code")
-            if isinstance(code, str):
-                expires = frame.get("expires_s")
-                self.hooks.on_qr(self, code[:500], float(expires) if isinstance(expires, int | float) else 0.0)
-        elif kind == "paired":
-            account = frame.get("account")
-            self.hooks.on_paired(self, account[:20] if isinstance(account, str) else "")
-        elif kind == "ready":
-            if self.ready_at is None:
+    def _handle(self, event: protocol.Event | None) -> None:
+        match event:
+            case protocol.Qr(code=code, expires_s=expires_s):
+                self.hooks.on_qr(self, code, expires_s)
+            case protocol.Paired(account=account):
+                self.hooks.on_paired(self, account)
+            case protocol.Ready():
                 self.ready_at = time.time()
                 self.hooks.on_ready(self)
-        elif kind == "error":
-            logger.warning(
-                "gateway complaint instance=%s code=%s message=%s",
-                self.instance_id,
-                frame.get("code"),
-                str(frame.get("message"))[:200],
-            )
-        elif kind in ("ack", "nack", "receipt", "inbound"):
-            self.hooks.on_frame(self, frame)
-        # hello again, or unknown types: ignored (forward compatibility).
+            case protocol.Error(code=code, message=message):
+                logger.warning("gateway complaint instance=%s code=%s message=%s", self.instance_id, code, message)
+            case protocol.Ack() | protocol.Nack() | protocol.Receipt() | protocol.Inbound():
+                self.hooks.on_frame(self, event)
+            case _:
+                pass  # malformed (already reported), ignored frames, a hello again
 
-    async def send_frame(self, frame: dict[str, Any]) -> bool:
-        """Send a client frame if the session is ready; False if it is not."""
+    async def send_message(self, client_id: str, to: str, text: str) -> bool:
+        """Send one message's ``send`` frame if the session is ready; False
+        if it is not (or the socket closed meanwhile)."""
         ws = self.ws
         if not self.ready or ws is None:
             return False
         try:
-            await ws.send(json.dumps(frame, separators=(",", ":")))
+            await ws.send(self.protocol.send(client_id, to, text))
         except ConnectionClosed:
             return False
         return True

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from instances import attempts
 from instances import breaker as breakers
 from instances.breaker import Breaker
 from instances.decisions import Policies, before_attempt
@@ -73,6 +74,9 @@ BREAKER_EVENT = {
 
 @dataclass(frozen=True)
 class Row:
+    """What the worker reads about an instance named in a hint; it has the
+    fields of ``attempts.AttemptFields``."""
+
     id: int
     desired_state: str
     status: str
@@ -86,28 +90,25 @@ class Row:
     def running(self) -> bool:
         return self.desired_state == DesiredState.RUNNING
 
+    def decide(self, now: float, asker: attempts.Asker = attempts.Asker.ANYONE) -> attempts.Decision:
+        """The attempt rule (instances.attempts) for this row."""
+        return attempts.decide(self, now, asker)
+
     def wants_session(self, now: float) -> bool:
-        """Worth taking the lease for: a cheap filter before the real claim."""
-        if not self.running:
-            return False
-        if self.force_retry:
-            return True
-        if self.status in TERMINAL_STATUSES:
-            return False
-        if self.next_retry_at is not None and self.next_retry_at > now:
-            return False
-        if self.breaker_state == breakers.State.OPEN:
-            return self.cooldown_until is not None and self.cooldown_until <= now
-        return True
+        """Worth taking the lease for: a cheap filter before the real claim.
+
+        Due now, or a live status: its owner is found by the lease (and sent
+        the hint), and without one the claim finds the status stale."""
+        decision = self.decide(now)
+        return decision.now or decision.verdict is attempts.Verdict.OWNER
 
     def due_later(self, now: float, horizon: float) -> float | None:
-        """Seconds until a retry that falls due within ``horizon``, else None."""
-        if not self.running or self.force_retry or self.status in TERMINAL_STATUSES:
+        """Seconds until an attempt that falls due within ``horizon`` seconds, else None."""
+        decision = self.decide(now)
+        if decision.verdict is not attempts.Verdict.LATER or decision.at is None:
             return None
-        if self.breaker_state == breakers.State.OPEN or self.next_retry_at is None:
-            return None
-        delay = self.next_retry_at - now
-        return delay if 0 < delay <= horizon else None
+        delay = decision.at - now
+        return delay if delay <= horizon else None
 
     def wants_stop_written(self) -> bool:
         """Desired stopped, but the row does not say so yet."""
@@ -156,6 +157,18 @@ class Claim:
     events: list[ConnectionEvent] = field(default_factory=list)
 
 
+def attempt_fields(instance: Instance, breaker_row: CircuitBreaker | None) -> attempts.Fields:
+    """What the attempt rule reads about ``instance``, from its model objects."""
+    return attempts.Fields(
+        desired_state=instance.desired_state,
+        status=instance.status,
+        next_retry_at=to_ts(instance.next_retry_at),
+        force_retry=instance.force_retry,
+        breaker_state=breaker_row.state if breaker_row is not None else str(breakers.State.CLOSED),
+        cooldown_until=to_ts(breaker_row.cooldown_until) if breaker_row is not None else None,
+    )
+
+
 def claim_many(epochs: dict[int, int], worker_id: str, now: float, policies: Policies) -> dict[int, Claim]:
     """Record that ``worker_id`` owns each instance under its new epoch and,
     where an attempt is due, mark it connecting: one transaction for all.
@@ -198,16 +211,10 @@ def _claim_one(
             stop_fields.update(status=Status.STOPPED, status_changed_at=when, next_retry_at=None, last_reason="stopped")
         fenced.update(**stop_fields)
         return None
-    if instance.status in TERMINAL_STATUSES and not instance.force_retry:
-        return None
     breaker_row = getattr(instance, "breaker", None)
-    decision = before_attempt(
-        breaker_from_row(breaker_row),
-        now=now,
-        next_retry_at=to_ts(instance.next_retry_at),
-        force=instance.force_retry,
-        policies=policies,
-    )
+    decision = before_attempt(attempt_fields(instance, breaker_row), breaker_from_row(breaker_row), now, policies)
+    if decision.verdict is attempts.Verdict.NEVER:
+        return None
     if decision.transition is not None and breaker_row is not None:
         CircuitBreaker.objects.filter(pk=breaker_row.pk).update(**breaker_fields(decision.breaker))
         events.append(

@@ -38,7 +38,8 @@ from redis.exceptions import RedisError
 
 from campaigns import sending
 from campaigns.sender import Claims, Reads, Sender
-from instances import hints, store
+from engine import protocol
+from instances import attempts, hints, store
 from instances.breaker import Breaker, Transition
 from instances.decisions import Outcome, Policies, SessionEnd, after_ready, after_session
 from instances.leases import Lease, LeaseManager
@@ -296,7 +297,7 @@ class Supervisor:
         for row in rows:
             held = self.held.get(row.id)
             if held is not None:
-                self._reconcile_held(held, row)
+                self._reconcile_held(held, row, now)
         to_start: list[store.Row] = []
         for row in candidates:
             holder = holders.get(row.id)
@@ -317,19 +318,41 @@ class Supervisor:
         self.deferred.discard(instance_id)
         self.enqueue([instance_id])
 
-    def _reconcile_held(self, held: Held, row: store.Row) -> None:
+    def _reconcile_held(self, held: Held, row: store.Row, now: float) -> None:
+        """Bring a held session in line with its row.
+
+        A force retry of an instance whose session is live (connecting,
+        awaiting a QR scan, connected) is answered here, by its owner: the
+        live session is the attempt, so nothing more is attempted and the flag
+        is cleared. Left set, it would outlive the session and force an
+        attempt after the next drop, past a breaker that drop opened.
+        """
         if held.session is None:
             return
         if not row.running:
             held.desired_running = False
             held.session.stop(Reason.STOPPED)
-        elif row.lease_epoch > held.epoch:
+            return
+        if row.lease_epoch > held.epoch:
             logger.warning("🔒 instance=%s a newer owner wrote epoch %s", held.instance_id, row.lease_epoch)
             held.session.stop(Reason.LEASE_LOST)
-        elif row.lease_epoch == held.epoch and row.status != held.status:
+            return
+        if row.lease_epoch != held.epoch:
+            return
+        fields: dict[str, Any] = {}
+        if row.status != held.status:
             # The row drifted from the live session (a recovery job saw the
             # lease vanish while Redis restarted): say again what is true.
-            self.batch.state(held.instance_id, held.epoch, status=held.status, owner=self.worker_id)
+            fields.update(status=held.status, owner=self.worker_id)
+        if row.decide(now, attempts.Asker.OWNER).forced:
+            fields["force_retry"] = False
+            logger.info(
+                "🔌 instance=%s force retry: the session is %s already, no further attempt",
+                held.instance_id,
+                held.status,
+            )
+        if fields:
+            self.batch.state(held.instance_id, held.epoch, **fields)
             self._flush_wake.set()
 
     def _is_starting(self, instance_id: int) -> bool:
@@ -539,7 +562,7 @@ class Supervisor:
         held = self.held.get(session.instance_id)
         return held if held is not None and held.session is session else None
 
-    def on_hello(self, session: GatewaySession, frame: dict[str, Any]) -> None:
+    def on_hello(self, session: GatewaySession, hello: protocol.Hello) -> None:
         held = self._held_for(session)
         if held is not None:
             self.batch.state(held.instance_id, held.epoch, session_id=session.session_id)
@@ -622,26 +645,21 @@ class Supervisor:
         if held is not None:
             self.batch.event(held.instance_id, EventKind.MALFORMED, epoch=held.epoch, actor=self.actor, message=detail)
 
-    def on_frame(self, session: GatewaySession, frame: dict[str, Any]) -> None:
-        """Message frames: outcomes for the sender, inbound messages stored."""
+    def on_frame(self, session: GatewaySession, event: protocol.MessageUpdate | protocol.Inbound) -> None:
+        """Message events: outcomes for the sender, inbound messages stored."""
         held = self._held_for(session)
         if held is None:
             return
-        if frame.get("type") == "inbound":
-            self._spawn_task(self._inbound(held.instance_id, frame), f"inbound-{held.instance_id}")
+        if isinstance(event, protocol.Inbound):
+            self._spawn_task(self._inbound(held.instance_id, event), f"inbound-{held.instance_id}")
         elif held.sender is not None:
-            held.sender.on_frame(frame)
+            held.sender.on_update(event)
 
-    async def _inbound(self, instance_id: int, frame: dict[str, Any]) -> None:
+    async def _inbound(self, instance_id: int, inbound: protocol.Inbound) -> None:
         from campaigns.inbound import handle_inbound
 
-        sender, text = frame.get("from"), frame.get("text")
-        if not isinstance(sender, str) or not isinstance(text, str):
-            return
         try:
-            await database_sync_to_async(handle_inbound)(
-                instance_id, str(frame.get("server_id", ""))[:100], sender[:20], text[:4096]
-            )
+            await database_sync_to_async(handle_inbound)(instance_id, inbound.server_id, inbound.sender, inbound.text)
         except DB_ERRORS:
             logger.warning("⚠️ instance=%s inbound message not stored: database unavailable", instance_id)
 

@@ -43,7 +43,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from instances.reasons import GATEWAY_CLOSE_CODES, Reason
+from simulator.codes import GATEWAY_CLOSE_CODES, LOGGED_OUT, REPLACED
 
 logger = logging.getLogger("simulator.server")  # the same name under `python -m`
 
@@ -191,7 +191,8 @@ def valid_close_code(code: int) -> bool:
 def parse_close_code(value: Any, default: int, *, name: str = "code") -> int:
     """A close code from control input: a number, a reason name or ``"abort"``.
 
-    Reason names are those of ``instances.reasons.GATEWAY_CLOSE_CODES``
+    Reason names are those of PROTOCOL.md section 4, as
+    :data:`simulator.codes.GATEWAY_CLOSE_CODES` lists them
     (``"replaced"`` -> 4440, ...). 1006 and ``"abort"`` both return
     :data:`ABORT`: drop TCP without a close frame.
     """
@@ -201,9 +202,9 @@ def parse_close_code(value: Any, default: int, *, name: str = "code") -> int:
         if value == "abort":
             return ABORT
         try:
-            return GATEWAY_CLOSE_CODES[Reason(value)]
-        except (ValueError, KeyError):
-            names = ", ".join(sorted(str(r) for r in GATEWAY_CLOSE_CODES))
+            return GATEWAY_CLOSE_CODES[value]
+        except KeyError:
+            names = ", ".join(sorted(GATEWAY_CLOSE_CODES))
             raise BadRequest(f"{name} must be a close code, 'abort' or one of: {names}") from None
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{name} must be an integer close code")
@@ -812,8 +813,7 @@ class Simulator:
         """Unpair ``inst`` and close its live sessions with 4401 (logged out)."""
         inst.paired = False
         inst.account = None
-        code = GATEWAY_CLOSE_CODES[Reason.LOGGED_OUT]
-        return sum(session.close_soon(code, why) for session in list(inst.sessions))
+        return sum(session.close_soon(LOGGED_OUT, why) for session in list(inst.sessions))
 
     # sessions
 
@@ -831,9 +831,8 @@ class Simulator:
             inst.paired,
             len(inst.sessions),
         )
-        replaced = GATEWAY_CLOSE_CODES[Reason.REPLACED]
         for older in inst.sessions[:-1]:
-            if older.close_soon(replaced, "replaced"):
+            if older.close_soon(REPLACED, "replaced"):
                 logger.info("REPLACED instance=%s older=%s newer=%s", inst.key, older.session_id, session.session_id)
 
     def _unregister(self, session: Session, state: State) -> None:

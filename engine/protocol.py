@@ -1,0 +1,342 @@
+"""The client side of the gateway protocol (PROTOCOL.md version 1), sans I/O.
+
+:class:`ClientProtocol` is the protocol of one session without the session:
+frames and the time go in, typed events come out, and the frames the client
+sends are serialised here. It never touches a socket, the database, Redis,
+settings or a clock, so it is tested by feeding it frames, as
+python-websockets tests its own protocol by feeding it bytes. The asyncio
+session (:mod:`instances.session`) is a thin driver around it: it receives
+frames, passes them in with the time, and acts on the events.
+
+What a frame becomes:
+
+- Not JSON, not an object, no string ``type``, binary, or over the size
+  limit: :class:`Malformed` (section 5). Malformed frames are counted in a
+  sliding window; the one that exceeds the budget says so
+  (:attr:`Malformed.over_budget`) and the driver closes with 1002.
+- Before the first ``hello``, every other well-formed frame is ignored; a
+  second ``hello`` is ignored too, and so is every ``ready`` after the first.
+- A known type whose required field is missing or of the wrong type is
+  ignored (``None``), never an error: a ``qr`` without a string ``code``, an
+  ``ack``/``nack``/``receipt`` without a non-empty string ``id``, a
+  ``receipt`` whose ``status`` is neither ``delivered`` nor ``read``, an
+  ``inbound`` whose ``from`` or ``text`` is not a string.
+- Optional fields of the wrong type, and numbers that are booleans, negative
+  where a duration is meant, or not finite, count as absent.
+- Unknown types and unknown fields are ignored (forward compatibility).
+
+Strings are cut to the lengths the platform stores: a session id and a
+server id to 100 characters, a QR code to 500, an account and a sender to
+20, a nack's error to 500, an inbound text to 4096, a complaint to 200.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+SUBPROTOCOL = "blast-gateway.v1"
+# PROTOCOL.md section 5: more than this many malformed frames within the
+# window end the session as protocol_error.
+MALFORMED_LIMIT = 5
+MALFORMED_WINDOW_S = 60.0
+# The largest frame the client accepts; the driver's WebSocket library is
+# configured with the same limit, so this only guards other drivers.
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class MalformedReason(enum.StrEnum):
+    """Why a frame is malformed; the value is the detail logged and recorded."""
+
+    BINARY = "binary frame"
+    TOO_BIG = "frame too big"
+    NOT_JSON = "not JSON"
+    NOT_OBJECT = "not an object"
+    NO_TYPE = "no type"
+
+
+# -- events (server to client) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The first frame of a session."""
+
+    session_id: str
+    paired: bool
+    # Keepalive interval the gateway asks for; None when absent or invalid
+    # (the client keeps its configured interval).
+    heartbeat_s: float | None
+
+
+@dataclass(frozen=True)
+class Qr:
+    """A pairing code to show; ``expires_s`` is 0.0 when absent or invalid."""
+
+    code: str
+    expires_s: float
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Pairing completed; ``account`` is empty when the gateway gave none."""
+
+    account: str
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The session can send, from this frame on (the first ``ready`` only)."""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The message with client id ``id`` was accepted by the network."""
+
+    id: str
+    server_id: str
+
+
+@dataclass(frozen=True)
+class Nack:
+    """The message was refused; not ``permanent`` means it may be sent again."""
+
+    id: str
+    permanent: bool
+    error: str
+    retry_after_s: float | None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Delivery progress of an acked message."""
+
+    id: str
+    status: Literal["delivered", "read"]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message received by the account."""
+
+    server_id: str
+    sender: str  # the frame's ``from``
+    text: str
+
+
+@dataclass(frozen=True)
+class Error:
+    """A non-fatal complaint of the gateway about a client frame."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A frame that could not be read (PROTOCOL.md section 5).
+
+    ``over_budget`` is True when this frame makes more than the limit within
+    the window: the client must close the session with 1002.
+    """
+
+    reason: MalformedReason
+    over_budget: bool
+
+
+# What the gateway says about a message the client sent.
+MessageUpdate = Ack | Nack | Receipt
+Event = Hello | Qr | Paired | Ready | Ack | Nack | Receipt | Inbound | Error | Malformed
+
+
+class ClientProtocol:
+    """The protocol state of one session, from the client's side.
+
+    ``now`` is any monotonic clock in seconds; it only dates malformed
+    frames for the budget. One instance serves one session: a new session
+    starts with a new protocol.
+    """
+
+    def __init__(
+        self,
+        *,
+        malformed_limit: int = MALFORMED_LIMIT,
+        malformed_window: float = MALFORMED_WINDOW_S,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+    ) -> None:
+        self.malformed_limit = malformed_limit
+        self.malformed_window = malformed_window
+        self.max_frame_bytes = max_frame_bytes
+        self.hello: Hello | None = None
+        self.ready = False
+        self._malformed: collections.deque[float] = collections.deque()
+
+    # -- receiving -------------------------------------------------------------
+
+    def receive_text(self, text: str, now: float) -> Event | None:
+        """The event a text frame makes, or None when it is ignored."""
+        if _utf8_size_over(text, self.max_frame_bytes):
+            return self._malformed_frame(MalformedReason.TOO_BIG, now)
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):  # also the decoder's limits: integer digits, nesting depth
+            return self._malformed_frame(MalformedReason.NOT_JSON, now)
+        if not isinstance(frame, dict):
+            return self._malformed_frame(MalformedReason.NOT_OBJECT, now)
+        kind = frame.get("type")
+        if not isinstance(kind, str):
+            return self._malformed_frame(MalformedReason.NO_TYPE, now)
+        if self.hello is None:
+            if kind != "hello":
+                return None
+            self.hello = _hello(frame)
+            return self.hello
+        if kind == "ready":
+            if self.ready:
+                return None
+            self.ready = True
+            return Ready()
+        reader = _READERS.get(kind)
+        return reader(frame) if reader is not None else None
+
+    def receive_binary(self, now: float) -> Malformed:
+        """A binary frame: never sent by a gateway, so malformed."""
+        return self._malformed_frame(MalformedReason.BINARY, now)
+
+    def _malformed_frame(self, reason: MalformedReason, now: float) -> Malformed:
+        window = self._malformed
+        window.append(now)
+        while window and now - window[0] > self.malformed_window:
+            window.popleft()
+        return Malformed(reason, over_budget=len(window) > self.malformed_limit)
+
+    # -- sending ---------------------------------------------------------------
+
+    def send(self, client_id: str, to: str, text: str) -> str:
+        """The ``send`` frame for one message, as the text to write.
+
+        The caller sends it only after :class:`Ready`. The fields are written
+        as given: the message's stable client id, its E.164 number and text
+        were validated when it was queued, and the gateway answers a bad one
+        with a ``nack`` or an ``error``.
+        """
+        return _encode({"type": "send", "id": client_id, "to": to, "text": text})
+
+
+# -- field readers ---------------------------------------------------------------------
+
+
+def _encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def _utf8_size_over(text: str, limit: int) -> bool:
+    """Whether ``text`` takes more than ``limit`` bytes in UTF-8, encoding it
+    only when its length in characters cannot tell (1 to 4 bytes each)."""
+    if len(text) > limit:
+        return True
+    if len(text) * 4 <= limit:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+def _string(value: Any, limit: int) -> str:
+    """A field read as text: absent (or null) is empty, anything else its str()."""
+    return "" if value is None else str(value)[:limit]
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else (booleans too)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a float's range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _message_id(frame: dict[str, Any]) -> str | None:
+    value = frame.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _hello(frame: dict[str, Any]) -> Hello:
+    heartbeat = _number(frame.get("heartbeat_s"))
+    return Hello(
+        session_id=_string(frame.get("session_id"), 100),
+        paired=frame.get("paired") is True,
+        heartbeat_s=heartbeat if heartbeat is not None and heartbeat > 0 else None,
+    )
+
+
+def _qr(frame: dict[str, Any]) -> Qr | None:
+    code = frame.get("code")
+    if not isinstance(code, str):
+        return None
+    return Qr(code=code[:500], expires_s=_number(frame.get("expires_s")) or 0.0)
+
+
+def _paired(frame: dict[str, Any]) -> Paired:
+    account = frame.get("account")
+    return Paired(account=account[:20] if isinstance(account, str) else "")
+
+
+def _ack(frame: dict[str, Any]) -> Ack | None:
+    client_id = _message_id(frame)
+    if client_id is None:
+        return None
+    return Ack(id=client_id, server_id=_string(frame.get("server_id"), 100))
+
+
+def _nack(frame: dict[str, Any]) -> Nack | None:
+    client_id = _message_id(frame)
+    if client_id is None:
+        return None
+    retry_after = _number(frame.get("retry_after_s"))
+    error = frame.get("error")
+    return Nack(
+        id=client_id,
+        permanent=frame.get("permanent") is True,
+        error=str(error)[:500] if error else "",
+        retry_after_s=retry_after if retry_after is not None and retry_after >= 0 else None,
+    )
+
+
+def _receipt(frame: dict[str, Any]) -> Receipt | None:
+    client_id = _message_id(frame)
+    status = frame.get("status")
+    if client_id is None:
+        return None
+    if status == "delivered":
+        return Receipt(id=client_id, status="delivered")
+    if status == "read":
+        return Receipt(id=client_id, status="read")
+    return None
+
+
+def _inbound(frame: dict[str, Any]) -> Inbound | None:
+    sender, text = frame.get("from"), frame.get("text")
+    if not isinstance(sender, str) or not isinstance(text, str):
+        return None
+    return Inbound(server_id=_string(frame.get("server_id"), 100), sender=sender[:20], text=text[:4096])
+
+
+def _error(frame: dict[str, Any]) -> Error:
+    return Error(code=str(frame.get("code"))[:200], message=str(frame.get("message"))[:200])
+
+
+_READERS: dict[str, Callable[[dict[str, Any]], Event | None]] = {
+    "qr": _qr,
+    "paired": _paired,
+    "ack": _ack,
+    "nack": _nack,
+    "receipt": _receipt,
+    "inbound": _inbound,
+    "error": _error,
+}
