@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import time
 import urllib.request
@@ -24,7 +23,6 @@ from django.conf import settings
 from api.models import ApiKey
 from campaigns.parsers import MULTIPART_OVERHEAD
 from instances.models import Tenant
-from simulator.server import free_port
 from tests.fixtures.platform import Platform, Process, wait_until
 
 MIB = 1024 * 1024
@@ -107,21 +105,8 @@ class HealthProbe:
 @pytest.fixture
 def web(platform: Platform) -> Iterator[Web]:
     """The web process exactly as the Procfile starts it, on a free port."""
-    for _ in range(3):
-        port = free_port()
-        process = platform.start(
-            "web", [sys.executable, "-m", "blast.web", "-b", "127.0.0.1", "-p", str(port), "blast.asgi:application"]
-        )
-        candidate = Web(process, port)
-
-        def up(candidate: Web = candidate) -> bool:
-            return not candidate.process.alive() or health_latency(candidate) < float("inf")
-
-        wait_until(up, timeout=60, message="web answering")
-        if process.alive():
-            yield candidate
-            return
-    raise AssertionError(f"the web process did not start:\n{process.log()[-3000:]}")
+    process, base = platform.start_web()
+    yield Web(process, int(base.rsplit(":", 1)[1]))
 
 
 def send_request(

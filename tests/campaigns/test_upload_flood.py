@@ -12,7 +12,6 @@ interpreter: a 60 KB one froze the whole process for tens of seconds.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import urllib.error
@@ -27,8 +26,7 @@ import pytest
 from api.models import ApiKey
 from campaigns.models import Contact, ContactList
 from instances.models import Tenant
-from simulator.server import free_port
-from tests.fixtures.platform import Platform, Process, wait_until
+from tests.fixtures.platform import Platform, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,30 +126,10 @@ def web(platform: Platform) -> Web:
     """The web process as the Procfile starts it, on a free port, and a key of tenant acme."""
     tenant = Tenant.objects.create(slug="acme", name="Acme")
     _, key = ApiKey.objects.create_key(tenant, "uploads")
-    for _ in range(3):
-        port = free_port()
-        process = platform.start(
-            "web",
-            [sys.executable, "-m", "blast.web", "-b", "127.0.0.1", "-p", str(port), "blast.asgi:application"],
-            BLAST_CSV_MAX_BYTES=str(MAX_BYTES),
-            BLAST_CSV_MAX_ROWS=str(MAX_ROWS),
-            BLAST_CSV_IMPORT_WAIT_S="1",
-        )
-        base = f"http://127.0.0.1:{port}"
-
-        def answers(process: Process = process, base: str = base) -> bool:
-            if not process.alive():
-                return True
-            try:
-                with urllib.request.urlopen(f"{base}/health/live", timeout=2) as response:
-                    return bool(response.status == 200)
-            except OSError:
-                return False
-
-        wait_until(answers, timeout=60, message="web process answering")
-        if process.alive():
-            return Web(base, key)
-    raise AssertionError(f"the web process did not start:\n{platform.logs()[-3000:]}")
+    _, base = platform.start_web(
+        BLAST_CSV_MAX_BYTES=str(MAX_BYTES), BLAST_CSV_MAX_ROWS=str(MAX_ROWS), BLAST_CSV_IMPORT_WAIT_S="1"
+    )
+    return Web(base, key)
 
 
 @pytest.fixture

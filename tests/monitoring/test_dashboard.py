@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,8 +27,8 @@ from instances.models import (
     Tenant,
     TenantMembership,
 )
-from tests.fixtures.platform import Platform, Process, wait_until
-from tests.monitoring.conftest import free_port, make_instances
+from tests.fixtures.platform import Platform, Process
+from tests.monitoring.conftest import make_instances
 
 PASSWORD = "correct horse battery staple"
 # What a browser on http://127.0.0.1/dashboard/ sends with its handshake.
@@ -185,30 +184,7 @@ BROWSER_ARGS = [
 
 def start_web(platform: Platform) -> tuple[Process, str]:
     """daphne serving blast.asgi on a free port, against the test database."""
-    import urllib.request
-
-    for _ in range(3):
-        port = free_port()
-        web = platform.start(
-            "web",
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "blast.asgi:application"],
-            BLAST_DASHBOARD_POLL_S="0.5",
-        )
-        base = f"http://127.0.0.1:{port}"
-
-        def answers(web: Process = web, base: str = base) -> bool:
-            if not web.alive():
-                return True
-            try:
-                with urllib.request.urlopen(f"{base}/health/live", timeout=2) as response:
-                    return bool(response.status == 200)
-            except OSError:
-                return False
-
-        wait_until(answers, timeout=60, message="daphne answering")
-        if web.alive():
-            return web, base
-    raise AssertionError(f"daphne did not start:\n{web.log()[-3000:]}")
+    return platform.start_web("daphne", BLAST_DASHBOARD_POLL_S="0.5")
 
 
 class Database:
