@@ -36,7 +36,7 @@ the header's first :data:`SNIFF_CHARS` characters, every line is measured
 before the CSV reader sees it, and no step costs more than a pass over what
 it reads. A parse is a loop of short steps (a record each), so the thread it
 runs in shares the interpreter with the event loop instead of holding it
-(see ``campaigns.views.ContactListUploadView``).
+(see ``campaigns.api.contact_lists.ContactListUploadView``).
 """
 
 from __future__ import annotations

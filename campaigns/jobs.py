@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import conf, lifecycle
+from campaigns import conf, dispatch, lifecycle
 from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, PauseReason
 from instances import hints
 from instances.models import Status
@@ -125,8 +125,6 @@ def complete_finished(now: dt.datetime) -> int:
 
 
 def redispatch_stalled(now: dt.datetime) -> int:
-    from campaigns import tasks
-
     stall = dt.timedelta(seconds=float(conf.get("BLAST_CAMPAIGN_EXPANSION_STALL_S")))
     stalled = list(
         Campaign.objects.filter(status=CampaignStatus.RUNNING, expanded_at__isnull=True)
@@ -134,7 +132,7 @@ def redispatch_stalled(now: dt.datetime) -> int:
         .values_list("id", flat=True)
     )
     for pk in stalled:
-        tasks.dispatch_expansion(pk)
+        dispatch.dispatch_expansion(pk)
     return len(stalled)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns import conf, schedule, states
+from campaigns import conf, dispatch, schedule, states
 from campaigns.failures import fail_unsent
 from campaigns.models import HOLD, Campaign, CampaignStatus, FailureReason, Message, MessageStatus, PauseReason
 from campaigns.states import IllegalTransition
@@ -93,9 +93,7 @@ def _after_commit(action: Callable[[], object]) -> None:
 
 
 def dispatch_expansion_after_commit(campaign_id: int) -> None:
-    from campaigns import tasks
-
-    _after_commit(lambda: tasks.dispatch_expansion(campaign_id))
+    _after_commit(lambda: dispatch.dispatch_expansion(campaign_id))
 
 
 def hint_after_commit(instance_ids: list[int]) -> None:

@@ -1,5 +1,9 @@
 """Celery tasks of the campaigns app: expansion, the beat jobs, webhook delivery.
 
+This module is the Celery entry point and imports the modules whose work
+the tasks run; none of them imports it back (they queue an expansion by name
+through :mod:`campaigns.dispatch`).
+
 Every task is idempotent and safe to run twice or concurrently; a lost task
 message delays work, it never loses it, because the beat jobs find it again
 (stalled expansions, overdue deliveries). Broker errors when queuing are
@@ -17,28 +21,20 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from campaigns import conf, expansion, jobs, webhooks
+from campaigns import conf, dispatch, expansion, jobs, webhooks
 
 logger = logging.getLogger("blast.campaigns")
 
 
-@shared_task(name="campaigns.expand_campaign", ignore_result=True)
+@shared_task(name=dispatch.EXPAND_CAMPAIGN, ignore_result=True)
 def expand_campaign(campaign_id: int) -> int:
     """Expand up to ``BLAST_CAMPAIGN_CHUNKS_PER_TASK`` chunks, then queue the
     rest as a new task (so that one long campaign does not hold a Celery
     worker for minutes). Returns the messages created."""
     result = expansion.expand(campaign_id)
     if result.more:
-        dispatch_expansion(campaign_id)
+        dispatch.dispatch_expansion(campaign_id)
     return result.created
-
-
-def dispatch_expansion(campaign_id: int) -> None:
-    """Queue :func:`expand_campaign`; the stall sweep catches a lost one."""
-    try:
-        expand_campaign.apply_async((campaign_id,), queue=settings.CELERY_TASK_DEFAULT_QUEUE)
-    except (KombuError, RedisError, OSError):
-        logger.warning("⚠️ could not queue the expansion of campaign %s; the beat job retries it", campaign_id)
 
 
 @shared_task(name="campaigns.tick", ignore_result=True)

@@ -172,10 +172,10 @@ def statuses(campaign: Campaign) -> dict[str, int]:
 def dispatched(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     """Records the Celery dispatches instead of queuing them (tests call the
     tasks themselves): {"expansions": [campaign ids], "deliveries": [ids]}."""
-    from campaigns import tasks
+    from campaigns import dispatch, tasks
 
     calls: dict[str, list[int]] = {"expansions": [], "deliveries": []}
-    monkeypatch.setattr(tasks, "dispatch_expansion", lambda campaign_id: calls["expansions"].append(campaign_id))
+    monkeypatch.setattr(dispatch, "dispatch_expansion", lambda campaign_id: calls["expansions"].append(campaign_id))
     monkeypatch.setattr(
         tasks,
         "dispatch_deliveries",
