@@ -38,7 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from simulator.control import SimulatorControl  # noqa: E402
-from simulator.server import SUBPROTOCOL, free_port, raise_nofile_limit  # noqa: E402
+from simulator.protocol import SUBPROTOCOL  # noqa: E402
+from simulator.server import free_port, raise_nofile_limit  # noqa: E402
 
 
 @contextlib.contextmanager

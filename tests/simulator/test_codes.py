@@ -11,7 +11,8 @@ import pytest
 
 from instances.reasons import CLOSE_CODES, Kind, Reason, from_close_code, kind_of
 from simulator.codes import GATEWAY_CLOSE_CODES, PROTOCOL_CLOSE_CODES, CloseCode
-from simulator.server import ABORT, BadRequest, parse_close_code
+from simulator.inputs import BadRequest, parse_close_code
+from simulator.protocol import ABORT
 
 
 @pytest.mark.parametrize("row", PROTOCOL_CLOSE_CODES, ids=lambda row: str(row.code))

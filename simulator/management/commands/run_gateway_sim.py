@@ -6,7 +6,7 @@
 Logs one line per session open and close (with the instance key) and stops
 cleanly on SIGINT or SIGTERM: live sessions are closed with 1001 first. The
 open file limit is raised to the hard limit at start so that thousands of
-sessions fit. The flags are those of ``simulator.server.add_arguments``; see
+sessions fit. The flags are those of ``simulator.config.add_arguments``; see
 docs/SIMULATOR.md.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from simulator import server
+from simulator import config, server
 
 
 class Command(BaseCommand):
@@ -26,16 +26,16 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        server.add_arguments(parser)
+        config.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            config = server.config_from_options(options)
+            sim_config = config.config_from_options(options)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         try:
-            server.run(config)
+            server.run(sim_config)
         except OSError as exc:  # typically: the port is taken
-            raise CommandError(f"cannot serve on {config.host}:{config.port}: {exc}") from None
+            raise CommandError(f"cannot serve on {sim_config.host}:{sim_config.port}: {exc}") from None
         except KeyboardInterrupt:  # a second Ctrl-C during shutdown
             pass

@@ -1,0 +1,50 @@
+"""What PROTOCOL.md fixes about the wire, as the simulator checks it.
+
+Constants and pure predicates only: the subprotocol and version announced,
+the frame and text limits, the shapes of a message id and a phone number,
+what a canonical instance key and a bearer token look like, and which close
+codes may be sent. The close-code table itself is :mod:`simulator.codes`.
+Nothing here does I/O or keeps state.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+SUBPROTOCOL = "blast-gateway.v1"
+PROTOCOL_VERSION = 1
+# A `send` holds at most 4096 characters of text; even fully \u-escaped that
+# stays far below this, and anything bigger is not a gateway frame.
+MAX_FRAME_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4096
+# The "close" code that means: drop TCP without a close frame (the client sees 1006).
+ABORT = 1006
+
+MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+E164_RE = re.compile(r"\+[0-9]{8,15}")
+
+
+def canonical_key(value: str) -> str | None:
+    """``value`` if it is a UUID in canonical (lower-case, hyphenated) form, else None."""
+    try:
+        parsed = uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return value if str(parsed) == value else None
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether ``code`` may be sent in a close frame (RFC 6455 section 7.4)."""
+    return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999

@@ -1,0 +1,296 @@
+"""One accepted WebSocket session: PROTOCOL.md from ``hello`` to the close.
+
+:class:`Session` serves one upgraded connection of one instance. It sends
+``hello``, then ``ready`` (paired instance) or ``qr`` frames until the
+instance pairs; it reads client frames until the socket closes, answers
+pings itself (so a ``silent`` session can withhold pongs), validates and
+acks ``send`` frames with the dedup table, and answers anything malformed
+with an ``error`` frame. Closes it is told to make (:meth:`Session.close_soon`)
+return at once and run in the background. It never raises out of
+:meth:`Session.run` except on cancellation. What the session shares with
+other sessions (pairing, faults, receipts, ids) it asks of its
+:class:`~simulator.gateway.Simulator`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from simulator.faults import MALFORMED_FRAMES
+from simulator.protocol import ABORT, E164_RE, MAX_TEXT_CHARS, MESSAGE_ID_RE, PROTOCOL_VERSION, valid_close_code
+
+if TYPE_CHECKING:
+    from simulator.gateway import Simulator
+    from simulator.state import Instance
+
+logger = logging.getLogger(__name__)
+
+
+class Session:
+    """One accepted WebSocket session of one instance.
+
+    The handler task runs :meth:`run`: it sends `hello`, pairs or goes
+    `ready`, then reads client frames until the socket closes. Timers (QR
+    rotation, scheduled closes, malformed frames) are tasks owned by the
+    session and cancelled when it ends.
+    """
+
+    def __init__(
+        self,
+        sim: Simulator,
+        instance: Instance,
+        ws: web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
+        session_id: str,
+    ) -> None:
+        self.sim = sim
+        self.instance = instance
+        self.ws = ws
+        self.transport = transport
+        self.session_id = session_id
+        self.ready_at: float | None = None
+        self.silent = False
+        self.close_requested = False
+        self.close_why = "client"
+        self.close_code: int | None = None  # the code the simulator closed with, if it did
+        self.paired_event = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # sending
+
+    async def send(self, frame: Mapping[str, Any]) -> bool:
+        """Send one JSON frame; False (never an exception) if it could not go out."""
+        return await self._send_raw(json.dumps(frame, separators=(",", ":")))
+
+    async def _send_raw(self, data: str | bytes) -> bool:
+        if self.silent or self.ws.closed:
+            return False
+        try:
+            if isinstance(data, bytes):
+                await self.ws.send_bytes(data)
+            else:
+                await self.ws.send_str(data)
+        except (ConnectionError, RuntimeError) as exc:
+            logger.debug("send failed instance=%s session=%s: %s", self.instance.key, self.session_id, exc)
+            return False
+        return True
+
+    async def error(self, code: str, message: str, **extra: Any) -> None:
+        await self.send({"type": "error", "code": code, "message": message, **extra})
+
+    # tasks and closing
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task that ends with this session."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "session task failed instance=%s session=%s",
+                self.instance.key,
+                self.session_id,
+                exc_info=task.exception(),
+            )
+
+    def close_soon(self, code: int, why: str) -> bool:
+        """Start closing with ``code`` (:data:`ABORT`: drop TCP); False if already closing.
+
+        Returns at once: the close handshake runs in a background task.
+        """
+        if self.close_requested:
+            return False
+        self.close_requested = True
+        self.close_why = why
+        self.close_code = code
+        if code == ABORT:
+            self.drop()
+        else:
+            self.sim.background(self._close(code))
+        return True
+
+    def drop(self) -> None:
+        """Drop TCP without a close frame (the client sees 1006)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    async def _close(self, code: int) -> None:
+        try:
+            await self.ws.close(code=code)
+        except Exception:  # the peer vanished mid-close: nothing left to do but drop
+            logger.debug("close failed instance=%s session=%s", self.instance.key, self.session_id)
+            self.drop()
+
+    def schedule_close(self, code: int, delay: float, why: str) -> None:
+        async def later() -> None:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.close_soon(code, why)
+
+        self.spawn(later())
+
+    # the session's life
+
+    async def run(self) -> None:
+        """Serve the session until it closes; never raises except on cancellation."""
+        try:
+            if not self.silent:
+                await self.send(
+                    {
+                        "type": "hello",
+                        "v": PROTOCOL_VERSION,
+                        "session_id": self.session_id,
+                        "paired": self.instance.paired,
+                        "heartbeat_s": self.sim.config.heartbeat_s,
+                    }
+                )
+                if self.instance.paired:
+                    await self.become_ready()
+                else:
+                    self.spawn(self._pairing())
+            await self._read_frames()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("session failed instance=%s session=%s", self.instance.key, self.session_id)
+            self.close_why = "internal_error"
+            self.drop()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def _pairing(self) -> None:
+        config = self.sim.config
+        loop = asyncio.get_running_loop()
+        auto_at = loop.time() + config.auto_pair_after if config.auto_pair_after > 0 else None
+        while not self.paired_event.is_set():
+            code = self.sim.new_qr_code()
+            await self.send({"type": "qr", "code": code, "expires_s": math.ceil(config.qr_ttl)})
+            wake = loop.time() + config.qr_ttl
+            if auto_at is not None:
+                wake = min(wake, auto_at)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.paired_event.wait(), max(0.0, wake - loop.time()))
+            if not self.paired_event.is_set() and auto_at is not None and loop.time() >= auto_at - 0.001:
+                self.sim.pair_instance(self.instance, None)
+        await self.send({"type": "paired", "account": self.instance.account})
+        await self.become_ready()
+
+    async def become_ready(self) -> None:
+        if self.ready_at is not None or self.close_requested:
+            return
+        self.ready_at = asyncio.get_running_loop().time()
+        await self.send({"type": "ready"})
+        self.sim.apply_ready_faults(self)
+
+    async def send_malformed(self, count: int, interval_s: float) -> None:
+        for n in range(count):
+            if n and interval_s > 0:
+                await asyncio.sleep(interval_s)
+            await self._send_raw(MALFORMED_FRAMES[n % len(MALFORMED_FRAMES)])
+
+    async def _read_frames(self) -> None:
+        ws = self.ws
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                if not self.silent:
+                    await self._on_text(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                if not self.silent:
+                    await self._on_malformed("binary frames are not part of the protocol")
+            elif msg.type is WSMsgType.PING:
+                if not self.silent:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                continue
+            elif msg.type is WSMsgType.CLOSE:
+                if self.silent:
+                    self.drop()  # a silent peer does not answer a close either
+                else:  # echo the client's code, as RFC 6455 section 5.5.1 suggests
+                    code = msg.data if isinstance(msg.data, int) and valid_close_code(msg.data) else 1000
+                    with contextlib.suppress(Exception):
+                        await ws.close(code=code)
+                return
+            else:  # CLOSING, CLOSED, ERROR: the connection is over
+                return
+
+    async def _on_malformed(self, message: str) -> None:
+        self.instance.malformed_received += 1
+        self.sim.state.malformed_received += 1
+        await self.error("malformed_frame", message)
+
+    async def _on_text(self, data: str) -> None:
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            await self._on_malformed("frame is not valid JSON")
+            return
+        if not isinstance(frame, dict):
+            await self._on_malformed("frame is not a JSON object")
+            return
+        kind = frame.get("type")
+        if not isinstance(kind, str):
+            await self._on_malformed("frame has no string `type`")
+            return
+        if kind == "send":
+            await self._on_send(frame)
+        elif kind == "logout":
+            logger.info("LOGOUT instance=%s session=%s", self.instance.key, self.session_id)
+            self.sim.unpair_instance(self.instance, why="logout")
+        # any other type is ignored (PROTOCOL.md section 2)
+
+    async def _on_send(self, frame: dict[str, Any]) -> None:
+        message_id = frame.get("id")
+        ref = {"id": message_id} if isinstance(message_id, str) and len(message_id) <= 64 else {}
+        if self.ready_at is None:
+            await self.error("not_ready", "send is accepted only after ready", **ref)
+            return
+        to, text = frame.get("to"), frame.get("text")
+        if not isinstance(message_id, str) or not MESSAGE_ID_RE.fullmatch(message_id):
+            await self.error("invalid_send", "id must be 1-64 characters of [A-Za-z0-9_-]", **ref)
+            return
+        if not isinstance(to, str) or not E164_RE.fullmatch(to):
+            await self.error("invalid_send", "to must be an E.164 number: + then 8-15 digits", **ref)
+            return
+        if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT_CHARS:
+            await self.error("invalid_send", f"text must be 1-{MAX_TEXT_CHARS} characters", **ref)
+            return
+        instance = self.instance
+        server_id = instance.accepted.get(message_id)
+        if server_id is not None:
+            instance.duplicates += 1
+            await self.send({"type": "ack", "id": message_id, "server_id": server_id})
+            return
+        fault = self.sim.state.faults.take("nack", instance.key)
+        if fault is not None:
+            instance.nacked += 1
+            nack: dict[str, Any] = {
+                "type": "nack",
+                "id": message_id,
+                "error": fault.params["error"],
+                "permanent": fault.params["permanent"],
+            }
+            if "retry_after_s" in fault.params:
+                nack["retry_after_s"] = fault.params["retry_after_s"]
+            await self.send(nack)
+            return
+        server_id = self.sim.new_server_id()
+        instance.accepted[message_id] = server_id
+        deliveries = self.sim.state.deliveries
+        delivery_key = f"{instance.key}:{message_id}"
+        deliveries[delivery_key] = deliveries.get(delivery_key, 0) + 1
+        await self.send({"type": "ack", "id": message_id, "server_id": server_id})
+        self.sim.schedule_receipts(instance, message_id)

@@ -1,0 +1,94 @@
+"""What the simulator remembers: its instances and the counters the stats report.
+
+:class:`Instance` is one instance key: pairing, the trusted token, the live
+sessions (oldest first), the dedup table of accepted message ids and the
+per-instance counters. :class:`State` is everything ``POST /_control/reset``
+throws away at once: the instances, the faults, the delivery counts, the
+hanging upgrades and the background tasks. Both are plain records; the
+gateway (:mod:`simulator.gateway`) changes them, and the stats are read from
+them with ``as_json`` / :meth:`State.stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from simulator.faults import FaultBook
+
+if TYPE_CHECKING:
+    from simulator.session import Session
+
+
+@dataclass(eq=False)
+class Instance:
+    """What the simulator knows about one instance key."""
+
+    key: str
+    paired: bool
+    account: str | None = None
+    token: str | None = None
+    sessions: list[Session] = field(default_factory=list)  # oldest first
+    max_concurrent: int = 0
+    attempts: int = 0  # upgrade requests for this key (valid UUID)
+    connects: int = 0  # upgrades accepted (101 sent)
+    refused: int = 0  # attempts answered with an HTTP error (auth or `refuse` fault)
+    hung: int = 0  # attempts held open without an answer (`hang` fault)
+    accepted: dict[str, str] = field(default_factory=dict)  # client message id -> server_id
+    duplicates: int = 0  # sends answered from the dedup table
+    nacked: int = 0
+    malformed_received: int = 0
+
+    def ready_session(self) -> Session | None:
+        """The newest live session that reached `ready` and is not being closed."""
+        for session in reversed(self.sessions):
+            if session.ready_at is not None and not session.close_requested:
+                return session
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "current": len(self.sessions),
+            "max_concurrent": self.max_concurrent,
+            "attempts": self.attempts,
+            "connects": self.connects,
+            "refused": self.refused,
+            "hung": self.hung,
+            "paired": self.paired,
+            "account": self.account,
+            "token_known": self.token is not None,
+            "accepted": len(self.accepted),
+            "duplicates": self.duplicates,
+            "nacked": self.nacked,
+            "malformed_received": self.malformed_received,
+        }
+
+
+class State:
+    """Everything ``POST /_control/reset`` throws away: instances, faults, counters."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, Instance] = {}
+        self.faults = FaultBook()
+        self.deliveries: dict[str, int] = {}
+        self.malformed_received = 0
+        self.sessions = 0
+        self.max_sessions = 0
+        self.hanging: set[asyncio.BaseTransport] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # receipts, inbound sends
+        self.idle = asyncio.Event()  # set whenever the last open session ends
+
+    def live_sessions(self) -> list[Session]:
+        return [s for inst in self.instances.values() for s in inst.sessions]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sessions": self.sessions,
+            "max_sessions": self.max_sessions,
+            "hanging": len(self.hanging),
+            "instances": {key: inst.as_json() for key, inst in self.instances.items()},
+            "deliveries": dict(self.deliveries),
+            "malformed_received": self.malformed_received,
+            "faults": len(self.faults.as_json()),
+        }
