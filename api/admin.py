@@ -14,11 +14,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.urls import reverse
 
 from api.models import KEY_PREFIX, ApiKey, hash_key
-from instances.admin import TenantScopedAdmin, actor_of
+from instances.admin import TenantScopedAdmin, actor_of, shown_once
 
 NEW_KEY_ATTRIBUTE = "_blast_new_api_key"
 
@@ -91,19 +89,15 @@ class ApiKeyAdmin(TenantScopedAdmin):
         raw = getattr(request, NEW_KEY_ATTRIBUTE, None)
         if raw is None or hash_key(raw) != obj.key_hash:  # pragma: no cover - defensive
             return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"API key {obj.name!r} created",
-            "opts": self.model._meta,
-            "key": obj,
-            "raw_key": raw,
-            "key_prefix": KEY_PREFIX,
-            "changelist_url": reverse("admin:api_apikey_changelist"),
-        }
-        response = TemplateResponse(request, "admin/api/apikey/created.html", context)
-        # The key is on this page only: no cache may keep it.
-        response["Cache-Control"] = "no-store"
-        return response
+        return shown_once(
+            self,
+            request,
+            "admin/api/apikey/created.html",
+            f"API key {obj.name!r} created",
+            key=obj,
+            raw_key=raw,
+            key_prefix=KEY_PREFIX,
+        )
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

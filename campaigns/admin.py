@@ -46,7 +46,7 @@ from campaigns.models import (
 )
 from campaigns.templating import TemplateError
 from campaigns.templating import parse as parse_template
-from instances.admin import ReadOnlyAdmin, TenantScopedAdmin, actor_of
+from instances.admin import ReadOnlyAdmin, TenantScopedAdmin, actor_of, shown_once
 from instances.models import access_of
 
 NEW_SECRET_ATTRIBUTE = "_blast_new_webhook_secret"
@@ -132,7 +132,7 @@ class ContactListAdmin(CampaignScopedAdmin):
         form = UploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
-            limit = int(contacts.conf.get("BLAST_CSV_MAX_BYTES"))
+            limit = int(contacts.settings.BLAST_CSV_MAX_BYTES)
             if upload.size > limit:
                 form.add_error("file", f"The file is {upload.size} bytes; at most {limit} are accepted.")
             else:
@@ -473,17 +473,14 @@ class TenantWebhookAdmin(CampaignScopedAdmin):
         secret = getattr(request, NEW_SECRET_ATTRIBUTE, None)
         if secret is None:  # pragma: no cover - defensive
             return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Webhook {obj.name!r} created",
-            "opts": self.model._meta,
-            "webhook": obj,
-            "secret": secret,
-            "changelist_url": reverse("admin:campaigns_tenantwebhook_changelist"),
-        }
-        response = TemplateResponse(request, "admin/campaigns/tenantwebhook/created.html", context)
-        response["Cache-Control"] = "no-store"  # the secret is on this page only
-        return response
+        return shown_once(
+            self,
+            request,
+            "admin/campaigns/tenantwebhook/created.html",
+            f"Webhook {obj.name!r} created",
+            webhook=obj,
+            secret=secret,
+        )
 
 
 @admin.register(WebhookDelivery)

@@ -40,6 +40,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, DateField, ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField, ModelForm
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -92,6 +93,30 @@ def _badge(text: str, colour: str) -> str:
 def actor_of(request: HttpRequest) -> str:
     """How the audit log names the admin user acting."""
     return f"user:{request.user.get_username()}"
+
+
+def shown_once(
+    model_admin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    template: str,
+    title: str,
+    **context: Any,
+) -> TemplateResponse:
+    """The page that shows a secret this request generated (an API key, a
+    webhook's signing secret): the only time it is shown, so no cache may
+    keep it. ``context`` names the object and the secret for ``template``;
+    the page links back to the model's list."""
+    opts = model_admin.model._meta
+    page = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": opts,
+        "changelist_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+        **context,
+    }
+    response = TemplateResponse(request, template, page)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def within(queryset: QuerySet[Any], access: Access, lookup: str = "tenant") -> QuerySet[Any]:

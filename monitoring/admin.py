@@ -18,10 +18,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.urls import reverse
 
-from instances.admin import TenantScopedAdmin
+from instances.admin import TenantScopedAdmin, shown_once
 from instances.models import access_of
 from monitoring.models import Alert, AlertDelivery, AlertWebhook, HealthSnapshot
 
@@ -86,17 +84,14 @@ class AlertWebhookAdmin(TenantScopedAdmin):
         secret = getattr(request, NEW_SECRET_ATTRIBUTE, None)
         if secret is None:
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Alert webhook {obj.name!r} saved",
-            "opts": self.model._meta,
-            "webhook": obj,
-            "secret": secret,
-            "changelist_url": reverse("admin:monitoring_alertwebhook_changelist"),
-        }
-        response = TemplateResponse(request, "admin/monitoring/alertwebhook/created.html", context)
-        response["Cache-Control"] = "no-store"  # the secret is on this page only
-        return response
+        return shown_once(
+            self,
+            request,
+            "admin/monitoring/alertwebhook/created.html",
+            f"Alert webhook {obj.name!r} saved",
+            webhook=obj,
+            secret=secret,
+        )
 
 
 @admin.register(Alert)
