@@ -44,20 +44,8 @@ def fail_unsent(
         Message.objects.filter(id__in=ids, **queued).update(
             status=MessageStatus.FAILED, failure_reason=reason, error=error[:500], failed_at=now
         )
-        MessageEvent.objects.bulk_create(
-            [
-                MessageEvent(
-                    message_id=row["id"],
-                    tenant_id=row["tenant_id"],
-                    instance_id=row["instance_id"],
-                    campaign_id=row["campaign_id"],
-                    status=MessageStatus.FAILED,
-                    at=now,
-                    data={"reason": reason},
-                )
-                for row in rows
-            ],
-            batch_size=500,
+        _failed_events(
+            [(row["id"], row["tenant_id"], row["instance_id"], row["campaign_id"], reason) for row in rows], now
         )
     return ids
 
@@ -65,18 +53,23 @@ def fail_unsent(
 def record_created_failed(messages: Sequence[Message], now: dt.datetime) -> None:
     """Write the ``failed`` event of each of ``messages``: rows just saved
     (with their ids) with status failed and their ``failure_reason``."""
+    _failed_events([(m.pk, m.tenant_id, m.instance_id, m.campaign_id, m.failure_reason) for m in messages], now)
+
+
+def _failed_events(rows: Sequence[tuple[int, int, int | None, int | None, str]], now: dt.datetime) -> None:
+    """One ``failed`` event per (message, tenant, instance, campaign, reason)."""
     MessageEvent.objects.bulk_create(
         [
             MessageEvent(
-                message_id=m.pk,
-                tenant_id=m.tenant_id,
-                instance_id=m.instance_id,
-                campaign_id=m.campaign_id,
+                message_id=message_id,
+                tenant_id=tenant_id,
+                instance_id=instance_id,
+                campaign_id=campaign_id,
                 status=MessageStatus.FAILED,
                 at=now,
-                data={"reason": m.failure_reason},
+                data={"reason": reason},
             )
-            for m in messages
+            for message_id, tenant_id, instance_id, campaign_id, reason in rows
         ],
         batch_size=500,
     )
