@@ -33,11 +33,14 @@ ADMIN = "admin"
 API = "api"
 DOORS = (ADMIN, API)
 
-# KEYS: the subjects' counters. ARGV[1]: window in ms. Returns, per key, the
-# count after this failure and the milliseconds left in its window.
+# KEYS[1]: the door's running total; KEYS[2..]: the subjects' counters.
+# ARGV[1]: window in ms. Returns, per subject, the count after this failure
+# and the milliseconds left in its window.
 _RECORD = """
+redis.call('INCR', KEYS[1])
 local out = {}
-for i, key in ipairs(KEYS) do
+for i = 2, #KEYS do
+  local key = KEYS[i]
   local count = redis.call('INCR', key)
   if count == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
   local left = redis.call('PTTL', key)
@@ -127,10 +130,9 @@ def record_failure(door: str, subjects: Sequence[Subject]) -> None:
     """
     live = [subject for subject in subjects if subject.value and subject.limit > 0]
     window_ms = str(max(1, int(window_s(door) * 1000)))
+    keys = [total_key(door, "failures"), *(_key(door, subject) for subject in live)]
     try:
-        client = _redis()
-        answer = client.eval(_RECORD, len(live), *[_key(door, s) for s in live], window_ms) if live else []
-        client.incr(total_key(door, "failures"))
+        answer = _redis().eval(_RECORD, len(keys), *keys, window_ms)
     except redis.RedisError as exc:
         log.warning("auth throttle unavailable (%s): %s failure not counted", type(exc).__name__, door)
         return
