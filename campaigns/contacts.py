@@ -49,10 +49,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns import conf, phones
+from campaigns import phones
 from campaigns.models import Contact, ContactList
 from campaigns.templating import NAME
 
@@ -271,8 +272,8 @@ def parse(text: str, region: str | None = None) -> tuple[list[str], dict[str, di
     Row numbers count records as a spreadsheet shows them (the header is
     row 1, a blank line is a row, a value with line breaks is one row).
     """
-    max_rows = int(conf.get("BLAST_CSV_MAX_ROWS"))
-    max_line = int(conf.get("BLAST_CSV_MAX_LINE_BYTES"))
+    max_rows = int(settings.BLAST_CSV_MAX_ROWS)
+    max_line = int(settings.BLAST_CSV_MAX_LINE_BYTES)
     dialect = detect_dialect(text)
     lines = _Lines(text, max_line)
     reader = csv.reader(lines, dialect)
@@ -387,11 +388,11 @@ def import_csv(
     its turn, then :class:`ImportsBusy`.
     """
     now = now or timezone.now()
-    max_bytes = int(conf.get("BLAST_CSV_MAX_BYTES"))
+    max_bytes = int(settings.BLAST_CSV_MAX_BYTES)
     size = len(data.encode() if isinstance(data, str) else data)
     if size > max_bytes:
         raise CsvRejected(f"The file is {size} bytes; at most {max_bytes} are accepted.")
-    wait = float(conf.get("BLAST_CSV_IMPORT_WAIT_S"))
+    wait = float(settings.BLAST_CSV_IMPORT_WAIT_S)
     if not _importing.acquire(timeout=wait):
         raise ImportsBusy(retry_after=max(wait, 1.0))
     try:
@@ -402,7 +403,7 @@ def import_csv(
 
 def _import(contact_list: ContactList, data: bytes | str, region: str | None, now: dt.datetime) -> ImportResult:
     text = check_text(data if isinstance(data, str) else decode(data))
-    header, parsed, result = parse(text, region or conf.get("BLAST_DEFAULT_REGION") or None)
+    header, parsed, result = parse(text, region or settings.BLAST_DEFAULT_REGION or None)
     custom = [name for name in header if name != PHONE]
     with transaction.atomic():
         locked = ContactList.objects.select_for_update().get(pk=contact_list.pk)
@@ -413,7 +414,7 @@ def _import(contact_list: ContactList, data: bytes | str, region: str | None, no
             for contact in Contact.objects.filter(contact_list=locked, phone__in=chunk).only("id", "phone", "fields"):
                 existing[contact.phone] = contact
         new_phones = [phone for phone in phones_in_file if phone not in existing]
-        limit = int(conf.get("BLAST_CONTACT_LIST_MAX_CONTACTS"))
+        limit = int(settings.BLAST_CONTACT_LIST_MAX_CONTACTS)
         size_before = Contact.objects.filter(contact_list=locked).count()
         if size_before + len(new_phones) > limit:
             raise CsvRejected(
@@ -467,7 +468,7 @@ def upsert_contact(
             if merged != contact.fields:
                 Contact.objects.filter(pk=contact.pk).update(fields=merged, updated_at=now)
         else:
-            limit = int(conf.get("BLAST_CONTACT_LIST_MAX_CONTACTS"))
+            limit = int(settings.BLAST_CONTACT_LIST_MAX_CONTACTS)
             if Contact.objects.filter(contact_list=locked).count() >= limit:
                 raise CsvRejected(f"The list holds {limit} contacts, its maximum.")
             Contact.objects.create(

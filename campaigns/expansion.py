@@ -40,11 +40,12 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from campaigns import conf, lifecycle, optouts, quota
+from campaigns import lifecycle, optouts, quota
 from campaigns.failures import record_created_failed
 from campaigns.models import (
     Campaign,
@@ -130,7 +131,7 @@ class Rotation:
 def expand_chunk(campaign_id: int, now: dt.datetime | None = None) -> Chunk:
     """Expand the next chunk of a running campaign (see the module docstring)."""
     now = now or timezone.now()
-    size = int(conf.get("BLAST_CAMPAIGN_CHUNK"))
+    size = int(settings.BLAST_CAMPAIGN_CHUNK)
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
         if campaign is None or campaign.status != CampaignStatus.RUNNING:
@@ -274,7 +275,7 @@ def expand(campaign_id: int, max_chunks: int | None = None) -> Chunk:
     """Expand up to ``max_chunks`` chunks (default
     ``BLAST_CAMPAIGN_CHUNKS_PER_TASK``); the last chunk's answer, with the
     totals of all of them."""
-    limit = max_chunks if max_chunks is not None else int(conf.get("BLAST_CAMPAIGN_CHUNKS_PER_TASK"))
+    limit = max_chunks if max_chunks is not None else int(settings.BLAST_CAMPAIGN_CHUNKS_PER_TASK)
     created = queued = 0
     last = Chunk()
     for _ in range(max(1, limit)):

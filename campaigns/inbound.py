@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import unicodedata
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from campaigns import conf, optouts, phones
+from campaigns import optouts, phones
 from campaigns.models import InboundAction, InboundMessage, OptOutSource
 from instances.models import Instance
 
@@ -33,7 +34,7 @@ def keyword_of(text: str) -> str:
 
 
 def _keywords(setting: str) -> set[str]:
-    return {keyword_of(word) for word in conf.get(setting)}
+    return {keyword_of(word) for word in getattr(settings, setting)}
 
 
 def action_of(text: str) -> str:

@@ -26,11 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import conf, dispatch, lifecycle
+from campaigns import dispatch, lifecycle
 from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, PauseReason
 from instances import hints
 from instances.models import Status
@@ -57,7 +58,7 @@ def pause_disconnected(now: dt.datetime) -> int:
     running = list(Campaign.objects.filter(status=CampaignStatus.RUNNING).values_list("id", flat=True))
     if not running:
         return 0
-    grace = dt.timedelta(seconds=float(conf.get("BLAST_CAMPAIGN_PAUSE_GRACE_S")))
+    grace = dt.timedelta(seconds=float(settings.BLAST_CAMPAIGN_PAUSE_GRACE_S))
     recently_changed = set(
         Membership.objects.filter(campaign_id__in=running, instance__status_changed_at__gt=now - grace).values_list(
             "campaign_id", flat=True
@@ -125,7 +126,7 @@ def complete_finished(now: dt.datetime) -> int:
 
 
 def redispatch_stalled(now: dt.datetime) -> int:
-    stall = dt.timedelta(seconds=float(conf.get("BLAST_CAMPAIGN_EXPANSION_STALL_S")))
+    stall = dt.timedelta(seconds=float(settings.BLAST_CAMPAIGN_EXPANSION_STALL_S))
     stalled = list(
         Campaign.objects.filter(status=CampaignStatus.RUNNING, expanded_at__isnull=True)
         .filter(Q(expansion_progress_at__isnull=True) | Q(expansion_progress_at__lt=now - stall))

@@ -21,10 +21,11 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns import conf, dispatch, schedule, states
+from campaigns import dispatch, schedule, states
 from campaigns.failures import fail_unsent
 from campaigns.models import HOLD, Campaign, CampaignStatus, FailureReason, Message, MessageStatus, PauseReason
 from campaigns.states import IllegalTransition
@@ -50,7 +51,7 @@ def hours_of(campaign: Campaign) -> schedule.AllowedHours:
 def hold_time(campaign: Campaign, now: dt.datetime) -> dt.datetime | None:
     """When the campaign's allowed hours let it send again, or None when it
     may send now (and for at least the guard)."""
-    return schedule.hold_until(hours_of(campaign), now, float(conf.get("BLAST_CAMPAIGN_WINDOW_GUARD_S")))
+    return schedule.hold_until(hours_of(campaign), now, float(settings.BLAST_CAMPAIGN_WINDOW_GUARD_S))
 
 
 def readiness_problems(campaign: Campaign) -> list[str]:

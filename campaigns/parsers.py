@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from rest_framework.parsers import BaseParser, MultiPartParser
 
 from api.parsers import PayloadTooLarge
-from campaigns import conf
 
 # Room for the multipart boundaries and the form's other fields.
 MULTIPART_OVERHEAD = 64 * 1024
 
 
 def _limit() -> int:
-    return int(conf.get("BLAST_CSV_MAX_BYTES"))
+    return int(settings.BLAST_CSV_MAX_BYTES)
 
 
 def _declared(parser_context: dict[str, Any] | None) -> int:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from campaigns import conf
 from campaigns.models import Message, MessageStatus, TenantQuota
 
 
@@ -33,7 +33,7 @@ def next_month_start(now: dt.datetime) -> dt.datetime:
 def limit_of(tenant_id: int) -> int:
     """The tenant's monthly limit; 0 means unlimited."""
     own = TenantQuota.objects.filter(tenant_id=tenant_id).values_list("monthly_messages", flat=True).first()
-    return int(own if own is not None else conf.get("BLAST_TENANT_MONTHLY_QUOTA"))
+    return int(own if own is not None else settings.BLAST_TENANT_MONTHLY_QUOTA)
 
 
 def used(tenant_id: int, now: dt.datetime) -> int:

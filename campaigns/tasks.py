@@ -21,7 +21,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from campaigns import conf, dispatch, expansion, jobs, webhooks
+from campaigns import dispatch, expansion, jobs, webhooks
 
 logger = logging.getLogger("blast.campaigns")
 
@@ -49,7 +49,7 @@ def fan_out_webhooks() -> int:
     task was lost."""
     now = timezone.now()
     new = webhooks.fan_out(now)
-    slack = max(30.0, 3 * float(conf.get("BLAST_WEBHOOK_PERIOD_S")))
+    slack = max(30.0, 3 * float(settings.BLAST_WEBHOOK_PERIOD_S))
     dispatch_deliveries([*new, *webhooks.overdue(now, slack_s=slack)])
     return len(new)
 

@@ -44,11 +44,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
-from campaigns import conf
 from campaigns.models import FeedCursor, MessageEvent, TenantWebhook, WebhookDelivery
 from instances.models import ConnectionEvent
 from monitoring import delivery, outbound
@@ -170,7 +170,7 @@ def _save_cursor(row: FeedCursor, cursor: Cursor, now: dt.datetime) -> None:
 
 def _fan_out_feed(feed: Feed, now: dt.datetime) -> list[int]:
     created: list[int] = []
-    batch = max(1, int(conf.get("BLAST_WEBHOOK_BATCH")))
+    batch = max(1, int(settings.BLAST_WEBHOOK_BATCH))
     while True:
         with transaction.atomic():
             cursor_row, cursor = _lock_cursor(feed.key)
@@ -241,15 +241,15 @@ def fan_out(now: dt.datetime | None = None) -> list[int]:
 def url_problem(url: str) -> str:
     """Why ``url`` may not be saved as a webhook target, or "" (the policy of
     :func:`monitoring.outbound.url_problem`, without DNS)."""
-    return outbound.url_problem(url, bool(conf.get("BLAST_WEBHOOK_ALLOW_PRIVATE")))
+    return outbound.url_problem(url, bool(settings.BLAST_WEBHOOK_ALLOW_PRIVATE))
 
 
 def _policy() -> delivery.Policy:
     return delivery.Policy(
-        max_attempts=int(conf.get("BLAST_WEBHOOK_MAX_ATTEMPTS")),
-        retry_base_s=float(conf.get("BLAST_WEBHOOK_RETRY_BASE_S")),
-        retry_max_s=float(conf.get("BLAST_WEBHOOK_RETRY_MAX_S")),
-        timeout_s=float(conf.get("BLAST_WEBHOOK_TIMEOUT_S")),
+        max_attempts=int(settings.BLAST_WEBHOOK_MAX_ATTEMPTS),
+        retry_base_s=float(settings.BLAST_WEBHOOK_RETRY_BASE_S),
+        retry_max_s=float(settings.BLAST_WEBHOOK_RETRY_MAX_S),
+        timeout_s=float(settings.BLAST_WEBHOOK_TIMEOUT_S),
     )
 
 
@@ -284,7 +284,7 @@ def overdue(now: dt.datetime, slack_s: float, limit: int = 500) -> list[int]:
 def prune(now: dt.datetime | None = None) -> int:
     """Delete finished deliveries older than ``BLAST_WEBHOOK_RETENTION_DAYS``."""
     now = now or timezone.now()
-    cutoff = now - dt.timedelta(days=float(conf.get("BLAST_WEBHOOK_RETENTION_DAYS")))
+    cutoff = now - dt.timedelta(days=float(settings.BLAST_WEBHOOK_RETENTION_DAYS))
     deleted, _ = WebhookDelivery.objects.filter(
         status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.FAILED], created_at__lt=cutoff
     ).delete()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, ProtectedError, QuerySet
 from django.utils import timezone
@@ -16,7 +17,7 @@ from rest_framework.response import Response
 
 from api.exceptions import Conflict
 from api.serializers import ErrorSerializer, StrictCharField, StrictSerializerMixin, validate_display_name
-from campaigns import conf, contacts, phones
+from campaigns import contacts, phones
 from campaigns.api.base import CONTACT_ID, LIST_ID, CampaignsView, errors
 from campaigns.api.fields import PhoneField, scoped_tenant
 from campaigns.models import Contact, ContactList
@@ -261,7 +262,7 @@ class ContactListUploadView(CampaignsView):
                 raise exceptions.ValidationError(
                     {"file": ["Send the CSV file as the multipart field 'file', or as a text/csv body."]}
                 )
-            limit = int(conf.get("BLAST_CSV_MAX_BYTES"))
+            limit = int(settings.BLAST_CSV_MAX_BYTES)
             if upload.size is not None and upload.size > limit:
                 raise exceptions.ValidationError({"file": [f"The file is {upload.size} bytes; at most {limit}."]})
             data = upload.read()

@@ -8,11 +8,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers import StrictCharField
-from campaigns import conf, phones
+from campaigns import phones
 
 
 def scoped_tenant(context: dict[str, Any]) -> Any:
@@ -43,7 +44,7 @@ class PhoneField(StrictCharField):
 
 
 def settings_region() -> str | None:
-    return conf.get("BLAST_DEFAULT_REGION") or None
+    return settings.BLAST_DEFAULT_REGION or None
 
 
 @extend_schema_field({"type": "string", "format": "uuid"})

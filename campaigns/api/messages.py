@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -21,7 +22,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.serializers import StrictCharField, StrictSerializerMixin
-from campaigns import conf
 from campaigns.api.base import INSTANCE_ID, MESSAGE_ID, CampaignsView, errors
 from campaigns.api.fields import PhoneField, scoped_tenant
 from campaigns.messages import IdempotencyMismatch, NewMessage, QuotaExceeded, accept, accept_many
@@ -99,7 +99,7 @@ class MessageBatchSerializer(StrictSerializerMixin, serializers.Serializer[Any])
 
     def get_fields(self) -> dict[str, Any]:
         fields = super().get_fields()
-        limit = int(conf.get("BLAST_MESSAGE_BATCH_MAX"))  # read per request, so tests can override it
+        limit = int(settings.BLAST_MESSAGE_BATCH_MAX)  # read per request, so tests can override it
         fields["messages"] = MessageBatchItemSerializer(
             many=True,
             allow_empty=False,
