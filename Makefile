@@ -26,6 +26,7 @@ lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m blast.layers
 
 bench:
 	@scripts/bench.sh $(BENCH)

@@ -18,8 +18,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
 from api.parsers import PayloadTooLarge
-from api.ratelimit import LimiterUnavailable, RateLimited
 from instances.commands import CommandRefused
+from instances.ratelimit import LimiterUnavailable, RateLimited
 
 logger = logging.getLogger("blast.api")
 

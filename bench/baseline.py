@@ -49,6 +49,9 @@ the ``websockets`` backoff constants found in the installed library;
 every second from the moment each fault was set (CSV).
 
 Not a test: it measures.
+
+About 570 lines: the two clients (Blast and the reconnect loop), the faults
+and the measurement are one experiment, kept in one script to be read as one.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ its section: Django core, security, database, Redis/Channels/Celery, the
 API, the connection engine's policies, monitoring, messages and campaigns,
 logging. Reading this file creates nothing (no folder, no file): the run
 folder and its keys are made by ``scripts/ensure-keys.sh``.
+
+About 500 lines because every default of the platform lives here, once,
+with the comment that says what it means; splitting it would only spread
+the one table an operator reads.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ INSTALLED_APPS = [
     "api",
     "campaigns",
     "monitoring",
+    "engine",
     "simulator",
     # The API docs page's JavaScript and CSS, served from this host (no CDN).
     "drf_spectacular_sidecar",

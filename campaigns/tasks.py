@@ -21,7 +21,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from campaigns import dispatch, expansion, jobs, webhooks
+from campaigns import dispatch, due, expansion, jobs, webhooks
 
 logger = logging.getLogger("blast.campaigns")
 
@@ -35,6 +35,12 @@ def expand_campaign(campaign_id: int) -> int:
     if result.more:
         dispatch.dispatch_expansion(campaign_id)
     return result.created
+
+
+@shared_task(name="campaigns.dispatch_due_messages", ignore_result=True)
+def dispatch_due_messages() -> int:
+    """The sweep behind every new message's hint (campaigns.due)."""
+    return due.dispatch_due_messages()
 
 
 @shared_task(name="campaigns.tick", ignore_result=True)

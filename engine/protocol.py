@@ -5,7 +5,7 @@ frames and the time go in, typed events come out, and the frames the client
 sends are serialised here. It never touches a socket, the database, Redis,
 settings or a clock, so it is tested by feeding it frames, as
 python-websockets tests its own protocol by feeding it bytes. The asyncio
-session (:mod:`instances.session`) is a thin driver around it: it receives
+session (:mod:`engine.session`) is a thin driver around it: it receives
 frames, passes them in with the time, and acts on the events.
 
 What a frame becomes:

@@ -14,8 +14,12 @@ Tenancy (``instances.models.access_of`` decides who a request is):
 Every change to what an instance should do goes through
 ``instances.commands`` (audited with actor ``user:<username>``), never a
 form save; force retry and reset breaker share the per-instance rate limit
-of the API (``api.controls``). Instance tokens are never shown: the
+of the API (``instances.controls``). Instance tokens are never shown: the
 encrypted column is not editable and no page lists it.
+
+About 700 lines on purpose: the tenancy rules above are one policy, applied
+by one base class to every model admin of the app; kept together, a change
+to who may see what is read and reviewed in one place.
 """
 
 from __future__ import annotations
@@ -49,10 +53,8 @@ from django.utils.timesince import timesince
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
-from api import controls
-from api import qr as qr_images
-from api.ratelimit import LimiterUnavailable, RateLimited
-from instances import commands
+from instances import commands, controls
+from instances import qr as qr_images
 from instances.commands import CommandRefused
 from instances.models import (
     Access,
@@ -66,6 +68,7 @@ from instances.models import (
     WorkerHeartbeat,
     access_of,
 )
+from instances.ratelimit import LimiterUnavailable, RateLimited
 from instances.schedules import JOBS_BY_NAME, interval_note
 
 STATUS_COLOURS = {

@@ -18,6 +18,7 @@ from django.utils import timezone
 from instances import breaker as breakers
 from instances import hints
 from instances.breaker import BreakerPolicy
+from instances.breaker_rows import breaker_fields, breaker_from_row
 from instances.models import (
     TERMINAL_STATUSES,
     CircuitBreaker,
@@ -27,7 +28,6 @@ from instances.models import (
     Instance,
     Status,
 )
-from instances.store import breaker_fields, breaker_from_row
 
 
 class CommandRefused(Exception):

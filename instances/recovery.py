@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from instances import attempts, hints
 from instances import breaker as breakers
+from instances.breaker_rows import breaker_fields, breaker_from_row
 from instances.leases import Keys, holders_sync
 from instances.models import (
     BreakerState,
@@ -26,7 +27,6 @@ from instances.models import (
     Instance,
     Status,
 )
-from instances.store import breaker_fields, breaker_from_row
 
 logger = logging.getLogger("blast.recovery")
 
@@ -135,16 +135,3 @@ def clean_stale_connecting() -> int:
     """Connecting markers in the database older than any open could take."""
     stale = dt.timedelta(seconds=settings.BLAST_OPEN_TIMEOUT_S + settings.BLAST_HELLO_TIMEOUT_S)
     return _recover([Status.CONNECTING], stale, "stale connecting marker")
-
-
-def dispatch_due_messages() -> int:
-    """Wake the owners of connected instances that have due queued messages:
-    the sweep behind the hint that every new message sends."""
-    from campaigns.sending import instances_with_due_messages
-
-    due = set(instances_with_due_messages())
-    if not due:
-        return 0
-    connected = list(Instance.objects.filter(id__in=due, status=Status.CONNECTED).values_list("id", flat=True))
-    hints.send(connected)
-    return len(connected)

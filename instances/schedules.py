@@ -54,14 +54,14 @@ class Job:
         return max(1, round(float(getattr(settings, self.interval_setting))))
 
 
-# The connection engine's recovery jobs (instances.recovery): /health's beat
-# check watches these.
+# The connection engine's recovery jobs (instances.recovery, and the due
+# messages sweep of campaigns.due): /health's beat check watches these.
 RECOVERY_JOBS: tuple[Job, ...] = (
     Job("Dispatch due retries", "instances.dispatch_due_retries", "BLAST_RECOVERY_PERIOD_S"),
     Job("Advance breakers after cooldown", "instances.advance_breakers", "BLAST_RECOVERY_PERIOD_S"),
     Job("Recover sessions lost with their worker", "instances.recover_lost_sessions", "BLAST_RECOVERY_PERIOD_S"),
     Job("Clean stale connecting markers", "instances.clean_stale_connecting", "BLAST_RECOVERY_PERIOD_S"),
-    Job("Dispatch due messages", "instances.dispatch_due_messages", "BLAST_RECOVERY_PERIOD_S"),
+    Job("Dispatch due messages", "campaigns.dispatch_due_messages", "BLAST_RECOVERY_PERIOD_S"),
 )
 CAMPAIGN_JOBS: tuple[Job, ...] = (
     Job("Campaigns: start, pause, resume, complete", "campaigns.tick", "BLAST_CAMPAIGN_PERIOD_S"),

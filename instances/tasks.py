@@ -25,8 +25,3 @@ def recover_lost_sessions() -> int:
 @shared_task(name="instances.clean_stale_connecting", ignore_result=True)
 def clean_stale_connecting() -> int:
     return recovery.clean_stale_connecting()
-
-
-@shared_task(name="instances.dispatch_due_messages", ignore_result=True)
-def dispatch_due_messages() -> int:
-    return recovery.dispatch_due_messages()

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from api.models import ApiKey, hash_key
 from instances.models import ConnectionEvent, Instance
-from tests.api.conftest import Cast
 from tests.api.endpoints import ALL_ENDPOINTS, SEED_ENDPOINTS, Endpoint
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 from tests.monitoring.test_metrics import scrape, value
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.utils import timezone
 from api.models import ApiKey
 from instances import commands
 from instances.models import BreakerState, ConnectionEvent, DesiredState, EventKind, Instance, Status
-from tests.api.conftest import Cast, build_cast
+from tests.fixtures.cast import Cast, build_cast
 from tests.fixtures.platform import wait_until
 
 pytestmark = pytest.mark.django_db

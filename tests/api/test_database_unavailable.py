@@ -20,7 +20,7 @@ def test_the_handler_turns_a_database_error_into_503() -> None:
 
 @pytest.mark.django_db
 def test_an_endpoint_answers_503_while_the_database_refuses(client) -> None:
-    from tests.api.conftest import build_cast
+    from tests.fixtures.cast import build_cast
 
     cast = build_cast()
     with mock.patch("instances.models.Instance.objects.filter", side_effect=OperationalError("too many clients")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from instances.models import ConnectionEvent, DesiredState, EventKind, Instance, Status
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from instances.models import ConnectionEvent, DesiredState, EventKind, Instance, Status
-from tests.api.conftest import Cast
 from tests.api.endpoints import INSTANCE_ENDPOINTS, Endpoint
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

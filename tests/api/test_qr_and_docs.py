@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from instances.models import Instance, Status
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.models import ApiKey
 from instances.models import Instance, Status
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 
 MAX_EXAMPLES = 20
 # Fixed ids, so that the generated cases are reproducible from run to run.

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from instances.models import DesiredState, Instance, Status
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import wait_until
 from tests.fixtures.simulator import gateway_sim_args

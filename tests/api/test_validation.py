@@ -7,7 +7,7 @@ import json
 import pytest
 
 from instances.models import Instance
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -19,6 +19,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTa
 
 from instances import schedules
 from instances.schedules import JOBS, Job, interval_note, sync_schedules
+from tests.fixtures.schedules import RECOVERY_JOB_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,7 +117,7 @@ def test_an_edited_interval_row_survives_migrate() -> None:
 
     _migrate()
 
-    everies = set(PeriodicTask.objects.filter(task__startswith="instances.").values_list("interval__every", flat=True))
+    everies = set(PeriodicTask.objects.filter(name__in=RECOVERY_JOB_NAMES).values_list("interval__every", flat=True))
     assert everies == {7}
 
 

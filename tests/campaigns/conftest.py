@@ -10,10 +10,8 @@ project's own routes.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,8 +21,8 @@ from channels.layers import get_channel_layer
 
 from campaigns.models import Campaign, Contact, ContactList, Message, TenantWebhook
 from instances.models import Instance, Status, Tenant
-from tests.api.conftest import Cast, build_cast
-from tests.monitoring.conftest import Receiver, _receiver_handler
+from tests.fixtures.cast import Cast, build_cast
+from tests.fixtures.webhooks import Receiver, receiver  # noqa: F401  (a fixture of these tests)
 
 URLS = "blast.urls"
 
@@ -68,19 +66,6 @@ def received_hints(channel: str, timeout: float = 1.0) -> list[int]:
 
     async_to_sync(drain)()
     return ids
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A real HTTP server on 127.0.0.1 that records every POST."""
-    ref: list[Receiver] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _receiver_handler(ref))
-    ref.append(Receiver(server))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield ref[0]
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

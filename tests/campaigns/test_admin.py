@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from campaigns.models import Campaign, Contact, ContactList, TenantWebhook
 from instances.models import TenantMembership
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import make_campaign, make_list, numbers
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ import time_machine
 from campaigns import expansion, jobs, lifecycle
 from campaigns.models import HOLD, Campaign, Message, MessageStatus
 from instances.models import Instance, Status
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import connect, make_campaign, make_list, numbers, received_hints, statuses
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ import time_machine
 
 from campaigns import expansion
 from campaigns.models import HOLD, Campaign, ContactList, Message, MessageStatus
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS, make_list, numbers
+from tests.fixtures.cast import Cast
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
 

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from campaigns.sender import Coalesced
+from engine.sender import Coalesced
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from campaigns.contacts import QUOTE_NOT_CLOSED
 from campaigns.models import Contact, ContactList
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS, make_campaign
+from tests.fixtures.cast import Cast
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
 

@@ -14,8 +14,8 @@ from django.db import IntegrityError, transaction
 from campaigns import expansion, lifecycle
 from campaigns.models import Campaign, Message, MessageEvent, OptOut, TenantQuota
 from campaigns.tasks import expand_campaign
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import connect, make_campaign, make_list, numbers, received_hints, statuses
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from campaigns.failures import fail_unsent, record_created_failed
 from campaigns.models import FailureReason, Message, MessageEvent, MessageStatus
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from django.db import connection
 
 from campaigns import messages
 from campaigns.models import Message, TenantQuota
-from tests.api.conftest import build_cast
 from tests.campaigns.conftest import URLS
+from tests.fixtures.cast import build_cast
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls(URLS)]
 

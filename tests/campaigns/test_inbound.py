@@ -8,7 +8,7 @@ import pytest
 
 from campaigns.inbound import action_of, handle_inbound
 from campaigns.models import InboundMessage, Message, MessageEvent, OptOut, OptOutSource
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from campaigns.models import (
     TenantWebhook,
     WebhookDelivery,
 )
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS, make_campaign, make_list, make_webhook
+from tests.fixtures.cast import Cast
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
 

@@ -10,8 +10,8 @@ import pytest
 import time_machine
 
 from campaigns.models import Message, MessageEvent, MessageStatus, OptOut, TenantQuota
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS, make_campaign, make_list, received_hints
+from tests.fixtures.cast import Cast
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
 

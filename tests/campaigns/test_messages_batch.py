@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from campaigns.models import Message, MessageEvent, OptOut, TenantQuota
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS, numbers, received_hints
+from tests.fixtures.cast import Cast
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
 

@@ -9,65 +9,13 @@ Nothing in the app forms an import circle. Imports are read from the source
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
+from blast import layers
 from campaigns import dispatch, tasks
-
-APP = Path(__file__).resolve().parents[2] / "campaigns"
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(APP.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def app_imports() -> dict[str, set[str]]:
     """Each module of the app (migrations aside) -> the app's modules it imports."""
-    paths = {module_name(p): p for p in APP.rglob("*.py") if "migrations" not in p.parts}
-    graph: dict[str, set[str]] = {}
-    for name, path in paths.items():
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets.add(node.module)
-                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
-        graph[name] = {t for t in targets if t in paths and t != name}
-    return graph
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for target in sorted(graph[node]):
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
+    return layers.graph_of(layers.project_modules(packages=("campaigns",)))
 
 
 def test_no_module_of_the_app_imports_the_celery_tasks() -> None:
@@ -76,7 +24,7 @@ def test_no_module_of_the_app_imports_the_celery_tasks() -> None:
 
 
 def test_the_app_has_no_import_circle() -> None:
-    assert cycles(app_imports()) == []
+    assert layers.cycles(app_imports()) == []
 
 
 def test_the_lifecycle_and_the_beat_job_queue_the_expansion_by_its_registered_name() -> None:
@@ -84,7 +32,3 @@ def test_the_lifecycle_and_the_beat_job_queue_the_expansion_by_its_registered_na
     assert "campaigns.dispatch" in graph["campaigns.lifecycle"]
     assert "campaigns.dispatch" in graph["campaigns.jobs"]
     assert tasks.expand_campaign.name == dispatch.EXPAND_CAMPAIGN
-
-
-def test_the_cycle_finder_finds_a_circle() -> None:
-    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from campaigns.models import Message
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS
+from tests.fixtures.cast import Cast
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
 

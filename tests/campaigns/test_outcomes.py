@@ -1,4 +1,4 @@
-"""Recording what the gateway answered (campaigns.sending.apply), on the
+"""Recording what the gateway answered (engine.outbox.apply), on the
 test database: forward only, each status change once, with its event."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from campaigns import sending
 from campaigns.models import Message, MessageEvent, MessageStatus
-from tests.api.conftest import Cast
+from engine import outbox
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,9 +30,9 @@ def _at(ts: float) -> dt.datetime:
 
 def test_an_ack_then_receipts_move_a_message_forward_with_their_times(cast: Cast) -> None:
     message = _message(cast)
-    sending.apply(sending.Outcomes(acks={message.client_id: ("srv-1", T0)}), 30)
-    sending.apply(sending.Outcomes(receipts={message.client_id: ("delivered", T0 + 1)}), 30)
-    sending.apply(sending.Outcomes(receipts={message.client_id: ("read", T0 + 2)}), 30)
+    outbox.apply(outbox.Outcomes(acks={message.client_id: ("srv-1", T0)}), 30)
+    outbox.apply(outbox.Outcomes(receipts={message.client_id: ("delivered", T0 + 1)}), 30)
+    outbox.apply(outbox.Outcomes(receipts={message.client_id: ("read", T0 + 2)}), 30)
     message.refresh_from_db()
     assert (message.status, message.server_id) == (MessageStatus.READ, "srv-1")
     assert (message.sent_at, message.delivered_at, message.read_at) == (_at(T0), _at(T0 + 1), _at(T0 + 2))
@@ -41,9 +41,9 @@ def test_an_ack_then_receipts_move_a_message_forward_with_their_times(cast: Cast
 
 def test_an_ack_and_its_receipt_in_one_batch_record_both(cast: Cast) -> None:
     message = _message(cast)
-    outcomes = sending.Outcomes(acks={message.client_id: ("srv-2", T0)})
+    outcomes = outbox.Outcomes(acks={message.client_id: ("srv-2", T0)})
     outcomes.receipt(message.client_id, "delivered", T0 + 1)
-    sending.apply(outcomes, 30)
+    outbox.apply(outcomes, 30)
     message.refresh_from_db()
     assert (message.status, message.sent_at, message.delivered_at) == ("delivered", _at(T0), _at(T0 + 1))
     assert message.read_at is None
@@ -52,7 +52,7 @@ def test_an_ack_and_its_receipt_in_one_batch_record_both(cast: Cast) -> None:
 
 def test_a_read_receipt_without_an_ack_implies_sent_and_delivered(cast: Cast) -> None:
     message = _message(cast)
-    sending.apply(sending.Outcomes(receipts={message.client_id: ("read", T0)}), 30)
+    outbox.apply(outbox.Outcomes(receipts={message.client_id: ("read", T0)}), 30)
     message.refresh_from_db()
     assert (message.status, message.sent_at, message.delivered_at, message.read_at) == (
         "read",
@@ -65,10 +65,10 @@ def test_a_read_receipt_without_an_ack_implies_sent_and_delivered(cast: Cast) ->
 
 def test_late_and_repeated_frames_change_nothing(cast: Cast) -> None:
     message = _message(cast)
-    sending.apply(sending.Outcomes(receipts={message.client_id: ("read", T0)}), 30)
+    outbox.apply(outbox.Outcomes(receipts={message.client_id: ("read", T0)}), 30)
     # The ack of a resend, then a delivered receipt that arrived after the read.
-    sending.apply(sending.Outcomes(acks={message.client_id: ("srv-late", T0 + 5)}), 30)
-    sending.apply(sending.Outcomes(receipts={message.client_id: ("delivered", T0 + 6)}), 30)
+    outbox.apply(outbox.Outcomes(acks={message.client_id: ("srv-late", T0 + 5)}), 30)
+    outbox.apply(outbox.Outcomes(receipts={message.client_id: ("delivered", T0 + 6)}), 30)
     message.refresh_from_db()
     assert (message.status, message.server_id, message.read_at) == ("read", "", _at(T0))
     assert len(_events(message)) == 3
@@ -76,13 +76,13 @@ def test_late_and_repeated_frames_change_nothing(cast: Cast) -> None:
 
 def test_many_messages_in_one_batch_each_get_their_own_outcome(cast: Cast) -> None:
     messages = [_message(cast, n) for n in range(1200)]  # over one statement's chunk
-    outcomes = sending.Outcomes()
+    outcomes = outbox.Outcomes()
     for n, message in enumerate(messages):
         if n % 3 == 0:
             outcomes.acks[message.client_id] = (f"srv-{n}", T0 + n)
         elif n % 3 == 1:
             outcomes.receipt(message.client_id, "delivered", T0 + n)
-    sending.apply(outcomes, 30)
+    outbox.apply(outcomes, 30)
     by_status: dict[str, list[int]] = {}
     for n, message in enumerate(messages):
         message.refresh_from_db()

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from campaigns import quota
 from campaigns.models import Message, TenantQuota
-from tests.api.conftest import Cast
+from tests.fixtures.cast import Cast
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,7 @@ def test_reserve_grants_what_is_left_and_the_default_applies_without_a_row(cast:
 
 @pytest.mark.django_db(transaction=True)
 def test_reserve_outside_a_transaction_is_a_programming_error() -> None:
-    from tests.api.conftest import build_cast
+    from tests.fixtures.cast import build_cast
 
     cast = build_cast()
     with pytest.raises(RuntimeError, match="inside the transaction"):

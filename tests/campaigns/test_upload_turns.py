@@ -16,8 +16,8 @@ from django.urls import reverse
 
 from campaigns import contacts
 from campaigns.models import Contact, ContactList
-from tests.api.conftest import Cast
 from tests.campaigns.conftest import URLS
+from tests.fixtures.cast import Cast
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
 

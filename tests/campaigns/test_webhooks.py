@@ -17,11 +17,12 @@ from campaigns import tasks, webhooks
 from campaigns.models import DeliveryStatus, FeedCursor, Message, MessageEvent, TenantWebhook, WebhookDelivery
 from instances import tokens
 from instances.models import ConnectionEvent, EventKind
-from monitoring import delivery, outbound, signing
-from tests.api.conftest import Cast
+from monitoring import delivery, outbound
 from tests.campaigns.conftest import URLS, make_webhook
+from tests.fixtures.cast import Cast
 from tests.fixtures.dns import FakeDNS
-from tests.monitoring.conftest import Receiver
+from tests.fixtures.webhooks import Receiver
+from tests.fixtures.webhooks import verify as verify_signature
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_webhooks")]
 
@@ -77,14 +78,14 @@ def test_events_after_a_webhook_exists_are_posted_signed_in_one_batch(cast: Cast
     headers = {k.lower(): v for k, v in message_post.headers.items()}
     assert headers["user-agent"] == "Blast-Webhooks/1"
     assert headers["x-blast-delivery"] == body["delivery"]
-    assert signing.verify(
+    assert verify_signature(
         "topsecret",
         headers["x-blast-timestamp"],
         headers["x-blast-signature"],
         message_post.body,
         now=float(headers["x-blast-timestamp"]),
     )
-    assert not signing.verify(
+    assert not verify_signature(
         "wrong",
         headers["x-blast-timestamp"],
         headers["x-blast-signature"],

@@ -14,6 +14,7 @@ import itertools
 
 import pytest
 
+from engine.store import Row, load_rows
 from instances import attempts
 from instances.attempts import Asker, Decision, Fields, Verdict, Why, decide
 from instances.breaker import Breaker, State, Transition
@@ -28,7 +29,6 @@ from instances.models import (
     Status,
     Tenant,
 )
-from instances.store import Row, load_rows
 from instances.tokens import encrypt
 
 T0 = 1_700_000_000.0

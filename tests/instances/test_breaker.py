@@ -1,6 +1,8 @@
 """The circuit breaker, fed events and read out, as python-websockets tests its protocol.
 
-Times are epoch seconds passed in; nothing here reads a clock.
+Times are epoch seconds passed in; nothing here reads a clock. About 500
+lines: one test per rule at each of its boundaries, read as the breaker's
+specification.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from instances.models import BreakerState, CircuitBreaker, Gateway, Instance, Te
 from monitoring import health
 from monitoring.models import AlertWebhook
 from tests.fixtures.platform import wait_until
+from tests.fixtures.schedules import RECOVERY_JOB_NAMES
+from tests.fixtures.webhooks import receiver  # noqa: F401  (a fixture of these tests)
 
 
 @pytest.fixture(autouse=True)
@@ -43,87 +44,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-# -- a webhook receiver --------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict[str, Any]:
-        value = json.loads(self.body)
-        assert isinstance(value, dict)
-        return value
-
-
-@dataclass
-class Receiver:
-    """Records every POST; answers ``fail_status`` to the next ``failures``."""
-
-    server: ThreadingHTTPServer
-    received: list[Received] = field(default_factory=list)
-    failures: int = 0
-    fail_status: int = 500
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def fail_next(self, count: int, status: int = 500) -> None:
-        with self.lock:
-            self.failures, self.fail_status = count, status
-
-    def requests(self) -> list[Received]:
-        with self.lock:
-            return list(self.received)
-
-    def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
-        return wait_until(
-            lambda: self.requests() if len(self.requests()) >= count else None,
-            timeout=timeout,
-            message=f"{count} webhook requests (got {len(self.requests())})",
-        )
-
-
-def _receiver_handler(receiver_ref: list[Receiver]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            receiver = receiver_ref[0]
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with receiver.lock:
-                receiver.received.append(Received(self.path, dict(self.headers.items()), body))
-                failing = receiver.failures > 0
-                if failing:
-                    receiver.failures -= 1
-                status = receiver.fail_status if failing else 200
-            reply = b"receiver is down" if failing else b'{"ok":true}'
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    ref: list[Receiver] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _receiver_handler(ref))
-    ref.append(Receiver(server))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield ref[0]
-    server.shutdown()
-    server.server_close()
 
 
 # -- a stand-in /health that tests can stop and start ---------------------------------
@@ -303,7 +223,7 @@ def make_platform_healthy(now: dt.datetime | None = None) -> WorkerHeartbeat:
 
     now = now or timezone.now()
     ensure_recovery_schedules(5)
-    PeriodicTask.objects.filter(task__startswith="instances.").update(last_run_at=now)
+    PeriodicTask.objects.filter(name__in=RECOVERY_JOB_NAMES).update(last_run_at=now)
     health.write_celery_heartbeat("celery@test", now)
     return WorkerHeartbeat.objects.create(
         worker_id=f"test-{uuid.uuid4().hex[:6]}", host="test", pid=1, last_seen=now, started_at=now

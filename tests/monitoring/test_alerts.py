@@ -25,11 +25,14 @@ from instances.models import (
     TenantMembership,
     WorkerHeartbeat,
 )
-from monitoring import alerts, delivery, outbound, signing
+from monitoring import alerts, delivery, outbound
 from monitoring.models import Alert, AlertDelivery, AlertState, AlertWebhook, DeliveryStatus
 from tests.fixtures.dns import FakeDNS
 from tests.fixtures.platform import wait_until
-from tests.monitoring.conftest import Receiver, make_instances, make_platform_healthy, make_webhook
+from tests.fixtures.schedules import RECOVERY_JOB_NAMES
+from tests.fixtures.webhooks import Receiver
+from tests.fixtures.webhooks import verify as verify_signature
+from tests.monitoring.conftest import make_instances, make_platform_healthy, make_webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -74,10 +77,10 @@ def test_a_breaker_opening_is_sent_once_signed_and_recorded(
     [request] = receiver.requests()
     headers = {k.lower(): v for k, v in request.headers.items()}
     assert headers["content-type"] == "application/json"
-    assert signing.verify(
+    assert verify_signature(
         "topsecret", headers["x-blast-timestamp"], headers["x-blast-signature"], request.body, now=time.time()
     )
-    assert not signing.verify(
+    assert not verify_signature(
         "wrong", headers["x-blast-timestamp"], headers["x-blast-signature"], request.body, now=time.time()
     )
     body = request.json()
@@ -137,7 +140,7 @@ def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
     assert len(requests) == 3
     assert len({r.headers["X-Blast-Alert-Id"] for r in requests}) == 1
     for request in requests:
-        assert signing.verify(
+        assert verify_signature(
             "s3cret",
             request.headers["X-Blast-Timestamp"],
             request.headers["X-Blast-Signature"],
@@ -248,7 +251,7 @@ def test_stalled_recovery_jobs_fire(receiver: Receiver, healthy: Any) -> None:
     from django_celery_beat.models import PeriodicTask
 
     make_webhook(receiver.url)
-    PeriodicTask.objects.filter(task__startswith="instances.").update(
+    PeriodicTask.objects.filter(name__in=RECOVERY_JOB_NAMES).update(
         last_run_at=timezone.now() - dt.timedelta(minutes=5)
     )
     deliver_all(alerts.evaluate())

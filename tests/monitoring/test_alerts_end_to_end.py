@@ -9,13 +9,14 @@ from typing import Any
 
 from instances import commands
 from instances.models import EventKind, Status
-from monitoring import signing
 from monitoring.models import Alert, AlertDelivery
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import wait_until
 from tests.fixtures.schedules import install_schedules
 from tests.fixtures.simulator import gateway_sim_args
-from tests.monitoring.conftest import Receiver, make_webhook
+from tests.fixtures.webhooks import Receiver
+from tests.fixtures.webhooks import verify as verify_signature
+from tests.monitoring.conftest import make_webhook
 
 
 @gateway_sim_args("--start-paired")
@@ -44,7 +45,7 @@ def test_a_breaker_alert_and_its_recovery_reach_the_webhook(engine: Engine, rece
     first, retried = receiver.wait_for(2, timeout=60)
     assert first.body == retried.body
     for request in (first, retried):
-        assert signing.verify(
+        assert verify_signature(
             "e2e-secret",
             request.headers["X-Blast-Timestamp"],
             request.headers["X-Blast-Signature"],

@@ -14,6 +14,7 @@ from django_celery_beat.models import PeriodicTask
 
 from instances.models import BreakerState, Gateway, Instance, Status, Tenant, WorkerHeartbeat
 from monitoring import health
+from tests.fixtures.schedules import RECOVERY_JOB_NAMES
 from tests.monitoring.conftest import make_instances, make_platform_healthy
 
 pytestmark = pytest.mark.django_db
@@ -102,13 +103,13 @@ def test_stalled_recovery_jobs_warn(client: Client) -> None:
     make_platform_healthy()
     assert get_health(client)[1]["status"] == "pass"
     long_ago = timezone.now() - dt.timedelta(seconds=61)
-    PeriodicTask.objects.filter(task__startswith="instances.").update(last_run_at=long_ago)
+    PeriodicTask.objects.filter(name__in=RECOVERY_JOB_NAMES).update(last_run_at=long_ago)
     code, body = get_health(client)
     assert (code, body["status"]) == (200, "warn")
     beat = check(body, "celery-beat:lastRun")
     assert beat["status"] == "warn" and beat["observedValue"] >= 61
 
-    PeriodicTask.objects.filter(task__startswith="instances.").update(enabled=False)
+    PeriodicTask.objects.filter(name__in=RECOVERY_JOB_NAMES).update(enabled=False)
     assert "no recovery job" in check(get_health(client)[1], "celery-beat:lastRun")["output"]
 
 

@@ -17,10 +17,11 @@ import pytest
 from django.core.management import call_command
 
 from instances.models import Tenant
-from monitoring import signing
 from monitoring.models import Alert, AlertDelivery
 from tests.fixtures.platform import ROOT, Platform, wait_until
-from tests.monitoring.conftest import FakeHealth, Receiver, make_webhook
+from tests.fixtures.webhooks import Receiver
+from tests.fixtures.webhooks import verify as verify_signature
+from tests.monitoring.conftest import FakeHealth, make_webhook
 
 
 def log_lines(path: Path) -> list[str]:
@@ -68,7 +69,7 @@ def test_it_logs_a_down_platform_and_its_recovery(
         "firing",
         "critical",
     )
-    assert signing.verify(
+    assert verify_signature(
         "monitor-secret",
         down.headers["X-Blast-Timestamp"],
         down.headers["X-Blast-Signature"],

@@ -20,10 +20,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from instances.consumers import ConnectionHintConsumer
+from engine.consumers import ConnectionHintConsumer
+from engine.session import SessionConfig
+from engine.supervisor import Supervisor, WorkerConfig
 from instances.decisions import Policies
-from instances.session import SessionConfig
-from instances.supervisor import Supervisor, WorkerConfig
 
 logger = logging.getLogger("blast.worker")
 

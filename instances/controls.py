@@ -17,8 +17,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from api import ratelimit
-from instances import commands
+from instances import commands, ratelimit
 from instances.models import Instance
 
 FORCE_RETRY = "force-retry"

@@ -23,8 +23,8 @@ from typing import Generic, Protocol, TypeVar
 
 from channels.db import database_sync_to_async
 
-from campaigns import sending
 from campaigns.pacing import Pacing, next_send_at
+from engine import outbox
 from engine.protocol import Ack, MessageUpdate, Nack
 
 logger = logging.getLogger("blast.sender")
@@ -87,18 +87,18 @@ class Coalesced(Generic[A, R]):
                     future.set_result(result)
 
 
-class Reads(Coalesced[tuple[int, list[int], int], sending.Read]):
-    """Senders' next batches, read together (:func:`sending.next_batches`)."""
+class Reads(Coalesced[tuple[int, list[int], int], outbox.Read]):
+    """Senders' next batches, read together (:func:`outbox.next_batches`)."""
 
     def __init__(self) -> None:
-        super().__init__(lambda requests: sending.next_batches(requests, time.time()))
+        super().__init__(lambda requests: outbox.next_batches(requests, time.time()))
 
 
 class Claims(Coalesced[list[int], list[int]]):
-    """Senders' claims, made together (:func:`sending.claim_many`)."""
+    """Senders' claims, made together (:func:`outbox.claim_many`)."""
 
     def __init__(self) -> None:
-        super().__init__(lambda requests: sending.claim_many(requests, time.time()))
+        super().__init__(lambda requests: outbox.claim_many(requests, time.time()))
 
 
 class MessageSession(Protocol):
@@ -116,7 +116,7 @@ class Sender:
     def __init__(
         self,
         session: MessageSession,
-        outcomes: Callable[[], sending.Outcomes],
+        outcomes: Callable[[], outbox.Outcomes],
         wake_flush: Callable[[], None],
         recent: collections.deque[float] | None = None,
         reads: Reads | None = None,
@@ -182,7 +182,7 @@ class Sender:
             if batch:
                 if self.recent is None:  # read once, when there is something to pace
                     self.recent = collections.deque(
-                        await database_sync_to_async(sending.recent_sends)(self.instance_id, time.time())
+                        await database_sync_to_async(outbox.recent_sends)(self.instance_id, time.time())
                     )
                     self.last_send = self.recent[-1] if self.recent else None
                 if not await self._send(policy, batch):
@@ -200,7 +200,7 @@ class Sender:
                 except TimeoutError:
                     pass
 
-    async def _send(self, policy: sending.Policy, batch: list[sending.Outgoing]) -> bool:
+    async def _send(self, policy: outbox.Policy, batch: list[outbox.Outgoing]) -> bool:
         """Claim and send one batch, in order, paced; False when the session
         can no longer send."""
         # Each message is claimed (a conditional update: still queued, still

@@ -17,8 +17,8 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
+from campaigns.due import instances_with_due_messages
 from campaigns.failures import fail_unsent
 from campaigns.models import Campaign, FailureReason, Message, MessageEvent, MessageStatus
 from instances.models import Instance
@@ -426,19 +426,3 @@ def _receipt_fields(current: str, status: str, at: float) -> dict[str, Any]:
     if status == MessageStatus.READ:
         fields["read_at"] = _dt(at)
     return fields
-
-
-def instances_with_due_messages(now: dt.datetime | None = None, among: list[int] | None = None) -> list[int]:
-    """Instances with queued messages that are due: every one (the periodic
-    sweep), or those of ``among`` (a worker's read of many senders)."""
-    now = now or timezone.now()
-    due = (
-        Message.objects.filter(status=MessageStatus.QUEUED)
-        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-        .values_list("instance_id", flat=True)
-        .distinct()
-    )
-    if among is None:
-        return list(due)
-    chunks = (among[start : start + CHUNK] for start in range(0, len(among), CHUNK))
-    return [instance_id for chunk in chunks for instance_id in due.filter(instance_id__in=chunk)]

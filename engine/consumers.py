@@ -18,7 +18,7 @@ logger = logging.getLogger("blast.worker")
 
 class ConnectionHintConsumer(AsyncConsumer):
     async def instances_reconcile(self, message: dict[str, Any]) -> None:
-        from instances.supervisor import Supervisor
+        from engine.supervisor import Supervisor
 
         supervisor = Supervisor.current
         if supervisor is None:

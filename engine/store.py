@@ -18,6 +18,7 @@ from django.utils import timezone
 from instances import attempts
 from instances import breaker as breakers
 from instances.breaker import Breaker
+from instances.breaker_rows import BREAKER_EVENT, breaker_fields, breaker_from_row, to_dt, to_ts
 from instances.decisions import Policies, before_attempt
 from instances.models import (
     TERMINAL_STATUSES,
@@ -29,45 +30,6 @@ from instances.models import (
     Status,
     WorkerHeartbeat,
 )
-
-
-def to_dt(ts: float | None) -> dt.datetime | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts, tz=dt.UTC)
-
-
-def to_ts(value: dt.datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
-def breaker_from_row(row: CircuitBreaker | None) -> Breaker:
-    if row is None:
-        return Breaker()
-    return Breaker(
-        state=breakers.State(row.state),
-        failures=tuple(float(t) for t in row.failures or ()),
-        opened_at=to_ts(row.opened_at),
-        cooldown_until=to_ts(row.cooldown_until),
-        trip_count=row.trip_count,
-    )
-
-
-def breaker_fields(breaker: Breaker) -> dict[str, Any]:
-    return {
-        "state": str(breaker.state),
-        "failures": list(breaker.failures),
-        "opened_at": to_dt(breaker.opened_at),
-        "cooldown_until": to_dt(breaker.cooldown_until),
-        "trip_count": breaker.trip_count,
-        "updated_at": timezone.now(),
-    }
-
-
-BREAKER_EVENT = {
-    breakers.Transition.OPENED: EventKind.BREAKER_OPENED,
-    breakers.Transition.HALF_OPENED: EventKind.BREAKER_HALF_OPEN,
-    breakers.Transition.CLOSED: EventKind.BREAKER_CLOSED,
-}
-
 
 # -- reading what the worker should do ---------------------------------------
 
@@ -216,7 +178,13 @@ def _claim_one(
     if decision.verdict is attempts.Verdict.NEVER:
         return None
     if decision.transition is not None and breaker_row is not None:
-        CircuitBreaker.objects.filter(pk=breaker_row.pk).update(**breaker_fields(decision.breaker))
+        # Fenced like the row: a claim that lost a race to a newer epoch
+        # neither moves the breaker nor records its transition.
+        moved = CircuitBreaker.objects.filter(pk=breaker_row.pk, instance__lease_epoch__lt=epoch).update(
+            **breaker_fields(decision.breaker)
+        )
+        if not moved:
+            return None
         events.append(
             ConnectionEvent(
                 instance_id=instance.id,

@@ -1,0 +1,146 @@
+"""What a session reports (hello, QR, paired, ready, malformed frames,
+message events), turned into fenced writes and the sender's work. Hooks run
+inside the session's read loop and never block it."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from channels.db import database_sync_to_async
+
+from engine import protocol
+from engine.sender import Sender
+from engine.session import GatewaySession
+from engine.state import DB_ERRORS, Held, WorkerState
+from instances.breaker_rows import BREAKER_EVENT, to_dt
+from instances.decisions import after_ready
+from instances.models import EventKind, Status
+
+logger = logging.getLogger("blast.worker")
+
+
+class SessionHooks(WorkerState):
+    def _held_for(self, session: GatewaySession) -> Held | None:
+        held = self.held.get(session.instance_id)
+        return held if held is not None and held.session is session else None
+
+    def on_hello(self, session: GatewaySession, hello: protocol.Hello) -> None:
+        held = self._held_for(session)
+        if held is not None:
+            self.batch.state(held.instance_id, held.epoch, session_id=session.session_id)
+            self._flush_wake.set()
+
+    def on_qr(self, session: GatewaySession, code: str, expires_s: float) -> None:
+        held = self._held_for(session)
+        if held is None:
+            return
+        held.status = Status.AWAITING_QR
+        now = time.time()
+        self.batch.state(
+            held.instance_id,
+            held.epoch,
+            status=Status.AWAITING_QR,
+            status_changed_at=to_dt(now),
+            qr_code=code,
+            qr_expires_at=to_dt(now + expires_s) if expires_s else None,
+        )
+        if not held.qr_logged:
+            held.qr_logged = True
+            self.batch.event(held.instance_id, EventKind.QR, epoch=held.epoch, actor=self.actor)
+            logger.info("📱 instance=%s awaiting QR scan", held.instance_id)
+        self._flush_wake.set()
+
+    def on_paired(self, session: GatewaySession, account: str) -> None:
+        held = self._held_for(session)
+        if held is None:
+            return
+        self.batch.state(held.instance_id, held.epoch, paired=True, account=account, qr_code="", qr_expires_at=None)
+        self.batch.event(
+            held.instance_id, EventKind.PAIRED, epoch=held.epoch, actor=self.actor, data={"account": account}
+        )
+        logger.info("🤝 instance=%s paired", held.instance_id)
+        self._flush_wake.set()
+
+    def on_ready(self, session: GatewaySession) -> None:
+        held = self._held_for(session)
+        if held is None:
+            return
+        now = time.time()
+        breaker, transition = after_ready(held.breaker, now=now, policies=self.policies)
+        held.breaker = breaker
+        held.retry_count = 0
+        held.status = Status.CONNECTED
+        when = to_dt(now)
+        self.batch.state(
+            held.instance_id,
+            held.epoch,
+            status=Status.CONNECTED,
+            status_changed_at=when,
+            connected_at=when,
+            retry_count=0,
+            next_retry_at=None,
+            last_reason="",
+            last_message="",
+            paired=True,
+            qr_code="",
+            qr_expires_at=None,
+            owner=self.worker_id,
+        )
+        self.batch.event(held.instance_id, EventKind.READY, epoch=held.epoch, actor=self.actor)
+        if transition is not None:
+            self.batch.breaker(held.instance_id, held.epoch, breaker)
+            self.batch.event(
+                held.instance_id,
+                BREAKER_EVENT[transition],
+                epoch=held.epoch,
+                actor=self.actor,
+                message="trial succeeded",
+            )
+            logger.info("🟢 instance=%s breaker closed", held.instance_id)
+        logger.info("✅ instance=%s connected", held.instance_id)
+        self._start_sender(held, session)
+        self._progress()
+        self._flush_wake.set()
+
+    def on_malformed(self, session: GatewaySession, detail: str) -> None:
+        held = self._held_for(session)
+        if held is not None:
+            self.batch.event(held.instance_id, EventKind.MALFORMED, epoch=held.epoch, actor=self.actor, message=detail)
+
+    def on_frame(self, session: GatewaySession, event: protocol.MessageUpdate | protocol.Inbound) -> None:
+        """Message events: outcomes for the sender, inbound messages stored."""
+        held = self._held_for(session)
+        if held is None:
+            return
+        if isinstance(event, protocol.Inbound):
+            self._spawn_task(self._inbound(held.instance_id, event), f"inbound-{held.instance_id}")
+        elif held.sender is not None:
+            held.sender.on_update(event)
+
+    async def _inbound(self, instance_id: int, inbound: protocol.Inbound) -> None:
+        from campaigns.inbound import handle_inbound
+
+        try:
+            await database_sync_to_async(handle_inbound)(instance_id, inbound.server_id, inbound.sender, inbound.text)
+        except DB_ERRORS:
+            logger.warning("⚠️ instance=%s inbound message not stored: database unavailable", instance_id)
+
+    def _start_sender(self, held: Held, session: GatewaySession) -> None:
+        held.sender = Sender(
+            session,
+            outcomes=lambda: self.outcomes,
+            wake_flush=self._flush_wake.set,
+            recent=held.recent_sends,
+            reads=self.sender_reads,
+            claims=self.sender_claims,
+        )
+        task = held.sender.start()
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_done)
+
+    async def _stop_sender(self, held: Held) -> None:
+        if held.sender is not None:
+            await held.sender.stop()
+            held.recent_sends = held.sender.recent
+            held.sender = None
