@@ -15,12 +15,15 @@ blast.asgi:application`); the differences from plain daphne:
   of the body in memory);
 - a chunked body that is accepted reaches the application with the
   Content-Length of what was received, since Django reads a body by its
-  Content-Length and would otherwise see it empty.
+  Content-Length and would otherwise see it empty;
+- every status has its standard reason phrase on the status line: Twisted
+  knows none for 429 and a few others and wrote ``429 Unknown Status``.
 """
 
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 import daphne.cli
@@ -31,6 +34,10 @@ from twisted.internet.base import DelayedCall
 from twisted.web import http
 
 from blast.logs import _redacting_access_log
+
+# Twisted's table of reason phrases predates 429 (and 428, 431, 451, ...).
+for _status in HTTPStatus:
+    http.RESPONSES.setdefault(_status.value, _status.phrase.encode("ascii"))
 
 # How long the rest of a refused body is read and dropped before the
 # connection is closed regardless.
