@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import Client
 
 from instances.models import Instance
 from tests.fixtures.cast import Cast
@@ -141,6 +142,22 @@ def test_an_invalid_status_filter_is_a_400(cast: Cast) -> None:
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
 def test_an_unknown_route_is_a_json_404(cast: Cast, path: str, method: str) -> None:
     response = getattr(cast.owner, method)(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("No such API endpoint.")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/messages/", "/api/v1/nothing"])
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_an_unknown_route_is_a_json_404_even_where_django_would_want_a_csrf_token(
+    cast: Cast, path: str, method: str
+) -> None:
+    """A client as curl is (no CSRF cookie or token, an API key) mistyping a
+    path: Django's CSRF check would answer an HTML 403 before the route."""
+    client = Client(enforce_csrf_checks=True)
+    response = getattr(client, method)(
+        path, data="{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {cast.key_a}"
+    )
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["detail"].startswith("No such API endpoint.")
