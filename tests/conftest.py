@@ -5,6 +5,7 @@ process on 127.0.0.1, real Redis, the real database.
 """
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,15 @@ from tests.fixtures.engine import engine  # noqa: F401
 from tests.fixtures.platform import platform  # noqa: F401
 from tests.fixtures.redis_server import private_redis  # noqa: F401
 from tests.fixtures.simulator import gateway_sim  # noqa: F401
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The static folder exists, as ``make run``'s collectstatic leaves it:
+    without it WhiteNoise warns "No directory at: staticfiles/" on every
+    request the tests make, hundreds of lines that ask nobody to act."""
+    from django.conf import settings
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(autouse=True)
