@@ -1,0 +1,8 @@
+/**
+ * A fake WhatsApp Web server for offline tests of the Baileys bridge: start
+ * it with startFakeWhatsApp({ root }) after trustTestRoot(root).
+ */
+export { createTestRoot } from './certs.js';
+export { FakeWhatsApp, startFakeWhatsApp } from './server.js';
+export { rootEnvironment, trustTestRoot } from './trust.js';
+export { createMemoryAuthState } from './memory-auth.js';
