@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-venv.sh requirements.txt
 scripts/ensure-keys.sh
+scripts/ensure-node.sh
 REDIS_URL=$(scripts/ensure-redis.sh)
 export REDIS_URL
 export PATH="$PWD/.venv/bin:$PATH"
@@ -20,6 +21,7 @@ python manage.py seed_demo
 echo
 echo "Starting the platform (Redis at ${REDIS_URL}). Ctrl-C stops every process."
 echo "  admin:     http://127.0.0.1:${WEB_PORT:-8000}/admin/"
-echo "  gateway:   ws://127.0.0.1:${GATEWAY_PORT:-8765} (simulator)"
+echo "  gateway:   ws://127.0.0.1:${GATEWAY_PORT:-8765} (simulator, used by the demo instances)"
+echo "  bridge:    ws://127.0.0.1:${BRIDGE_PORT:-8766} (WhatsApp, through Baileys: README, \"A real WhatsApp account\")"
 echo
 exec honcho start -f Procfile
