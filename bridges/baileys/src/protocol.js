@@ -65,7 +65,10 @@ export function sendProblem(frame) {
   if (typeof to !== 'string' || !E164_RE.test(to)) {
     return 'to must be an E.164 number: + then 8-15 digits';
   }
-  if (typeof text !== 'string' || text.length < 1 || text.length > MAX_TEXT_CHARS) {
+  // Characters as the platform counts them: code points, not UTF-16 units
+  // (an emoji is one character, two units).
+  const chars = typeof text === 'string' ? [...text].length : 0;
+  if (typeof text !== 'string' || chars < 1 || chars > MAX_TEXT_CHARS) {
     return `text must be 1-${MAX_TEXT_CHARS} characters`;
   }
   return null;

@@ -355,6 +355,12 @@ export class Session {
       this.error('pair_code_unavailable', 'no WhatsApp connection');
       return;
     }
+    if (this.pairCodePending) {
+      // A second request would make WhatsApp replace the first code while the
+      // first answer is still on its way: one request at a time.
+      this.error('pair_code_pending', 'a pairing code request is already in progress on this session');
+      return;
+    }
     // Baileys can ask for a code once WhatsApp is ready to pair, i.e. with the first QR.
     this.pairCodePending = true;
     const ready = await Promise.race([this.firstQr.then(() => true), this.baileysEnded.then(() => false)]);

@@ -93,6 +93,10 @@ describe('pairing through the bridge', () => {
     await client.next('hello');
     await client.next('qr');
     client.send({ type: 'pair_code', phone: ACCOUNT });
+    // A second request while the first is under way would make WhatsApp
+    // replace the code the first answer carries: refused.
+    client.send({ type: 'pair_code', phone: ACCOUNT });
+    assert.equal((await client.next('error', { skip: ['qr'] })).code, 'pair_code_pending');
     const { code } = await client.next('pair_code', { skip: ['qr'] });
     assert.match(code, /^[A-Z0-9]{8}$/);
     await wa.enterPairingCode(code);

@@ -51,6 +51,21 @@ describe('the store, encrypted at rest', () => {
     }
   });
 
+  test('the database file and its WAL are readable by their owner only, whatever the umask', async () => {
+    const dir = tempDir();
+    const before = process.umask(0o022);
+    try {
+      const store = await openStore(spec(dir), keyOf(newStoreKey()));
+      await store.setCreds(newInstanceKey(), '{"a":1}');
+      for (const name of fs.readdirSync(dir)) {
+        assert.equal(fs.statSync(path.join(dir, name)).mode & 0o777, 0o600, name);
+      }
+      await store.close();
+    } finally {
+      process.umask(before);
+    }
+  });
+
   test('values read back with the key, across a reopen', async () => {
     const dir = tempDir();
     const key = keyOf(newStoreKey());

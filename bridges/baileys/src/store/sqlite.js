@@ -33,6 +33,10 @@ export class SqliteBackend {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    // Encrypted or not, the store is nobody else's to read (nor its WAL).
+    for (const own of [file, `${file}-wal`, `${file}-shm`]) {
+      if (fs.existsSync(own)) fs.chmodSync(own, 0o600);
+    }
     this.selectOne = this.db.prepare('SELECT value FROM entries WHERE instance = ? AND kind = ? AND id = ?');
     this.upsert = this.db.prepare(
       'INSERT INTO entries (instance, kind, id, value) VALUES (?, ?, ?, ?) ' +
