@@ -21,7 +21,9 @@ from instances.models import (
     EventKind,
     Gateway,
     Instance,
+    PairState,
     Status,
+    validate_pairing_phone,
 )
 
 MAX_GATEWAY_ID = 2**63 - 1
@@ -225,6 +227,30 @@ class QRCodeSerializer(serializers.Serializer[Any]):
     code = serializers.CharField(help_text="The pairing code to scan.")
     expires_at = serializers.DateTimeField(allow_null=True)
     image = serializers.CharField(help_text="The code as a PNG image, a data: URI (base64).")
+
+
+class PairCodeRequestSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
+    phone = StrictCharField(
+        max_length=16,
+        validators=[validate_pairing_phone],
+        help_text="The account's phone number in E.164 (+6281234567890): the code is entered on that phone.",
+    )
+
+
+class PairCodeSerializer(serializers.Serializer[Any]):
+    """Where the instance's request for a pairing code stands."""
+
+    instance = serializers.UUIDField(source="key")
+    phone = serializers.CharField(source="pair_phone", help_text="The number the code was asked for; empty if none.")
+    state = serializers.ChoiceField(
+        source="pair_state",
+        choices=PairState.choices,
+        help_text="requested and sent: waiting; issued: enter `code` on the phone; failed: see `error`.",
+    )
+    code = serializers.CharField(
+        source="pair_code", help_text="The code to enter on the phone (Linked devices); empty until issued."
+    )
+    error = serializers.CharField(source="pair_error", help_text="Why the gateway gave no code; empty otherwise.")
 
 
 class ConnectionEventSerializer(serializers.ModelSerializer[ConnectionEvent]):

@@ -40,6 +40,7 @@ urlpatterns = [
     path(f"{INSTANCE}/force-retry", views.ForceRetryView.as_view(), name="force-retry"),
     path(f"{INSTANCE}/reset-circuit-breaker", views.ResetBreakerView.as_view(), name="reset-circuit-breaker"),
     path(f"{INSTANCE}/qr", views.QRCodeView.as_view(), name="qr"),
+    path(f"{INSTANCE}/pair-code", views.PairCodeView.as_view(), name="pair-code"),
     path(f"{INSTANCE}/events", views.EventListView.as_view(), name="events"),
     path("api/v1/health", views.HealthView.as_view(), name="health"),
     # The seed's endpoints, for clients migrating from the old gateway.

@@ -5,9 +5,9 @@ Views only translate HTTP to calls: every query goes through
 instance is a 404 like a missing one) and every change through
 ``instances.commands`` or ``instances.controls`` (audited with the key as actor).
 
-One module of about 550 lines on purpose: each view is a few lines of HTTP
+One module of about 600 lines on purpose: each view is a few lines of HTTP
 translation plus its OpenAPI description, and the instance, gateway,
-breaker, QR and seed endpoints share ``TenantView``'s scoping. Split by
+breaker, QR, pairing-code and seed endpoints share ``TenantView``'s scoping. Split by
 resource (as ``campaigns/api/`` is), each file would repeat those imports and
 that base for four short classes.
 """
@@ -40,6 +40,8 @@ from api.serializers import (
     InstanceListQuerySerializer,
     InstanceSerializer,
     InstanceUpdateSerializer,
+    PairCodeRequestSerializer,
+    PairCodeSerializer,
     QRCodeSerializer,
 )
 from instances import commands, controls
@@ -429,6 +431,43 @@ class QRCodeView(TenantView):
                 request.accepted_renderer = renderers.JSONRenderer()
                 request.accepted_media_type = "application/json"
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+@extend_schema(tags=["instances"])
+class PairCodeView(TenantView):
+    """Pairing by phone number: ask for a code, then read it here."""
+
+    http_method_names = ["get", "post", "head", "options"]
+    serializer_class = PairCodeSerializer
+
+    @extend_schema(
+        operation_id="instances_pair_code_retrieve",
+        parameters=[ID],
+        summary="Where the request for a pairing code stands, and the code once issued",
+        responses={200: PairCodeSerializer, **errors(401, 404)},
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        return Response(PairCodeSerializer(self.get_instance()).data)
+
+    @extend_schema(
+        operation_id="instances_pair_code",
+        parameters=[ID],
+        summary="Ask for a pairing code: pair the account by entering it on the phone instead of scanning the QR",
+        description=(
+            "Accepted (202) while the instance awaits its QR scan and its gateway announced `pair_code`; "
+            "the worker sends the request and the code (or the gateway's refusal) appears in "
+            "GET .../pair-code. 409 when the instance is not awaiting pairing or its gateway cannot pair "
+            "by phone number. Rate-limited per instance."
+        ),
+        request=PairCodeRequestSerializer,
+        responses={202: PairCodeSerializer, **errors(400, 401, 404, 409, 413, 415, 429, 503)},
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        instance = self.get_instance()
+        body = PairCodeRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        instance = controls.request_pair_code(instance, body.validated_data["phone"], actor=self.client.actor)
+        return Response(PairCodeSerializer(instance).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- events -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""What a session reports (hello, QR, paired, ready, malformed frames,
-message events), turned into fenced writes and the sender's work. Hooks run
-inside the session's read loop and never block it."""
+"""What a session reports (hello, QR, pairing codes, paired, ready,
+malformed frames, message events), turned into fenced writes and the
+sender's work. Hooks run inside the session's read loop and never block it."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import time
 
 from channels.db import database_sync_to_async
 
-from engine import protocol
+from engine import protocol, store
 from engine.sender import Sender
 from engine.session import GatewaySession
 from engine.state import DB_ERRORS, Held, WorkerState
 from instances.breaker_rows import BREAKER_EVENT, to_dt
 from instances.decisions import after_ready
-from instances.models import EventKind, Status
+from instances.models import EventKind, PairState, Status
 
 logger = logging.getLogger("blast.worker")
 
@@ -28,7 +28,12 @@ class SessionHooks(WorkerState):
     def on_hello(self, session: GatewaySession, hello: protocol.Hello) -> None:
         held = self._held_for(session)
         if held is not None:
-            self.batch.state(held.instance_id, held.epoch, session_id=session.session_id)
+            self.batch.state(
+                held.instance_id,
+                held.epoch,
+                session_id=session.session_id,
+                gateway_features=sorted(hello.features),
+            )
             self._flush_wake.set()
 
     def on_qr(self, session: GatewaySession, code: str, expires_s: float) -> None:
@@ -55,7 +60,7 @@ class SessionHooks(WorkerState):
         held = self._held_for(session)
         if held is None:
             return
-        self.batch.state(held.instance_id, held.epoch, paired=True, account=account, qr_code="", qr_expires_at=None)
+        self.batch.state(held.instance_id, held.epoch, paired=True, account=account, **store.NO_PAIRING)
         self.batch.event(
             held.instance_id, EventKind.PAIRED, epoch=held.epoch, actor=self.actor, data={"account": account}
         )
@@ -83,9 +88,8 @@ class SessionHooks(WorkerState):
             last_reason="",
             last_message="",
             paired=True,
-            qr_code="",
-            qr_expires_at=None,
             owner=self.worker_id,
+            **store.NO_PAIRING,
         )
         self.batch.event(held.instance_id, EventKind.READY, epoch=held.epoch, actor=self.actor)
         if transition is not None:
@@ -107,6 +111,51 @@ class SessionHooks(WorkerState):
         held = self._held_for(session)
         if held is not None:
             self.batch.event(held.instance_id, EventKind.MALFORMED, epoch=held.epoch, actor=self.actor, message=detail)
+
+    def on_pair_code(self, session: GatewaySession, code: str) -> None:
+        held = self._held_for(session)
+        if held is None:
+            return
+        self.batch.state(held.instance_id, held.epoch, pair_state=PairState.ISSUED, pair_code=code, pair_error="")
+        # The code pairs the account like a QR code does: kept out of the log.
+        self.batch.event(held.instance_id, EventKind.PAIR_CODE, epoch=held.epoch, actor=self.actor)
+        logger.info("🔢 instance=%s pairing code issued", held.instance_id)
+        self._flush_wake.set()
+
+    def on_pair_code_failed(self, session: GatewaySession, code: str, message: str) -> None:
+        held = self._held_for(session)
+        if held is not None:
+            self._pair_code_failed(held, f"{code}: {message}")
+
+    def _pair_code_failed(self, held: Held, why: str) -> None:
+        """The pairing-code request failed: the row says why, an event records it."""
+        why = why[:200]
+        self.batch.state(held.instance_id, held.epoch, pair_state=PairState.FAILED, pair_code="", pair_error=why)
+        self.batch.event(held.instance_id, EventKind.PAIR_CODE_FAILED, epoch=held.epoch, actor=self.actor, message=why)
+        logger.info("🔢 instance=%s pairing code failed: %s", held.instance_id, why)
+        self._flush_wake.set()
+
+    async def _request_pair_code(self, held: Held, session: GatewaySession, phone: str) -> None:
+        """Send the row's pairing-code request to the gateway, once.
+
+        The request is marked sent in the database first, conditionally
+        (``store.take_pair_request``): only the one caller that marked it
+        sends the frame. A session that refuses (no ``pair_code`` announced,
+        not awaiting pairing) sends nothing and the refusal is recorded.
+        """
+        try:
+            taken = await database_sync_to_async(store.take_pair_request)(held.instance_id, held.epoch, phone)
+        except DB_ERRORS:
+            # The request stays on the row: the next reconcile of it retries.
+            logger.warning("⚠️ instance=%s pairing code not requested: database unavailable", held.instance_id)
+            return
+        if not taken:
+            return
+        refusal = await session.request_pair_code(phone)
+        if refusal is not None:
+            self._pair_code_failed(held, refusal)
+            return
+        logger.info("🔢 instance=%s pairing code requested", held.instance_id)
 
     def on_frame(self, session: GatewaySession, event: protocol.MessageUpdate | protocol.Inbound) -> None:
         """Message events: outcomes for the sender, inbound messages stored."""

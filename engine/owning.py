@@ -150,8 +150,7 @@ class Owning(WorkerState):
             "last_message": end.message[:500],
             "retry_count": outcome.retry_count,
             "next_retry_at": to_dt(outcome.next_retry_at),
-            "qr_code": "",
-            "qr_expires_at": None,
+            **store.NO_PAIRING,
         }
         if end.ready_at is not None:
             fields["disconnected_at"] = when

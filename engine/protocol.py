@@ -24,6 +24,15 @@ What a frame becomes:
 - Optional fields of the wrong type, and numbers that are booleans, negative
   where a duration is meant, or not finite, count as absent.
 - Unknown types and unknown fields are ignored (forward compatibility).
+- ``hello``'s ``features`` (the optional frames the gateway serves, section
+  6) is a list of at most 32 strings of 1-64 characters; absent or anything
+  else counts as none announced, so a v1 gateway that says nothing keeps
+  working and is never sent an optional frame.
+- A ``pair_code`` answer whose ``code`` is not 1-16 characters of
+  ``[A-Z0-9-]`` is malformed: it is shown to a person who types it on a phone.
+  An ``error`` whose ``code`` names ``pair_code`` (``invalid_pair_code``,
+  ``pair_code_failed``...) while a request is unanswered is that request's
+  failure (:class:`PairCodeFailed`); any other ``error`` is a complaint.
 
 Strings are cut to the lengths the platform stores: a session id and a
 server id to 100 characters, a QR code to 500, an account and a sender to
@@ -36,6 +45,7 @@ import collections
 import enum
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +58,12 @@ MALFORMED_WINDOW_S = 60.0
 # The largest frame the client accepts; the driver's WebSocket library is
 # configured with the same limit, so this only guards other drivers.
 MAX_FRAME_BYTES = 64 * 1024
+# Optional frames (PROTOCOL.md section 6) a gateway announces in ``hello``.
+PAIR_CODE = "pair_code"
+MAX_FEATURES = 32
+MAX_FEATURE_CHARS = 64
+PAIR_CODE_RE = re.compile(r"[A-Z0-9-]{1,16}")
+E164_RE = re.compile(r"\+[1-9][0-9]{7,14}")
 
 
 class MalformedReason(enum.StrEnum):
@@ -58,6 +74,7 @@ class MalformedReason(enum.StrEnum):
     NOT_JSON = "not JSON"
     NOT_OBJECT = "not an object"
     NO_TYPE = "no type"
+    BAD_PAIR_CODE = "pair_code without a readable code"
 
 
 # -- events (server to client) --------------------------------------------------
@@ -72,6 +89,8 @@ class Hello:
     # Keepalive interval the gateway asks for; None when absent or invalid
     # (the client keeps its configured interval).
     heartbeat_s: float | None
+    # The optional frames the gateway serves; empty for a v1 gateway.
+    features: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,21 @@ class Error:
 
 
 @dataclass(frozen=True)
+class PairCode:
+    """The pairing code the gateway got for the phone number the client sent."""
+
+    code: str
+
+
+@dataclass(frozen=True)
+class PairCodeFailed:
+    """The gateway refused or failed the client's ``pair_code`` request."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Malformed:
     """A frame that could not be read (PROTOCOL.md section 5).
 
@@ -151,7 +185,7 @@ class Malformed:
 
 # What the gateway says about a message the client sent.
 MessageUpdate = Ack | Nack | Receipt
-Event = Hello | Qr | Paired | Ready | Ack | Nack | Receipt | Inbound | Error | Malformed
+Event = Hello | Qr | Paired | Ready | Ack | Nack | Receipt | Inbound | Error | PairCode | PairCodeFailed | Malformed
 
 
 class ClientProtocol:
@@ -174,6 +208,10 @@ class ClientProtocol:
         self.max_frame_bytes = max_frame_bytes
         self.hello: Hello | None = None
         self.ready = False
+        # A QR was shown and the account has not paired since: the one time
+        # a pairing code may be asked for.
+        self.awaiting_pairing = False
+        self.pair_code_pending = False
         self._malformed: collections.deque[float] = collections.deque()
 
     # -- receiving -------------------------------------------------------------
@@ -200,9 +238,28 @@ class ClientProtocol:
             if self.ready:
                 return None
             self.ready = True
+            self.awaiting_pairing = False
             return Ready()
+        if kind == "pair_code":
+            return self._pair_code_answer(frame, now)
         reader = _READERS.get(kind)
-        return reader(frame) if reader is not None else None
+        event = reader(frame) if reader is not None else None
+        match event:
+            case Qr():
+                self.awaiting_pairing = True
+            case Paired():
+                self.awaiting_pairing = False
+            case Error(code=code, message=message) if self.pair_code_pending and PAIR_CODE in code:
+                self.pair_code_pending = False
+                return PairCodeFailed(code=code, message=message)
+        return event
+
+    def _pair_code_answer(self, frame: dict[str, Any], now: float) -> PairCode | Malformed:
+        code = frame.get("code")
+        if not isinstance(code, str) or not PAIR_CODE_RE.fullmatch(code):
+            return self._malformed_frame(MalformedReason.BAD_PAIR_CODE, now)
+        self.pair_code_pending = False
+        return PairCode(code=code)
 
     def receive_binary(self, now: float) -> Malformed:
         """A binary frame: never sent by a gateway, so malformed."""
@@ -226,6 +283,30 @@ class ClientProtocol:
         with a ``nack`` or an ``error``.
         """
         return _encode({"type": "send", "id": client_id, "to": to, "text": text})
+
+    def pair_code_refusal(self) -> str | None:
+        """Why a ``pair_code`` request may not be sent now, or None when it may.
+
+        Only to a gateway that announced the frame, and only while it shows
+        QR codes for an account not paired yet (section 6).
+        """
+        if self.hello is None or PAIR_CODE not in self.hello.features:
+            return "the gateway did not announce pair_code: pair this instance by QR code"
+        if not self.awaiting_pairing:
+            return "the session is not awaiting pairing (no QR code shown, or the account is paired)"
+        return None
+
+    def pair_code(self, phone: str) -> str:
+        """The ``pair_code`` frame asking a pairing code for ``phone``, as the text to write.
+
+        ``phone`` must be E.164 (``+`` and 8-15 digits, no leading zero), or
+        ValueError. The caller checks :meth:`pair_code_refusal` first; the
+        request counts as unanswered from here until its answer.
+        """
+        if not E164_RE.fullmatch(phone):
+            raise ValueError(f"not an E.164 phone number: {phone!r}")
+        self.pair_code_pending = True
+        return _encode({"type": "pair_code", "phone": phone})
 
 
 # -- field readers ---------------------------------------------------------------------
@@ -272,7 +353,17 @@ def _hello(frame: dict[str, Any]) -> Hello:
         session_id=_string(frame.get("session_id"), 100),
         paired=frame.get("paired") is True,
         heartbeat_s=heartbeat if heartbeat is not None and heartbeat > 0 else None,
+        features=_features(frame.get("features")),
     )
+
+
+def _features(value: Any) -> frozenset[str]:
+    """The announced features; anything but a short list of short names is none."""
+    if not isinstance(value, list) or len(value) > MAX_FEATURES:
+        return frozenset()
+    if not all(isinstance(name, str) and 1 <= len(name) <= MAX_FEATURE_CHARS for name in value):
+        return frozenset()
+    return frozenset(value)
 
 
 def _qr(frame: dict[str, Any]) -> Qr | None:

@@ -111,6 +111,9 @@ class Reconciling(WorkerState):
         live session is the attempt, so nothing more is attempted and the flag
         is cleared. Left set, it would outlive the session and force an
         attempt after the next drop, past a breaker that drop opened.
+
+        A pairing-code request on the row is sent here too, by the owner of
+        the session it is for (``_request_pair_code``, once).
         """
         if held.session is None:
             return
@@ -139,6 +142,10 @@ class Reconciling(WorkerState):
         if fields:
             self.batch.state(held.instance_id, held.epoch, **fields)
             self._flush_wake.set()
+        if row.pair_requested:
+            self._spawn_task(
+                self._request_pair_code(held, held.session, row.pair_phone), f"pair-code-{held.instance_id}"
+            )
 
     def _is_starting(self, instance_id: int) -> bool:
         started = self.starting.get(instance_id)

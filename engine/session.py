@@ -72,6 +72,8 @@ class SessionHooks(Protocol):
     def on_paired(self, session: GatewaySession, account: str) -> None: ...
     def on_ready(self, session: GatewaySession) -> None: ...
     def on_malformed(self, session: GatewaySession, detail: str) -> None: ...
+    def on_pair_code(self, session: GatewaySession, code: str) -> None: ...
+    def on_pair_code_failed(self, session: GatewaySession, code: str, message: str) -> None: ...
     def on_frame(self, session: GatewaySession, event: protocol.MessageUpdate | protocol.Inbound) -> None:
         """An ``ack``, ``nack``, ``receipt`` or ``inbound`` frame, read."""
 
@@ -243,6 +245,10 @@ class GatewaySession:
             case protocol.Ready():
                 self.ready_at = time.time()
                 self.hooks.on_ready(self)
+            case protocol.PairCode(code=code):
+                self.hooks.on_pair_code(self, code)
+            case protocol.PairCodeFailed(code=code, message=message):
+                self.hooks.on_pair_code_failed(self, code, message)
             case protocol.Error(code=code, message=message):
                 logger.warning("gateway complaint instance=%s code=%s message=%s", self.instance_id, code, message)
             case protocol.Ack() | protocol.Nack() | protocol.Receipt() | protocol.Inbound():
@@ -261,6 +267,30 @@ class GatewaySession:
         except ConnectionClosed:
             return False
         return True
+
+    async def request_pair_code(self, phone: str) -> str | None:
+        """Ask the gateway for a pairing code for ``phone`` (E.164).
+
+        Returns None once the frame is sent (the answer comes as
+        ``on_pair_code`` or ``on_pair_code_failed``), else why nothing was
+        sent: the gateway did not announce ``pair_code``, the session is not
+        awaiting pairing, the phone is not E.164, or the socket is closed.
+        """
+        refusal = self.protocol.pair_code_refusal()
+        if refusal is not None:
+            return refusal
+        ws = self.ws
+        if ws is None or ws.state is not State.OPEN:
+            return "the session is not open"
+        try:
+            frame = self.protocol.pair_code(phone)
+        except ValueError as exc:
+            return str(exc)
+        try:
+            await ws.send(frame)
+        except ConnectionClosed:
+            return "the session closed before the request was sent"
+        return None
 
 
 def _describe(exc: BaseException) -> str:

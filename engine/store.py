@@ -27,9 +27,21 @@ from instances.models import (
     DesiredState,
     EventKind,
     Instance,
+    PairState,
     Status,
     WorkerHeartbeat,
 )
+
+# What a session that pairs or ends leaves of its pairing: no QR code, no
+# pairing code, no request pending (a request was for that session).
+NO_PAIRING: dict[str, Any] = {
+    "qr_code": "",
+    "qr_expires_at": None,
+    "pair_phone": "",
+    "pair_state": PairState.NONE,
+    "pair_code": "",
+    "pair_error": "",
+}
 
 # -- reading what the worker should do ---------------------------------------
 
@@ -47,6 +59,8 @@ class Row:
     force_retry: bool
     breaker_state: str
     cooldown_until: float | None
+    pair_state: str = PairState.NONE
+    pair_phone: str = ""
 
     @property
     def running(self) -> bool:
@@ -76,6 +90,11 @@ class Row:
         """Desired stopped, but the row does not say so yet."""
         return not self.running and self.status not in TERMINAL_STATUSES and self.status != Status.IDLE
 
+    @property
+    def pair_requested(self) -> bool:
+        """A pairing code was asked for and no worker has sent the request yet."""
+        return self.pair_state == PairState.REQUESTED and bool(self.pair_phone)
+
 
 def load_rows(ids: list[int]) -> list[Row]:
     rows = Instance.objects.filter(id__in=ids).values_list(
@@ -87,6 +106,8 @@ def load_rows(ids: list[int]) -> list[Row]:
         "force_retry",
         "breaker__state",
         "breaker__cooldown_until",
+        "pair_state",
+        "pair_phone",
     )
     return [
         Row(
@@ -98,9 +119,27 @@ def load_rows(ids: list[int]) -> list[Row]:
             force_retry=f,
             breaker_state=b or breakers.State.CLOSED,
             cooldown_until=to_ts(c),
+            pair_state=ps,
+            pair_phone=pp,
         )
-        for i, d, s, e, n, f, b, c in rows
+        for i, d, s, e, n, f, b, c, ps, pp in rows
     ]
+
+
+def take_pair_request(instance_id: int, epoch: int, phone: str) -> bool:
+    """Mark the row's pairing-code request for ``phone`` sent, if it is still
+    pending under ``epoch``: True for the one caller that must send it.
+
+    Conditional like a claim, so a request is sent once however many
+    reconciles see it, and a newer request (another phone) is left for the
+    next one.
+    """
+    return (
+        Instance.objects.filter(
+            id=instance_id, lease_epoch=epoch, pair_state=PairState.REQUESTED, pair_phone=phone
+        ).update(pair_state=PairState.SENT)
+        == 1
+    )
 
 
 # -- claiming an instance under a fresh lease --------------------------------

@@ -19,7 +19,7 @@ each in its own module of this package:
 - ``heartbeat`` (here): sessions held and last progress, for health checks.
 
 Log markers (one per kind of event; grep-able): 🔌 attempt, 📱 QR issued,
-🤝 paired, ✅ connected, ❌ disconnected, ⏳ retry scheduled, 🚨 breaker
+🔢 pairing code requested, issued or failed, 🤝 paired, ✅ connected, ❌ disconnected, ⏳ retry scheduled, 🚨 breaker
 opened, 🟡 breaker half-open, 🟢 breaker closed, ⛔ terminal stop, 🔁 restart
 required, 🔒 lease lost, 💓 heartbeat, ⚠️ malformed frame or recoverable error.
 """

@@ -13,11 +13,11 @@ Tenancy (``instances.models.access_of`` decides who a request is):
 
 Every change to what an instance should do goes through
 ``instances.commands`` (audited with actor ``user:<username>``), never a
-form save; force retry and reset breaker share the per-instance rate limit
-of the API (``instances.controls``). Instance tokens are never shown: the
+form save; force retry, reset breaker and a pairing-code request share the
+per-instance rate limit of the API (``instances.controls``). Instance tokens are never shown: the
 encrypted column is not editable and no page lists it.
 
-About 700 lines on purpose: the tenancy rules above are one policy, applied
+About 800 lines on purpose: the tenancy rules above are one policy, applied
 by one base class to every model admin of the app; kept together, a change
 to who may see what is read and reviewed in one place.
 """
@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
+from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin.filters import (
@@ -43,9 +44,10 @@ from django.contrib.admin.utils import get_fields_from_path
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, DateField, ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField, ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -62,11 +64,13 @@ from instances.models import (
     ConnectionEvent,
     Gateway,
     Instance,
+    PairState,
     Status,
     Tenant,
     TenantMembership,
     WorkerHeartbeat,
     access_of,
+    validate_pairing_phone,
 )
 from instances.ratelimit import LimiterUnavailable, RateLimited
 from instances.schedules import JOBS_BY_NAME, interval_note
@@ -470,10 +474,15 @@ class InstanceAdmin(TenantScopedAdmin):
         "account",
         "qr_code",
         "qr_expires_at",
+        "pair_phone",
+        "pair_state",
+        "pair_code",
+        "pair_error",
+        "gateway_features",
         "session_id",
         "created_at",
     ]
-    extra_fields = ["qr_image", "breaker_window", "recent_events"]
+    extra_fields = ["qr_image", "pair_code_link", "breaker_window", "recent_events"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
         fields = [*self.session_fields, *self.extra_fields]
@@ -505,7 +514,24 @@ class InstanceAdmin(TenantScopedAdmin):
                     ]
                 },
             ),
-            ("Pairing", {"fields": ["paired", "account", "qr_code", "qr_expires_at", "qr_image"]}),
+            (
+                "Pairing",
+                {
+                    "fields": [
+                        "paired",
+                        "account",
+                        "qr_code",
+                        "qr_expires_at",
+                        "qr_image",
+                        "pair_code_link",
+                        "pair_phone",
+                        "pair_state",
+                        "pair_code",
+                        "pair_error",
+                        "gateway_features",
+                    ]
+                },
+            ),
             ("Circuit breaker", {"fields": ["breaker_window"]}),
             ("Recent events", {"fields": ["recent_events"]}),
             (None, {"fields": ["created_at"]}),
@@ -561,6 +587,13 @@ class InstanceAdmin(TenantScopedAdmin):
         # segno writes only path data: nothing of the code is echoed as markup.
         return mark_safe(qr_images.svg_inline(obj.qr_code))
 
+    @admin.display(description="pairing code")
+    def pair_code_link(self, obj: Instance) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:instances_instance_pair_code", args=[obj.pk])
+        return format_html('<a href="{}">Pair by phone number instead of the QR code</a>', url)
+
     @admin.display(description="breaker window")
     def breaker_window(self, obj: Instance) -> str:
         if obj.pk is None:
@@ -606,6 +639,50 @@ class InstanceAdmin(TenantScopedAdmin):
             all_url,
         )
 
+    # --- pairing by phone number -----------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:object_id>/pair-code/",
+                self.admin_site.admin_view(self.pair_code_view),
+                name="instances_instance_pair_code",
+            ),
+            *super().get_urls(),
+        ]
+
+    def pair_code_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """A form that asks the gateway for a pairing code for a phone number,
+        and the request's state: the code once issued, or why it failed."""
+        instance = get_object_or_404(self.get_queryset(request), pk=object_id)
+        change_url = reverse("admin:instances_instance_change", args=[instance.pk])
+        if not self.has_change_permission(request, instance):
+            return HttpResponseRedirect(change_url)
+        form = PairCodeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                controls.request_pair_code(instance, form.cleaned_data["phone"], actor_of(request))
+            except CommandRefused as exc:
+                form.add_error(None, str(exc))
+            except RateLimited as exc:
+                form.add_error(None, f"A code was asked for moments ago: try again in {exc.retry_after_header} s.")
+            except LimiterUnavailable:
+                form.add_error(None, "The rate limiter is unavailable: try again shortly.")
+            else:
+                messages.success(request, "Pairing code requested: this page shows it once the gateway answers.")
+                return HttpResponseRedirect(request.path)
+        instance.refresh_from_db()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Pair {instance.name!r} by phone number",
+            "opts": self.model._meta,
+            "original": instance,
+            "form": form,
+            "waiting": instance.pair_state in (PairState.REQUESTED, PairState.SENT),
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/instances/instance/pair_code.html", context)
+
     # --- actions ----------------------------------------------------------------
 
     def _act(
@@ -649,6 +726,14 @@ class InstanceAdmin(TenantScopedAdmin):
     @admin.action(description="Reset the circuit breaker of selected instances", permissions=["change"])
     def reset_breaker(self, request: HttpRequest, queryset: QuerySet[Instance]) -> None:
         self._act(request, queryset, controls.reset_breaker, "Breaker reset")
+
+
+class PairCodeForm(forms.Form):
+    phone = forms.CharField(
+        max_length=16,
+        validators=[validate_pairing_phone],
+        help_text="The account's number in E.164 (+6281234567890); the code is entered on that phone.",
+    )
 
 
 @admin.register(CircuitBreaker)

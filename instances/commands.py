@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,18 +21,25 @@ from instances import hints
 from instances.breaker import BreakerPolicy
 from instances.breaker_rows import breaker_fields, breaker_from_row
 from instances.models import (
+    PAIR_CODE_FEATURE,
     TERMINAL_STATUSES,
     CircuitBreaker,
     ConnectionEvent,
     DesiredState,
     EventKind,
     Instance,
+    PairState,
     Status,
+    validate_pairing_phone,
 )
 
 
 class CommandRefused(Exception):
     """The command does not apply to the instance in its current state."""
+
+
+class InvalidPhone(ValueError):
+    """A phone number the command cannot use; ``str()`` says why, for a person."""
 
 
 def _hint_after_commit(instance_id: int) -> None:
@@ -116,6 +124,51 @@ def reset_breaker(instance: Instance, actor: str) -> Instance:
             kind=EventKind.RESET_BREAKER,
             actor=actor,
             data={"from": str(before.state), "failures": len(before.failures)},
+        )
+        _hint_after_commit(instance.pk)
+    instance.refresh_from_db()
+    return instance
+
+
+NOT_AWAITING_PAIRING = "The instance is not awaiting pairing: a pairing code is asked for while it shows a QR code."
+NO_PAIR_CODE = (
+    "The instance's gateway did not announce pairing by phone number (pair_code): pair it by scanning the QR code."
+)
+
+
+def check_pairing_phone(phone: object) -> str:
+    """``phone`` if it is a valid E.164 number, else :class:`InvalidPhone`."""
+    if not isinstance(phone, str):
+        raise InvalidPhone("A phone number is a string, such as +6281234567890.")
+    try:
+        validate_pairing_phone(phone)
+    except ValidationError as exc:
+        raise InvalidPhone(" ".join(exc.messages)) from None
+    return phone
+
+
+def request_pair_code(instance: Instance, phone: str, actor: str) -> Instance:
+    """Ask the gateway, through the instance's worker, for a code that pairs
+    the account of ``phone`` (E.164) without scanning the QR code.
+
+    Refused (:class:`CommandRefused`) unless the instance runs, awaits its QR
+    scan and its gateway announced ``pair_code`` in its last ``hello``; a
+    phone that is not a valid E.164 number is :class:`InvalidPhone`. The
+    request replaces any earlier one; its owner sends it once and the code,
+    or the gateway's refusal, lands on the row (``pair_state``).
+    """
+    check_pairing_phone(phone)
+    with transaction.atomic():
+        instance = _locked(instance)
+        if instance.desired_state != DesiredState.RUNNING or instance.status != Status.AWAITING_QR:
+            raise CommandRefused(NOT_AWAITING_PAIRING)
+        if PAIR_CODE_FEATURE not in (instance.gateway_features or []):
+            raise CommandRefused(NO_PAIR_CODE)
+        Instance.objects.filter(pk=instance.pk).update(
+            pair_phone=phone, pair_state=PairState.REQUESTED, pair_code="", pair_error=""
+        )
+        ConnectionEvent.objects.create(
+            instance=instance, kind=EventKind.PAIR_CODE_REQUESTED, actor=actor, data={"phone": phone}
         )
         _hint_after_commit(instance.pk)
     instance.refresh_from_db()

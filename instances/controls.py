@@ -5,7 +5,7 @@ force retry from a tenant's key and one from an operator share the same
 per-instance slot. The commands themselves (audit event, intent, hint) are
 ``instances.commands``'; this module only adds the limit.
 
-Force retry and reset breaker get one slot each per
+Force retry, reset breaker and a pairing-code request get one slot each per
 ``BLAST_MANUAL_ACTION_INTERVAL_S``; connect and disconnect one slot each per
 ``BLAST_SESSION_ACTION_INTERVAL_S``, so that connect/disconnect cycles
 cannot open more than one gateway session per instance per interval.
@@ -24,6 +24,7 @@ FORCE_RETRY = "force-retry"
 RESET_BREAKER = "reset-circuit-breaker"
 CONNECT = "connect"
 DISCONNECT = "disconnect"
+PAIR_CODE = "pair-code"
 
 
 def _limited(
@@ -73,3 +74,14 @@ def disconnect(instance: Instance, actor: str) -> Instance:
     Raises ``RateLimited`` or ``LimiterUnavailable``.
     """
     return _limited(DISCONNECT, commands.disconnect, instance, actor, float(settings.BLAST_SESSION_ACTION_INTERVAL_S))
+
+
+def request_pair_code(instance: Instance, phone: str, actor: str) -> Instance:
+    """``commands.request_pair_code`` once per instance per interval: WhatsApp
+    itself limits how often a number may ask for a code.
+
+    Raises ``InvalidPhone`` (before any slot is taken), ``RateLimited``,
+    ``LimiterUnavailable`` or ``CommandRefused``.
+    """
+    commands.check_pairing_phone(phone)
+    return _limited(PAIR_CODE, lambda i, a: commands.request_pair_code(i, phone, a), instance, actor)

@@ -8,11 +8,13 @@ reconcile the second toward the first (ARCHITECTURE.md).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import phonenumbers
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -139,6 +141,20 @@ def validate_gateway_url(value: str) -> None:
         raise ValidationError("The gateway URL's port is not a valid port number.") from None
 
 
+def validate_pairing_phone(value: str) -> None:
+    """The phone number of an account to pair: E.164 as written (``+`` and the
+    digits, nothing else) and a valid number by phonenumbers' metadata, so
+    that the gateway is never asked a code for a number that cannot exist."""
+    if not isinstance(value, str) or not re.fullmatch(r"\+[1-9][0-9]{7,14}", value):
+        raise ValidationError("Write the number in E.164: + and the country code, digits only (+6281234567890).")
+    try:
+        valid = phonenumbers.is_valid_number(phonenumbers.parse(value))
+    except phonenumbers.NumberParseException:
+        valid = False
+    if not valid:
+        raise ValidationError(f"{value} is not a valid phone number.")
+
+
 class Gateway(models.Model):
     """A gateway that platform administrators allow tenants to use."""
 
@@ -182,6 +198,20 @@ class Status(models.TextChoices):
 TERMINAL_STATUSES = frozenset({Status.STOPPED, Status.LOGGED_OUT, Status.REPLACED, Status.FORBIDDEN, Status.HALTED})
 
 REASON_CHOICES = [(reason.value, reason.value) for reason in Reason]
+
+
+class PairState(models.TextChoices):
+    """Where a request for a pairing code (pairing by phone number) stands."""
+
+    NONE = "none", "None"
+    REQUESTED = "requested", "Requested: waiting for the instance's worker"
+    SENT = "sent", "Sent to the gateway: waiting for its answer"
+    ISSUED = "issued", "Code issued: enter it on the phone"
+    FAILED = "failed", "Failed: see the error"
+
+
+# The optional gateway frame that pairs an account by phone number.
+PAIR_CODE_FEATURE = "pair_code"
 
 
 def default_send_delay_min() -> float:
@@ -259,6 +289,18 @@ class Instance(models.Model):
     qr_code = models.CharField(max_length=500, blank=True)
     qr_expires_at = models.DateTimeField(null=True, blank=True)
     session_id = models.CharField(max_length=100, blank=True)
+    # The optional frames the gateway announced in its last hello
+    # (PROTOCOL.md section 6), so that a request it cannot serve is refused
+    # at once instead of being sent.
+    gateway_features = models.JSONField(default=list, blank=True, editable=False)
+    # Pairing by phone number: the number a code was asked for, the
+    # request's progress, the code to enter on the phone and, when the
+    # gateway refused, why. Cleared with the QR code when the session pairs
+    # or ends.
+    pair_phone = models.CharField(max_length=16, blank=True)
+    pair_state = models.CharField(max_length=10, choices=PairState.choices, default=PairState.NONE)
+    pair_code = models.CharField(max_length=16, blank=True)
+    pair_error = models.CharField(max_length=200, blank=True)
 
     # Sending policy: a random delay between two sends inside [min, max],
     # at most hourly_cap and daily_cap sends (0: no cap). Defaults follow
@@ -352,6 +394,9 @@ class EventKind(models.TextChoices):
     RESET_BREAKER = "reset_breaker", "Breaker reset"
     LOST = "lost", "Session lost with its worker"
     MALFORMED = "malformed", "Malformed frame"
+    PAIR_CODE_REQUESTED = "pair_code_requested", "Pairing code requested"
+    PAIR_CODE = "pair_code", "Pairing code issued"
+    PAIR_CODE_FAILED = "pair_code_failed", "Pairing code failed"
 
 
 class ConnectionEvent(models.Model):

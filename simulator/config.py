@@ -26,6 +26,8 @@ class SimConfig:
     qr_ttl: float = 20.0  # seconds between QR codes
     receipt_delay: float = 0.5  # seconds; 0: at once; < 0: never
     heartbeat_s: int = 20  # announced in `hello`
+    pair_code: bool = True  # announce and serve the optional `pair_code` frame
+    pair_code_delay: float = 5.0  # seconds from a pairing code to pairing; <= 0: only the control API pairs
     seed: int | None = None  # seeds session ids, QR codes, accounts, server ids
 
     def __post_init__(self) -> None:
@@ -33,8 +35,8 @@ class SimConfig:
             raise ValueError(f"port must be 0-65535, got {self.port}")
         if not (self.qr_ttl > 0 and math.isfinite(self.qr_ttl)):
             raise ValueError(f"qr_ttl must be a positive number of seconds, got {self.qr_ttl}")
-        if not math.isfinite(self.auto_pair_after) or not math.isfinite(self.receipt_delay):
-            raise ValueError("auto_pair_after and receipt_delay must be finite")
+        if not all(math.isfinite(v) for v in (self.auto_pair_after, self.receipt_delay, self.pair_code_delay)):
+            raise ValueError("auto_pair_after, receipt_delay and pair_code_delay must be finite")
         if self.heartbeat_s < 1:
             raise ValueError(f"heartbeat_s must be at least 1, got {self.heartbeat_s}")
 
@@ -59,6 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds from ack to the `delivered` receipt (`read` follows as long again); 0: at once; negative: never",
     )
     parser.add_argument("--heartbeat-s", type=int, default=defaults.heartbeat_s, help="heartbeat_s announced in hello")
+    parser.add_argument(
+        "--no-pair-code",
+        dest="pair_code",
+        action="store_false",
+        help="do not announce the optional pair_code frame (a v1 gateway: pairing by QR code only)",
+    )
+    parser.add_argument(
+        "--pair-code-delay",
+        type=float,
+        default=defaults.pair_code_delay,
+        help="seconds from a pairing code to pairing, as if typed on the phone; <= 0: only the control API pairs",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible ids and codes")
 
 
@@ -72,5 +86,7 @@ def config_from_options(options: Mapping[str, Any]) -> SimConfig:
         qr_ttl=options["qr_ttl"],
         receipt_delay=options["receipt_delay"],
         heartbeat_s=options["heartbeat_s"],
+        pair_code=bool(options["pair_code"]),
+        pair_code_delay=options["pair_code_delay"],
         seed=options["seed"],
     )

@@ -19,7 +19,7 @@ from typing import Any
 from simulator.inputs import BadRequest, Params, parse_close_code
 from simulator.protocol import canonical_key
 
-FAULTS = ("refuse", "hang", "close_before_hello", "close", "silent", "malformed", "nack")
+FAULTS = ("refuse", "hang", "close_before_hello", "close", "silent", "malformed", "nack", "pair_code")
 
 # Malformed frames, in the order a `malformed` fault sends them (cycling).
 MALFORMED_FRAMES: tuple[str | bytes, ...] = (
@@ -35,8 +35,8 @@ class Fault:
     """One active fault. ``remaining`` counts what it still applies to (None: no limit).
 
     What one unit of ``remaining`` is depends on the fault: an upgrade attempt
-    (refuse, hang, close_before_hello), a session (close, silent, malformed)
-    or a `send` frame (nack).
+    (refuse, hang, close_before_hello), a session (close, silent, malformed),
+    a `send` frame (nack) or a `pair_code` frame (pair_code).
     """
 
     id: int
@@ -87,6 +87,9 @@ def parse_fault(body: Mapping[str, Any]) -> tuple[str | None, str, dict[str, Any
         p = Params(body, (*common, "sessions", "count", "interval_s"))
         params["count"] = p.integer("count", len(MALFORMED_FRAMES), minimum=1, maximum=10_000)
         params["interval_s"] = p.number("interval_s", 0.0, minimum=0)
+    elif name == "pair_code":
+        p = Params(body, (*common, "count", "message"))
+        params["message"] = p.string("message", "WhatsApp refused to give a pairing code", max_length=200)
     else:  # nack
         p = Params(body, (*common, "count", "permanent", "error", "retry_after_s"))
         params["permanent"] = p.boolean("permanent", False)

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
 # How often a hanging upgrade checks whether its client gave up.
 HANG_POLL_S = 0.1
+PAIR_CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTVWXYZ"
 
 
 def json_error(status: int, error: str, message: str, **headers: str) -> web.Response:
@@ -61,6 +62,10 @@ class Simulator:
 
     def new_qr_code(self) -> str:
         return f"2@{self.rng.getrandbits(128):032x}"
+
+    def new_pair_code(self) -> str:
+        # Eight characters, as WhatsApp's pairing codes: no 0, O, 1 or I to misread.
+        return "".join(self.rng.choice(PAIR_CODE_ALPHABET) for _ in range(8))
 
     def new_server_id(self) -> str:
         return f"3EB0{self.rng.getrandbits(80):020X}"

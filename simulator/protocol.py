@@ -1,6 +1,7 @@
 """What PROTOCOL.md fixes about the wire, as the simulator checks it.
 
-Constants and pure predicates only: the subprotocol and version announced,
+Constants and pure predicates only: the subprotocol, version and optional
+features announced,
 the frame and text limits, the shapes of a message id and a phone number,
 what a canonical instance key and a bearer token look like, and which close
 codes may be sent. The close-code table itself is :mod:`simulator.codes`.
@@ -14,6 +15,8 @@ import uuid
 
 SUBPROTOCOL = "blast-gateway.v1"
 PROTOCOL_VERSION = 1
+# The optional frame announced in `hello`'s `features` (section 6).
+PAIR_CODE = "pair_code"
 # A `send` holds at most 4096 characters of text; even fully \u-escaped that
 # stays far below this, and anything bigger is not a gateway frame.
 MAX_FRAME_BYTES = 64 * 1024

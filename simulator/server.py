@@ -118,7 +118,7 @@ async def serve(
     port = int(addresses[0][1]) if addresses else config.port
     logger.info(
         "gateway simulator listening on ws://%s:%d (start_paired=%s auto_pair_after=%s qr_ttl=%s "
-        "receipt_delay=%s heartbeat_s=%s seed=%s)",
+        "receipt_delay=%s heartbeat_s=%s pair_code=%s pair_code_delay=%s seed=%s)",
         config.host,
         port,
         config.start_paired,
@@ -126,6 +126,8 @@ async def serve(
         config.qr_ttl,
         config.receipt_delay,
         config.heartbeat_s,
+        config.pair_code,
+        config.pair_code_delay,
         config.seed,
     )
     if on_listening is not None:

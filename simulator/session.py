@@ -4,8 +4,10 @@
 ``hello``, then ``ready`` (paired instance) or ``qr`` frames until the
 instance pairs; it reads client frames until the socket closes, answers
 pings itself (so a ``silent`` session can withhold pongs), validates and
-acks ``send`` frames with the dedup table, and answers anything malformed
-with an ``error`` frame. Closes it is told to make (:meth:`Session.close_soon`)
+acks ``send`` frames with the dedup table, answers a ``pair_code`` request
+with a code that pairs the instance after ``--pair-code-delay`` (as if it
+were typed on the phone), and answers anything malformed with an ``error``
+frame. Closes it is told to make (:meth:`Session.close_soon`)
 return at once and run in the background. It never raises out of
 :meth:`Session.run` except on cancellation. What the session shares with
 other sessions (pairing, faults, receipts, ids) it asks of its
@@ -25,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from simulator.faults import MALFORMED_FRAMES
-from simulator.protocol import ABORT, E164_RE, MAX_TEXT_CHARS, MESSAGE_ID_RE, PROTOCOL_VERSION, valid_close_code
+from simulator.protocol import (
+    ABORT,
+    E164_RE,
+    MAX_TEXT_CHARS,
+    MESSAGE_ID_RE,
+    PAIR_CODE,
+    PROTOCOL_VERSION,
+    valid_close_code,
+)
 
 if TYPE_CHECKING:
     from simulator.gateway import Simulator
@@ -62,6 +72,8 @@ class Session:
         self.close_why = "client"
         self.close_code: int | None = None  # the code the simulator closed with, if it did
         self.paired_event = asyncio.Event()
+        # The phone a pairing code was given for: it pairs by that code, not by the QR.
+        self.pair_code_phone: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # sending
@@ -146,15 +158,16 @@ class Session:
         """Serve the session until it closes; never raises except on cancellation."""
         try:
             if not self.silent:
-                await self.send(
-                    {
-                        "type": "hello",
-                        "v": PROTOCOL_VERSION,
-                        "session_id": self.session_id,
-                        "paired": self.instance.paired,
-                        "heartbeat_s": self.sim.config.heartbeat_s,
-                    }
-                )
+                hello: dict[str, Any] = {
+                    "type": "hello",
+                    "v": PROTOCOL_VERSION,
+                    "session_id": self.session_id,
+                    "paired": self.instance.paired,
+                    "heartbeat_s": self.sim.config.heartbeat_s,
+                }
+                if self.sim.config.pair_code:
+                    hello["features"] = [PAIR_CODE]
+                await self.send(hello)
                 if self.instance.paired:
                     await self.become_ready()
                 else:
@@ -183,7 +196,9 @@ class Session:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.paired_event.wait(), max(0.0, wake - loop.time()))
             if not self.paired_event.is_set() and auto_at is not None and loop.time() >= auto_at - 0.001:
-                self.sim.pair_instance(self.instance, None)
+                auto_at = None
+                if self.pair_code_phone is None:  # else the code pairs it
+                    self.sim.pair_instance(self.instance, None)
         await self.send({"type": "paired", "account": self.instance.account})
         await self.become_ready()
 
@@ -247,10 +262,43 @@ class Session:
             return
         if kind == "send":
             await self._on_send(frame)
+        elif kind == "pair_code":
+            await self._on_pair_code(frame)
         elif kind == "logout":
             logger.info("LOGOUT instance=%s session=%s", self.instance.key, self.session_id)
             self.sim.unpair_instance(self.instance, why="logout")
         # any other type is ignored (PROTOCOL.md section 2)
+
+    async def _on_pair_code(self, frame: dict[str, Any]) -> None:
+        """A request for a pairing code (PROTOCOL.md section 6): the code, or an ``error``."""
+        instance = self.instance
+        instance.pair_code_requests += 1
+        if not self.sim.config.pair_code:
+            return  # not announced: an unknown type to this gateway, ignored
+        phone = frame.get("phone")
+        if not isinstance(phone, str) or not E164_RE.fullmatch(phone):
+            await self.error("invalid_pair_code", "phone must be an E.164 number: + then 8-15 digits")
+            return
+        if instance.paired or self.ready_at is not None:
+            await self.error("pair_code_unavailable", "the account is already paired")
+            return
+        fault = self.sim.state.faults.take("pair_code", instance.key)
+        if fault is not None:
+            await self.error("pair_code_failed", fault.params["message"])
+            return
+        self.pair_code_phone = phone
+        instance.pair_codes += 1
+        logger.info("PAIR-CODE instance=%s session=%s", instance.key, self.session_id)
+        await self.send({"type": "pair_code", "code": self.sim.new_pair_code()})
+        delay = self.sim.config.pair_code_delay
+        if delay > 0:
+            self.spawn(self._pair_by_code(phone, delay))
+
+    async def _pair_by_code(self, phone: str, delay: float) -> None:
+        """The code is typed on the phone ``delay`` seconds later: the account is ``phone``."""
+        await asyncio.sleep(delay)
+        if not self.instance.paired and self.pair_code_phone == phone:
+            self.sim.pair_instance(self.instance, phone)
 
     async def _on_send(self, frame: dict[str, Any]) -> None:
         message_id = frame.get("id")

@@ -39,6 +39,8 @@ class Instance:
     duplicates: int = 0  # sends answered from the dedup table
     nacked: int = 0
     malformed_received: int = 0
+    pair_code_requests: int = 0  # `pair_code` frames received, served or not
+    pair_codes: int = 0  # pairing codes sent
 
     def ready_session(self) -> Session | None:
         """The newest live session that reached `ready` and is not being closed."""
@@ -62,6 +64,8 @@ class Instance:
             "duplicates": self.duplicates,
             "nacked": self.nacked,
             "malformed_received": self.malformed_received,
+            "pair_code_requests": self.pair_code_requests,
+            "pair_codes": self.pair_codes,
         }
 
 

@@ -28,6 +28,7 @@ INSTANCE_ENDPOINTS = [
     Endpoint("post", "/api/v1/instances/{id}/force-retry"),
     Endpoint("post", "/api/v1/instances/{id}/reset-circuit-breaker"),
     Endpoint("get", "/api/v1/instances/{id}/qr"),
+    Endpoint("get", "/api/v1/instances/{id}/pair-code"),
     Endpoint("get", "/api/v1/instances/{id}/events"),
     Endpoint("get", "/circuit-breaker-status/{id}", seed=True),
     Endpoint("post", "/force-retry/{id}", seed=True),

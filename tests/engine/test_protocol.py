@@ -20,6 +20,8 @@ from engine.protocol import (
     Malformed,
     MalformedReason,
     Nack,
+    PairCode,
+    PairCodeFailed,
     Paired,
     Qr,
     Ready,
@@ -247,10 +249,125 @@ def test_error_is_a_complaint(fields: dict[str, Any], expected: Error) -> None:
     assert receive({"type": "error", **fields}) == expected
 
 
+# --- optional features: pairing by phone number (section 6) ---------------------------
+
+PAIRING_HELLO = HELLO | {"paired": False, "features": ["pair_code"]}
+QR = {"type": "qr", "code": "2@one", "expires_s": 20}
+
+
+def showing_qr(hello: dict[str, Any] = PAIRING_HELLO) -> ClientProtocol:
+    protocol = ClientProtocol()
+    protocol.receive_text(json.dumps(hello), 0.0)
+    assert isinstance(protocol.receive_text(json.dumps(QR), 1.0), Qr)
+    return protocol
+
+
+def test_hello_says_which_optional_frames_the_gateway_serves() -> None:
+    hello = ClientProtocol().receive_text(frame(type="hello", features=["pair_code", "media"]), 0.0)
+    assert isinstance(hello, Hello)
+    assert hello.features == frozenset({"pair_code", "media"})
+
+
+@pytest.mark.parametrize(
+    "features",
+    [None, "pair_code", {"pair_code": True}, [1], ["pair_code", 2], [""], ["x" * 65], ["f"] * 33],
+    ids=["null", "string", "object", "number", "mixed", "empty-name", "long-name", "too-many"],
+)
+def test_features_absent_or_malformed_announce_nothing(features: Any) -> None:
+    hello = ClientProtocol().receive_text(frame(type="hello", features=features), 0.0)
+    assert hello == Hello("", False, None, frozenset())
+
+
+def test_a_v1_hello_announces_nothing_and_still_opens_the_session() -> None:
+    protocol = after_hello()
+    assert protocol.hello is not None and protocol.hello.features == frozenset()
+    assert protocol.receive_text(frame(type="ready"), 1.0) == Ready()
+
+
+def test_a_pairing_code_is_refused_when_the_gateway_did_not_announce_it() -> None:
+    protocol = showing_qr(HELLO | {"paired": False})
+    refusal = protocol.pair_code_refusal()
+    assert refusal is not None and "did not announce pair_code" in refusal
+
+
+def test_a_pairing_code_may_be_asked_for_only_while_a_qr_code_is_shown() -> None:
+    protocol = ClientProtocol()
+    protocol.receive_text(json.dumps(PAIRING_HELLO), 0.0)
+    assert "not awaiting pairing" in (protocol.pair_code_refusal() or "")
+    protocol.receive_text(json.dumps(QR), 1.0)
+    assert protocol.pair_code_refusal() is None
+    protocol.receive_text(frame(type="paired", account="+6281234567890"), 2.0)
+    assert "not awaiting pairing" in (protocol.pair_code_refusal() or "")
+
+
+def test_a_paired_session_is_never_awaiting_pairing() -> None:
+    protocol = ClientProtocol()
+    protocol.receive_text(json.dumps(PAIRING_HELLO | {"paired": True}), 0.0)
+    protocol.receive_text(frame(type="ready"), 1.0)
+    assert "not awaiting pairing" in (protocol.pair_code_refusal() or "")
+
+
+def test_the_pair_code_frame_is_serialised_compactly() -> None:
+    protocol = showing_qr()
+    assert protocol.pair_code("+6281234567890") == '{"type":"pair_code","phone":"+6281234567890"}'
+    assert protocol.pair_code_pending
+
+
+@pytest.mark.parametrize(
+    "phone", ["6281234567890", "+0812345678", "+62 812345678", "+1234567", "+1234567890123456", "", "+62-8123456"]
+)
+def test_the_pair_code_frame_takes_only_an_e164_phone(phone: str) -> None:
+    protocol = showing_qr()
+    with pytest.raises(ValueError):
+        protocol.pair_code(phone)
+    assert not protocol.pair_code_pending
+
+
+def test_the_answer_is_the_code_and_ends_the_request() -> None:
+    protocol = showing_qr()
+    protocol.pair_code("+6281234567890")
+    assert protocol.receive_text(frame(type="pair_code", code="ABCD-1234"), 2.0) == PairCode("ABCD-1234")
+    assert not protocol.pair_code_pending
+
+
+@pytest.mark.parametrize("code", [None, "", "abcd1234", "A" * 17, 12345678, "AB CD", ["ABCD1234"]])
+def test_a_pair_code_that_cannot_be_shown_is_malformed(code: Any) -> None:
+    protocol = showing_qr()
+    protocol.pair_code("+6281234567890")
+    fields = {"type": "pair_code"} if code is None else {"type": "pair_code", "code": code}
+    event = protocol.receive_text(json.dumps(fields), 2.0)
+    assert event == Malformed(MalformedReason.BAD_PAIR_CODE, over_budget=False)
+    assert protocol.pair_code_pending
+
+
+def test_an_error_naming_pair_code_is_the_pending_requests_failure() -> None:
+    protocol = showing_qr()
+    protocol.pair_code("+6281234567890")
+    failed = protocol.receive_text(frame(type="error", code="pair_code_failed", message="no code"), 2.0)
+    assert failed == PairCodeFailed("pair_code_failed", "no code")
+    # Answered: the next such complaint is only a complaint.
+    again = protocol.receive_text(frame(type="error", code="invalid_pair_code", message="late"), 3.0)
+    assert again == Error("invalid_pair_code", "late")
+
+
+def test_other_errors_stay_complaints_while_a_request_waits() -> None:
+    protocol = showing_qr()
+    protocol.pair_code("+6281234567890")
+    complaint = protocol.receive_text(frame(type="error", code="invalid_send", message="bad id"), 2.0)
+    assert complaint == Error("invalid_send", "bad id")
+    assert protocol.pair_code_pending
+
+
+def test_without_a_request_an_error_naming_pair_code_is_a_complaint() -> None:
+    protocol = showing_qr()
+    event = protocol.receive_text(frame(type="error", code="pair_code_unavailable", message="paired"), 2.0)
+    assert event == Error("pair_code_unavailable", "paired")
+
+
 # --- forward compatibility ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["presence", "pair_code", "HELLO", "Ack", ""])
+@pytest.mark.parametrize("kind", ["presence", "pair_codes", "HELLO", "Ack", ""])
 def test_unknown_types_are_ignored_not_malformed(kind: str) -> None:
     assert receive({"type": kind, "id": "m-1", "code": "x"}) is None
 

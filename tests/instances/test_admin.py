@@ -28,6 +28,7 @@ from instances.models import (
     EventKind,
     Gateway,
     Instance,
+    PairState,
     Status,
     Tenant,
     TenantMembership,
@@ -429,3 +430,67 @@ def test_a_duplicate_active_key_name_is_a_form_error(cast: AdminCast) -> None:
     assert response.status_code == 200
     assert "errornote" in response.content.decode()
     assert ApiKey.objects.filter(tenant=cast.acme, name="crm").count() == 1
+
+
+# --- pairing by phone number ------------------------------------------------------
+
+
+def _pair_code_page(instance: Instance) -> str:
+    return reverse("admin:instances_instance_pair_code", args=[instance.pk])
+
+
+def _awaiting_pairing(instance: Instance) -> None:
+    Instance.objects.filter(pk=instance.pk).update(
+        desired_state=DesiredState.RUNNING,
+        status=Status.AWAITING_QR,
+        qr_code="2@pair-me",
+        gateway_features=["pair_code"],
+    )
+
+
+def test_the_instance_page_links_to_pairing_by_phone_number(cast: AdminCast) -> None:
+    html = cast.login(cast.alice).get(_change("instances_instance", cast.mine.pk)).content.decode()
+    assert _pair_code_page(cast.mine) in html
+
+
+def test_a_phone_number_asks_for_a_code_audited_with_the_user(cast: AdminCast) -> None:
+    _awaiting_pairing(cast.mine)
+    response = cast.login(cast.alice).post(_pair_code_page(cast.mine), {"phone": "+6281234567890"}, follow=True)
+    assert any("Pairing code requested" in m for m in _messages(response))
+    row = Instance.objects.get(pk=cast.mine.pk)
+    assert (row.pair_phone, row.pair_state) == ("+6281234567890", PairState.REQUESTED)
+    assert ConnectionEvent.objects.get(kind=EventKind.PAIR_CODE_REQUESTED).actor == "user:alice"
+
+
+def test_the_page_shows_the_code_once_issued(cast: AdminCast) -> None:
+    _awaiting_pairing(cast.mine)
+    Instance.objects.filter(pk=cast.mine.pk).update(pair_state=PairState.ISSUED, pair_code="K7PQ2M9X")
+    html = cast.login(cast.alice).get(_pair_code_page(cast.mine)).content.decode()
+    assert re.search(r'id="pair-code"[^>]*>K7PQ2M9X<', html)
+
+
+@pytest.mark.parametrize(
+    ("phone", "features", "message"),
+    [
+        ("0812345678", ["pair_code"], "E.164"),
+        ("+6281234567890", [], "did not announce pairing by phone number"),
+    ],
+    ids=["bad-phone", "no-feature"],
+)
+def test_a_request_that_cannot_go_is_a_form_error(
+    cast: AdminCast, phone: str, features: list[str], message: str
+) -> None:
+    _awaiting_pairing(cast.mine)
+    Instance.objects.filter(pk=cast.mine.pk).update(gateway_features=features)
+    response = cast.login(cast.alice).post(_pair_code_page(cast.mine), {"phone": phone})
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert Instance.objects.get(pk=cast.mine.pk).pair_state == PairState.NONE
+
+
+def test_another_tenants_pairing_page_is_not_found(cast: AdminCast) -> None:
+    _awaiting_pairing(cast.theirs)
+    client = cast.login(cast.alice)
+    assert client.get(_pair_code_page(cast.theirs)).status_code == 404
+    assert client.post(_pair_code_page(cast.theirs), {"phone": "+6281234567890"}).status_code == 404
+    assert Instance.objects.get(pk=cast.theirs.pk).pair_state == PairState.NONE

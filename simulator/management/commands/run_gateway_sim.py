@@ -1,7 +1,8 @@
 """``manage.py run_gateway_sim``: run the gateway simulator in the foreground.
 
     python manage.py run_gateway_sim --host 127.0.0.1 --port 8765 [--start-paired]
-        [--auto-pair-after S] [--qr-ttl S] [--receipt-delay S] [--heartbeat-s N] [--seed N]
+        [--auto-pair-after S] [--qr-ttl S] [--receipt-delay S] [--heartbeat-s N]
+        [--no-pair-code] [--pair-code-delay S] [--seed N]
 
 Logs one line per session open and close (with the instance key) and stops
 cleanly on SIGINT or SIGTERM: live sessions are closed with 1001 first. The
