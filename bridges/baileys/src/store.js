@@ -15,12 +15,13 @@
  * one-per-instance rows (credentials, token) stays empty, which is what lets
  * a wrong key show up as unreadable credentials instead of missing ones.
  *
- * The backend (`store/sqlite.js`) only stores opaque rows; `openStore` picks
- * it from the configured URL and checks the key against a sealed marker, so a
- * wrong BRIDGE_STORE_KEY stops the bridge at start instead of reading as
- * "every pairing is corrupt".
+ * The backend (`store/sqlite.js` or `store/postgres.js`) only stores opaque
+ * rows; `openStore` picks it from the configured URL and checks the key
+ * against a sealed marker, so a wrong BRIDGE_STORE_KEY stops the bridge at
+ * start instead of reading as "every pairing is corrupt".
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { PostgresBackend } from './store/postgres.js';
 import { SqliteBackend } from './store/sqlite.js';
 
 const FORMAT = 1;
@@ -192,15 +193,17 @@ export class Store {
   }
 }
 
+/** How each kind of store spec is opened; an opener may return a promise. */
 const BACKENDS = {
   sqlite: (spec) => new SqliteBackend(spec.path),
+  postgres: (spec) => PostgresBackend.open(spec.url),
 };
 
 /** The store of `spec` (from config: `{kind, ...}`) opened with `masterKey`, key checked. */
 export async function openStore(spec, masterKey) {
   const open = BACKENDS[spec.kind];
   if (!open) throw new Error(`no store backend for ${spec.kind}`);
-  const store = new Store(open(spec), masterKey);
+  const store = new Store(await open(spec), masterKey);
   try {
     await store.checkKey();
   } catch (err) {

@@ -51,6 +51,18 @@ describe('settings from the environment', () => {
     assert.equal(load({ BRIDGE_STORE: 'sqlite:state/b.db' }).store.path, path.resolve('/srv/blast', 'state/b.db'));
   });
 
+  test('a postgres:// or postgresql:// store is a PostgreSQL database, shown without its password', () => {
+    const url = 'postgres://bridge:s3cret@db.internal:5433/blast_bridge?sslmode=require';
+    assert.deepEqual(load({ BRIDGE_STORE: url }).store, {
+      kind: 'postgres',
+      url,
+      path: 'postgres://bridge@db.internal:5433/blast_bridge',
+    });
+    const other = load({ BRIDGE_STORE: 'postgresql://postgres@127.0.0.1/bridge' }).store;
+    assert.equal(other.kind, 'postgres');
+    assert.equal(other.url, 'postgresql://postgres@127.0.0.1/bridge');
+  });
+
   test('the store key may be base64, standard or URL-safe', () => {
     const key = Buffer.from(KEY_HEX, 'hex');
     assert.deepEqual(load({ BRIDGE_STORE_KEY: key.toString('base64') }).storeKey, key);
@@ -63,9 +75,10 @@ describe('settings from the environment', () => {
     rejects({ BRIDGE_PORT: '-1' }, 'BRIDGE_PORT', /integer 0-65535/);
     rejects({ BRIDGE_HOST: 'a b' }, 'BRIDGE_HOST', /host name/);
     rejects({ BRIDGE_STORE: 'sqlite:' }, 'BRIDGE_STORE', /file path/);
-    rejects({ BRIDGE_STORE: 'mysql://db/bridge' }, 'BRIDGE_STORE', /sqlite:PATH/);
-    rejects({ BRIDGE_STORE: 'postgres://db/bridge' }, 'BRIDGE_STORE', /PostgreSQL and Redis .* not available/);
-    rejects({ BRIDGE_STORE: 'redis://localhost:6379/0' }, 'BRIDGE_STORE', /PostgreSQL and Redis .* not available/);
+    rejects({ BRIDGE_STORE: 'mysql://db/bridge' }, 'BRIDGE_STORE', /must be sqlite:PATH or postgres:\/\/USER@HOST:PORT\/DB, got "mysql:\.\.\."/);
+    rejects({ BRIDGE_STORE: 'redis://localhost:6379/0' }, 'BRIDGE_STORE', /Redis stores are not available.*PostgreSQL and SQLite are/);
+    rejects({ BRIDGE_STORE: 'rediss://localhost:6379/0' }, 'BRIDGE_STORE', /Redis stores are not available/);
+    rejects({ BRIDGE_STORE: 'postgres://bridge:s3cret@db:notaport/bridge' }, 'BRIDGE_STORE', /^(?!.*s3cret).*not a valid URL/);
     rejects({ BRIDGE_WA_URL: 'https://web.whatsapp.com/ws/chat' }, 'BRIDGE_WA_URL', /ws:\/\/ or wss:\/\//);
     rejects({ BRIDGE_WA_URL: 'not a url' }, 'BRIDGE_WA_URL', /ws:\/\/ or wss:\/\//);
     rejects({ BRIDGE_WA_CONNECT_TIMEOUT_S: '0' }, 'BRIDGE_WA_CONNECT_TIMEOUT_S', /seconds/);

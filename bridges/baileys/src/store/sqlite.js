@@ -4,8 +4,8 @@
  * A row is `(instance, kind, id) -> value`, where `value` is already sealed
  * by `store.js` and `id` already hashed; this module knows nothing of what
  * the rows mean. better-sqlite3 is synchronous, which makes each method one
- * atomic step; the methods are still async so that every backend (a future
- * PostgreSQL or Redis one) offers the same interface.
+ * atomic step; the methods are still async so that every backend (this one
+ * and store/postgres.js) offers the same interface.
  *
  * WAL with `synchronous = NORMAL`: a committed row survives a crash of the
  * bridge process (what exactly-once needs across restarts); a power loss may
