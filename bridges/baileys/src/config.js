@@ -19,10 +19,9 @@ export class ConfigError extends Error {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const DEFAULT_STORE = 'sqlite:./.bridge/bridge.sqlite3';
-/** Store URL schemes that a later version may serve; refused clearly for now. */
-const PLANNED_STORES = ['redis:', 'rediss:'];
 const POSTGRES_SCHEMES = ['postgres:', 'postgresql:'];
-const STORE_FORMS = 'sqlite:PATH or postgres://USER@HOST:PORT/DB';
+const REDIS_SCHEMES = ['redis:', 'rediss:'];
+const STORE_FORMS = 'sqlite:PATH, postgres://USER@HOST:PORT/DB or redis://HOST:PORT/DB';
 
 function setting(env, name) {
   const value = env[name];
@@ -46,23 +45,23 @@ function host(env) {
 }
 
 /**
- * `{ kind: 'postgres', url, path }`: `url` as given (libpq's URL form; what it
- * leaves out, such as the host, takes libpq's defaults), and `path` the server
+ * `{ kind, url, path }` of a server store: `url` as given (what it leaves
+ * out, such as the host, takes the client's defaults), and `path` the server
  * and database it names without password or parameters: what messages show.
  */
-function postgresStore(raw) {
+function serverStore(kind, raw, form) {
   let url;
   try {
     url = new URL(raw);
   } catch {
     // Never echo the value: it may hold a password.
-    throw new ConfigError('BRIDGE_STORE', 'is not a valid URL: expected postgres://USER@HOST:PORT/DB');
+    throw new ConfigError('BRIDGE_STORE', `is not a valid URL: expected ${form}`);
   }
   const user = url.username ? `${url.username}@` : '';
-  return Object.freeze({ kind: 'postgres', url: raw, path: `${url.protocol}//${user}${url.host}${url.pathname}` });
+  return Object.freeze({ kind, url: raw, path: `${url.protocol}//${user}${url.host}${url.pathname}` });
 }
 
-/** `{ kind: 'sqlite', path }` (resolved against `cwd`) or a PostgreSQL spec. */
+/** `{ kind: 'sqlite', path }` (resolved against `cwd`), or a PostgreSQL or Redis spec. */
 function store(env, cwd) {
   const raw = setting(env, 'BRIDGE_STORE') ?? DEFAULT_STORE;
   if (raw.startsWith('sqlite:')) {
@@ -70,10 +69,8 @@ function store(env, cwd) {
     if (!file) throw new ConfigError('BRIDGE_STORE', 'sqlite: needs a file path, e.g. sqlite:./.bridge/bridge.sqlite3');
     return Object.freeze({ kind: 'sqlite', path: path.resolve(cwd, file) });
   }
-  if (POSTGRES_SCHEMES.some((scheme) => raw.startsWith(scheme))) return postgresStore(raw);
-  if (PLANNED_STORES.some((scheme) => raw.startsWith(scheme))) {
-    throw new ConfigError('BRIDGE_STORE', `Redis stores are not available in this version; PostgreSQL and SQLite are: use ${STORE_FORMS}`);
-  }
+  if (POSTGRES_SCHEMES.some((scheme) => raw.startsWith(scheme))) return serverStore('postgres', raw, 'postgres://USER@HOST:PORT/DB');
+  if (REDIS_SCHEMES.some((scheme) => raw.startsWith(scheme))) return serverStore('redis', raw, 'redis://HOST:PORT/DB');
   throw new ConfigError('BRIDGE_STORE', `must be ${STORE_FORMS}, got ${JSON.stringify(raw.split(':')[0] + ':...')}`);
 }
 

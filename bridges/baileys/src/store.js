@@ -15,13 +15,14 @@
  * one-per-instance rows (credentials, token) stays empty, which is what lets
  * a wrong key show up as unreadable credentials instead of missing ones.
  *
- * The backend (`store/sqlite.js` or `store/postgres.js`) only stores opaque
- * rows; `openStore` picks it from the configured URL and checks the key
+ * The backend (`store/sqlite.js`, `store/postgres.js` or `store/redis.js`)
+ * only stores opaque rows; `openStore` picks it from the configured URL and checks the key
  * against a sealed marker, so a wrong BRIDGE_STORE_KEY stops the bridge at
  * start instead of reading as "every pairing is corrupt".
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { PostgresBackend } from './store/postgres.js';
+import { RedisBackend } from './store/redis.js';
 import { SqliteBackend } from './store/sqlite.js';
 
 const FORMAT = 1;
@@ -197,6 +198,7 @@ export class Store {
 const BACKENDS = {
   sqlite: (spec) => new SqliteBackend(spec.path),
   postgres: (spec) => PostgresBackend.open(spec.url),
+  redis: (spec) => RedisBackend.open(spec.url),
 };
 
 /** The store of `spec` (from config: `{kind, ...}`) opened with `masterKey`, key checked. */

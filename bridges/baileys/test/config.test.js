@@ -63,6 +63,13 @@ describe('settings from the environment', () => {
     assert.equal(other.url, 'postgresql://postgres@127.0.0.1/bridge');
   });
 
+  test('a redis:// or rediss:// store is a Redis database, shown without its password', () => {
+    const url = 'rediss://bridge:s3cret@cache.internal:6380/3';
+    assert.deepEqual(load({ BRIDGE_STORE: url }).store, { kind: 'redis', url, path: 'rediss://bridge@cache.internal:6380/3' });
+    const passwordOnly = 'redis://:s3cret@127.0.0.1:6379/0';
+    assert.deepEqual(load({ BRIDGE_STORE: passwordOnly }).store, { kind: 'redis', url: passwordOnly, path: 'redis://127.0.0.1:6379/0' });
+  });
+
   test('the store key may be base64, standard or URL-safe', () => {
     const key = Buffer.from(KEY_HEX, 'hex');
     assert.deepEqual(load({ BRIDGE_STORE_KEY: key.toString('base64') }).storeKey, key);
@@ -75,9 +82,12 @@ describe('settings from the environment', () => {
     rejects({ BRIDGE_PORT: '-1' }, 'BRIDGE_PORT', /integer 0-65535/);
     rejects({ BRIDGE_HOST: 'a b' }, 'BRIDGE_HOST', /host name/);
     rejects({ BRIDGE_STORE: 'sqlite:' }, 'BRIDGE_STORE', /file path/);
-    rejects({ BRIDGE_STORE: 'mysql://db/bridge' }, 'BRIDGE_STORE', /must be sqlite:PATH or postgres:\/\/USER@HOST:PORT\/DB, got "mysql:\.\.\."/);
-    rejects({ BRIDGE_STORE: 'redis://localhost:6379/0' }, 'BRIDGE_STORE', /Redis stores are not available.*PostgreSQL and SQLite are/);
-    rejects({ BRIDGE_STORE: 'rediss://localhost:6379/0' }, 'BRIDGE_STORE', /Redis stores are not available/);
+    rejects(
+      { BRIDGE_STORE: 'mysql://db/bridge' },
+      'BRIDGE_STORE',
+      /must be sqlite:PATH, postgres:\/\/USER@HOST:PORT\/DB or redis:\/\/HOST:PORT\/DB, got "mysql:\.\.\."/,
+    );
+    rejects({ BRIDGE_STORE: 'redis://:s3cret@cache:notaport/0' }, 'BRIDGE_STORE', /^(?!.*s3cret).*not a valid URL: expected redis:/);
     rejects({ BRIDGE_STORE: 'postgres://bridge:s3cret@db:notaport/bridge' }, 'BRIDGE_STORE', /^(?!.*s3cret).*not a valid URL/);
     rejects({ BRIDGE_WA_URL: 'https://web.whatsapp.com/ws/chat' }, 'BRIDGE_WA_URL', /ws:\/\/ or wss:\/\//);
     rejects({ BRIDGE_WA_URL: 'not a url' }, 'BRIDGE_WA_URL', /ws:\/\/ or wss:\/\//);
