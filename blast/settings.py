@@ -317,6 +317,19 @@ BLAST_BREAKER_COOLDOWN_S = env_float("BLAST_BREAKER_COOLDOWN_S", 600.0, minimum=
 # A session that drops within this long of `ready` counts as a failure.
 BLAST_FLAP_WINDOW_S = env_float("BLAST_FLAP_WINDOW_S", 30.0, minimum=0)
 
+# A gateway is down (instances.outages) when, within the window, at least
+# max(MIN, SHARE x its running instances) of its instances failed with
+# gateway-level reasons and none of them was answered with `hello`. While
+# down, one probe at a time cluster-wide, backing off from PROBE_MIN to
+# PROBE_MAX seconds; once back, its instances reconnect at CONNECT_RATE
+# upgrades per second (cluster-wide).
+BLAST_GATEWAY_DOWN_WINDOW_S = env_float("BLAST_GATEWAY_DOWN_WINDOW_S", 60.0, minimum=1)
+BLAST_GATEWAY_DOWN_SHARE = env_float("BLAST_GATEWAY_DOWN_SHARE", 0.5, minimum=0.01)
+BLAST_GATEWAY_DOWN_MIN = env_int("BLAST_GATEWAY_DOWN_MIN", 5, minimum=1)
+BLAST_GATEWAY_PROBE_MIN_S = env_float("BLAST_GATEWAY_PROBE_MIN_S", 1.0, minimum=0.1)
+BLAST_GATEWAY_PROBE_MAX_S = env_float("BLAST_GATEWAY_PROBE_MAX_S", 15.0, minimum=0.1)
+BLAST_GATEWAY_CONNECT_RATE = env_float("BLAST_GATEWAY_CONNECT_RATE", 200.0, minimum=1)
+
 # Retry delays by reason; growth after GROWTH_AFTER consecutive failures,
 # capped at MAX_DELAY; every delay is jittered by +/- JITTER (a fraction).
 BLAST_RETRY_DELAY_TIMEOUT_S = env_float("BLAST_RETRY_DELAY_TIMEOUT_S", 30.0, minimum=0)

@@ -35,6 +35,7 @@ class SessionHooks(WorkerState):
                 gateway_features=sorted(hello.features),
             )
             self._flush_wake.set()
+            self.gateway_answered(held)
 
     def on_qr(self, session: GatewaySession, code: str, expires_s: float) -> None:
         held = self._held_for(session)

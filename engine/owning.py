@@ -33,9 +33,10 @@ MARKERS = {
 
 
 class Owning(WorkerState):
-    async def _start(self, rows: list[store.Row]) -> None:
+    async def _start(self, rows: list[store.Row], probes: frozenset[int] = frozenset()) -> None:
         """Take the leases of ``rows`` and claim them in the database, in one
-        Redis call and one transaction, then open a session for each claim."""
+        Redis call and one transaction, then open a session for each claim.
+        ``probes``: instances claimed to probe their down gateway."""
         assert self.leases is not None
         for row in rows:
             self.starting[row.id] = time.monotonic()
@@ -50,6 +51,7 @@ class Owning(WorkerState):
                     self.worker_id,
                     time.time(),
                     self.policies,
+                    probes,
                 )
             except BaseException:
                 await self._release(list(leases.values()))
@@ -66,6 +68,8 @@ class Owning(WorkerState):
                     retry_count=claim.retry_count,
                     breaker=claim.breaker,
                     valid_until=proven_until,
+                    gateway_id=claim.gateway_id,
+                    probe=claim.probe,
                 )
                 self.held[instance_id] = held
                 task = asyncio.create_task(self._own(held, claim.forced), name=f"instance-{instance_id}")
@@ -106,6 +110,7 @@ class Owning(WorkerState):
             end = await session.run()
             await self._stop_sender(held)
             now = time.time()
+            self.gateway_session_ended(held, end, session.hello_at, now)
             while held.restarts and now - held.restarts[0] > self.policies.retry.restart_window_s:
                 held.restarts.popleft()
             outcome = after_session(
@@ -116,6 +121,7 @@ class Owning(WorkerState):
                 recent_restarts=len(held.restarts),
                 now=now,
                 policies=self.policies,
+                gateway_down=self.gateway_is_down(held.gateway_id),
             )
             self._record_end(held, end, outcome, now)
             if (
@@ -181,7 +187,13 @@ class Owning(WorkerState):
                 epoch=epoch,
                 actor=self.actor,
                 reason=str(end.reason),
-                data={"trip_count": outcome.breaker.trip_count},
+                # An opening while the gateway fails for everyone is the
+                # gateway's doing: the alert evaluator leaves it to the
+                # gateway's own alert.
+                data={
+                    "trip_count": outcome.breaker.trip_count,
+                    "gateway_suspect": self.gateway_suspect(held.gateway_id),
+                },
             )
             logger.warning(
                 "🚨 instance=%s breaker opened after %s (trip %s)",

@@ -112,6 +112,7 @@ class GatewaySession:
         self.ws: ClientConnection | None = None
         self.session_id = ""
         self.ready_at: float | None = None
+        self.hello_at: float | None = None  # epoch seconds: the gateway answered
         self.stop_reason: Reason | None = None
         self._task: asyncio.Task[SessionEnd] | None = None
         self.protocol = protocol.ClientProtocol(
@@ -216,6 +217,7 @@ class GatewaySession:
         except TimeoutError:
             raise _HelloTimeout from None
         self.session_id = hello.session_id
+        self.hello_at = time.time()
         if hello.heartbeat_s is not None:
             # websockets' keepalive reads ping_interval on every turn.
             ws.ping_interval = hello.heartbeat_s

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from engine import outbox, store
 from engine.sender import Claims, Reads, Sender
 from engine.session import GatewaySession, SessionConfig
-from instances import hints
+from instances import hints, outages
 from instances.breaker import Breaker
 from instances.decisions import Policies
 from instances.leases import Lease, LeaseManager
@@ -89,6 +89,8 @@ class Held:
     sender: Sender | None = None
     # Send times of the last 24 hours, kept across sessions for pacing caps.
     recent_sends: collections.deque[float] | None = None
+    gateway_id: int = 0
+    probe: bool = False  # this session probes its down gateway (engine.outages)
 
     @property
     def epoch(self) -> int:
@@ -107,6 +109,7 @@ class WorkerState:
         config: WorkerConfig,
         channel_layer: Any,
         worker_id: str | None = None,
+        outage_policy: outages.OutagePolicy | None = None,
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
         self.own_channel = hints.worker_channel(config.common_channel, self.worker_id)
@@ -138,6 +141,18 @@ class WorkerState:
         self._session_tasks: set[asyncio.Task[None]] = set()
         self.redis: aioredis.Redis | None = None
         self.leases: LeaseManager | None = None
+        # Gateway outages (engine.outages): the gateways' states as last read,
+        # their running instances, reports not yet pushed to Redis.
+        self.outage_policy = outage_policy or outages.OutagePolicy.from_settings()
+        self.gateways: dict[int, outages.GatewayView] = {}
+        self.gateway_running: dict[int, int] = {}
+        self._gateway_reports: dict[int, list[str]] = {}
+        self._gateway_last_failing: dict[int, int] = {}
+        self._last_reason: dict[int, str] = {}
+        self._probing: set[int] = set()
+        self._views_at = 0.0
+        self._counts_at = 0.0
+        self._gateway_wake = asyncio.Event()
 
     def _session_done(self, task: asyncio.Task[None]) -> None:
         self._session_tasks.discard(task)

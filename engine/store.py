@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from instances import attempts
+from instances import attempts, outages
 from instances import breaker as breakers
 from instances.breaker import Breaker
 from instances.breaker_rows import BREAKER_EVENT, breaker_fields, breaker_from_row, to_dt, to_ts
@@ -26,11 +26,16 @@ from instances.models import (
     ConnectionEvent,
     DesiredState,
     EventKind,
+    Gateway,
+    GatewayState,
     Instance,
     PairState,
     Status,
     WorkerHeartbeat,
 )
+from monitoring import alerts
+from monitoring.models import AlertKind
+from monitoring.transitions import FIRING, RESOLVED
 
 # What a session that pairs or ends leaves of its pairing: no QR code, no
 # pairing code, no request pending (a request was for that session).
@@ -61,6 +66,8 @@ class Row:
     cooldown_until: float | None
     pair_state: str = PairState.NONE
     pair_phone: str = ""
+    gateway_id: int = 0
+    gateway_down: bool = False
 
     @property
     def running(self) -> bool:
@@ -108,6 +115,8 @@ def load_rows(ids: list[int]) -> list[Row]:
         "breaker__cooldown_until",
         "pair_state",
         "pair_phone",
+        "gateway_id",
+        "gateway__state",
     )
     return [
         Row(
@@ -121,8 +130,10 @@ def load_rows(ids: list[int]) -> list[Row]:
             cooldown_until=to_ts(c),
             pair_state=ps,
             pair_phone=pp,
+            gateway_id=g,
+            gateway_down=gs == GatewayState.DOWN,
         )
-        for i, d, s, e, n, f, b, c, ps, pp in rows
+        for i, d, s, e, n, f, b, c, ps, pp, g, gs in rows
     ]
 
 
@@ -155,6 +166,8 @@ class Claim:
     breaker: Breaker
     paired: bool
     forced: bool
+    gateway_id: int = 0
+    probe: bool = False
     events: list[ConnectionEvent] = field(default_factory=list)
 
 
@@ -167,12 +180,17 @@ def attempt_fields(instance: Instance, breaker_row: CircuitBreaker | None) -> at
         force_retry=instance.force_retry,
         breaker_state=breaker_row.state if breaker_row is not None else str(breakers.State.CLOSED),
         cooldown_until=to_ts(breaker_row.cooldown_until) if breaker_row is not None else None,
+        gateway_down=instance.gateway.state == GatewayState.DOWN,
     )
 
 
-def claim_many(epochs: dict[int, int], worker_id: str, now: float, policies: Policies) -> dict[int, Claim]:
+def claim_many(
+    epochs: dict[int, int], worker_id: str, now: float, policies: Policies, probes: frozenset[int] = frozenset()
+) -> dict[int, Claim]:
     """Record that ``worker_id`` owns each instance under its new epoch and,
     where an attempt is due, mark it connecting: one transaction for all.
+    Instances in ``probes`` are claimed to probe their down gateway: one
+    attempt, whatever their breaker and retry time say.
 
     Returns what each session to open needs; an instance missing from the
     result has nothing to do (the caller releases its lease). Conditional on
@@ -186,7 +204,9 @@ def claim_many(epochs: dict[int, int], worker_id: str, now: float, policies: Pol
         instances = Instance.objects.select_related("gateway", "breaker").filter(id__in=list(epochs))
         for instance in instances:
             epoch = epochs[instance.id]
-            result = _claim_one(instance, epoch, worker_id, actor, now, when, policies, events)
+            result = _claim_one(
+                instance, epoch, worker_id, actor, now, when, policies, events, probe=instance.id in probes
+            )
             if result is not None:
                 claims[instance.id] = result
         ConnectionEvent.objects.bulk_create(events)
@@ -202,6 +222,8 @@ def _claim_one(
     when: dt.datetime | None,
     policies: Policies,
     events: list[ConnectionEvent],
+    *,
+    probe: bool = False,
 ) -> Claim | None:
     if instance.lease_epoch >= epoch:
         return None
@@ -213,7 +235,9 @@ def _claim_one(
         fenced.update(**stop_fields)
         return None
     breaker_row = getattr(instance, "breaker", None)
-    decision = before_attempt(attempt_fields(instance, breaker_row), breaker_from_row(breaker_row), now, policies)
+    decision = before_attempt(
+        attempt_fields(instance, breaker_row), breaker_from_row(breaker_row), now, policies, probe=probe
+    )
     if decision.verdict is attempts.Verdict.NEVER:
         return None
     if decision.transition is not None and breaker_row is not None:
@@ -254,7 +278,7 @@ def _claim_one(
             kind=EventKind.ATTEMPT,
             actor=actor,
             epoch=epoch,
-            message="forced retry" if decision.forced else "",
+            message="forced retry" if decision.forced else "gateway probe" if probe else "",
             data={"retry_count": instance.retry_count, "breaker": str(decision.breaker.state)},
         )
     )
@@ -267,6 +291,8 @@ def _claim_one(
         breaker=decision.breaker,
         paired=instance.paired,
         forced=decision.forced,
+        gateway_id=instance.gateway_id,
+        probe=probe,
     )
 
 
@@ -363,3 +389,82 @@ def heartbeat(
     updated = WorkerHeartbeat.objects.filter(worker_id=worker_id).update(**fields)
     if not updated:
         WorkerHeartbeat.objects.create(worker_id=worker_id, started_at=now, **fields)
+
+
+# -- gateway outages (instances.outages) -------------------------------------------
+
+
+def gateway_down(
+    gateway_id: int,
+    *,
+    reason: str,
+    now: float,
+    actor: str,
+    failing: int,
+    running: int,
+    policy: outages.OutagePolicy,
+) -> tuple[bool, list[int]]:
+    """Record the gateway down and raise its one ``gateway_down`` alert, in one
+    transaction; returns whether this caller recorded it and the alert's deliveries."""
+    with transaction.atomic():
+        if not outages.mark_down(
+            gateway_id, reason=reason, now=now, actor=actor, failing=failing, running=running, policy=policy
+        ):
+            return False, []
+        name = Gateway.objects.filter(id=gateway_id).values_list("name", flat=True).first() or str(gateway_id)
+        _alert, ids = alerts.raise_alert(
+            AlertKind.GATEWAY_DOWN,
+            FIRING,
+            f"gateway {name} down: {failing} of {running} running instances failed ({reason or 'unreachable'}), "
+            "none answered; its instances wait for its probe",
+            {"gateway": {"id": gateway_id, "name": name}, "reason": reason, "failing": failing, "running": running},
+            now=to_dt(now),
+        )
+    return True, ids
+
+
+def gateway_up(
+    gateway_id: int, *, now: float, actor: str, policy: outages.OutagePolicy, horizon_s: float
+) -> tuple[outages.Release | None, list[int]]:
+    """Record the gateway up, release its instances and raise its one
+    ``gateway_up`` alert, in one transaction."""
+    with transaction.atomic():
+        release = outages.mark_up(gateway_id, now=now, actor=actor, policy=policy, horizon_s=horizon_s)
+        if release is None:
+            return None, []
+        name = Gateway.objects.filter(id=gateway_id).values_list("name", flat=True).first() or str(gateway_id)
+        _alert, ids = alerts.raise_alert(
+            AlertKind.GATEWAY_UP,
+            RESOLVED,
+            f"gateway {name} up again after {release.down_s:.0f}s: {release.released} instances reconnecting "
+            f"at {policy.connect_rate:g} per second",
+            {
+                "gateway": {"id": gateway_id, "name": name},
+                "down_s": round(release.down_s, 3),
+                "released": release.released,
+                "breakers_closed": release.breakers_closed,
+            },
+            now=to_dt(now),
+        )
+    return release, ids
+
+
+def probe_candidates(gateway_id: int, limit: int = 5) -> list[Row]:
+    """Waiting instances of the gateway to probe it with, closed breakers first, in random order."""
+    waiting = list(
+        Instance.objects.filter(
+            gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
+        )
+        .exclude(breaker__state=breakers.State.OPEN)
+        .order_by("?")
+        .values_list("id", flat=True)[:limit]
+    )
+    if not waiting:
+        waiting = list(
+            Instance.objects.filter(
+                gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
+            )
+            .order_by("?")
+            .values_list("id", flat=True)[:limit]
+        )
+    return load_rows(waiting)

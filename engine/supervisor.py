@@ -39,6 +39,7 @@ from redis.exceptions import RedisError
 from engine import store
 from engine.flush import Flushing
 from engine.hooks import SessionHooks
+from engine.outages import Outages
 from engine.owning import Owning
 from engine.reconcile import Reconciling
 from engine.renewal import Renewing
@@ -52,7 +53,7 @@ __all__ = ["Held", "Supervisor", "WorkerConfig", "new_worker_id"]
 logger = logging.getLogger("blast.worker")
 
 
-class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing):
+class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages):
     """The worker: its loops started and stopped; each step lives in its own
     module (see :mod:`engine.state`)."""
 
@@ -70,6 +71,7 @@ class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing):
             self._flush_loop,
             self._heartbeat_loop,
             self._audit_loop,
+            self._gateway_loop,
         ):
             self._tasks.append(asyncio.create_task(self._forever(step), name=step.__name__))
         logger.info("💓 worker %s started; listening on %s", self.worker_id, self.own_channel)

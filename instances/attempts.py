@@ -24,10 +24,16 @@ The rule, first match wins:
 3. a force retry: now, even while the breaker is open or the retry is not
    due; one attempt, after which the flag is cleared;
 4. a terminal status (stopped, logged out, replaced, forbidden, halted): never;
-5. an open breaker whose cooldown has not ended: later, at the cooldown's
+5. the instance's gateway is down (instances.outages): later, at no time of
+   its own: the gateway's probe answers for it, and its coming back up
+   gives the instance an attempt time;
+6. an open breaker whose cooldown has not ended: later, at the cooldown's
    end (or at the retry time, if that is later still): its half-open trial;
-6. a retry time in the future: later, at that time;
-7. otherwise: now.
+7. a retry time in the future: later, at that time;
+8. otherwise: now.
+
+The gateway's probe (:attr:`Asker.PROBE`) is a new owner that skips rules
+5 to 7: its one attempt asks whether the gateway is back.
 
 Times are epoch seconds; a retry time or a cooldown end equal to ``now`` is
 due (``breaker.allows_attempt`` agrees). An open breaker without a cooldown
@@ -64,6 +70,8 @@ class Why(enum.StrEnum):
     SESSION_IS_ATTEMPT = "the live session is the attempt"
     FORCED = "force retry"
     TERMINAL = "terminal status"
+    GATEWAY_DOWN = "the gateway is down: its probe answers"
+    PROBE = "the gateway's probe"
     BREAKER_OPEN = "breaker open until its cooldown ends"
     NOT_DUE = "retry not due yet"
     DUE = "retry due"
@@ -75,6 +83,7 @@ class Asker(enum.Enum):
     ANYONE = "anyone"  # the row alone: some worker's session may stand behind a live status
     NEW_OWNER = "new_owner"  # has just taken the lease: a live status is stale
     OWNER = "owner"  # holds the instance's live session
+    PROBE = "probe"  # has just taken the lease to probe the instance's down gateway
 
 
 class AttemptFields(Protocol):
@@ -92,6 +101,8 @@ class AttemptFields(Protocol):
     def breaker_state(self) -> str: ...
     @property
     def cooldown_until(self) -> float | None: ...
+    @property
+    def gateway_down(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,7 @@ class Fields:
     force_retry: bool = False
     breaker_state: str = "closed"
     cooldown_until: float | None = None
+    gateway_down: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,10 @@ def decide(row: AttemptFields, now: float, asker: Asker = Asker.ANYONE) -> Decis
         return Decision(Verdict.NOW, Why.FORCED, forced=True)
     if row.status in TERMINAL:
         return Decision(Verdict.NEVER, Why.TERMINAL)
+    if asker is Asker.PROBE:
+        return Decision(Verdict.NOW, Why.PROBE)
+    if row.gateway_down:
+        return Decision(Verdict.LATER, Why.GATEWAY_DOWN)
     retry_at = row.next_retry_at
     if row.breaker_state == OPEN and row.cooldown_until is not None and row.cooldown_until > now:
         at = row.cooldown_until if retry_at is None else max(row.cooldown_until, retry_at)

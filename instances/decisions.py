@@ -16,6 +16,7 @@ from instances import breaker as breakers
 from instances.attempts import Asker, AttemptFields, Verdict, Why
 from instances.backoff import RetryPolicy, retry_delay
 from instances.breaker import Breaker, BreakerPolicy, Transition
+from instances.outages import GATEWAY_REASONS
 from instances.reasons import Kind, Reason, kind_of
 
 
@@ -78,8 +79,14 @@ def after_session(
     now: float,
     policies: Policies,
     rand: Callable[[], float] = random.random,
+    gateway_down: bool = False,
 ) -> Outcome:
-    """Decide what follows a session that ended with ``end``."""
+    """Decide what follows a session that ended with ``end``.
+
+    ``gateway_down``: the instance's gateway is down (instances.outages); a
+    gateway-level failure then is the gateway's, not the instance's: it does
+    not count toward the breaker or the retry count.
+    """
     kind = kind_of(end.reason)
 
     def outcome(status: str, **changes: object) -> Outcome:
@@ -114,11 +121,13 @@ def after_session(
         return outcome(BACKING_OFF, next_retry_at=now + delay, delay=delay)
 
     # Transient, re-pair and long-pause reasons: an attempt follows.
-    failure = breakers.counts_as_failure(end.reason, end.ready_at, now, policies.breaker)
+    outage = gateway_down and end.reason in GATEWAY_REASONS
+    failure = not outage and breakers.counts_as_failure(end.reason, end.ready_at, now, policies.breaker)
     transition: Transition | None = None
     if failure:
         breaker, transition = breakers.record_failure(breaker, now, policies.breaker)
-    retry_count += 1
+    if not outage:
+        retry_count += 1
     unpair = end.reason is Reason.BAD_SESSION
     if breaker.state is breakers.State.OPEN:
         return outcome(
@@ -155,7 +164,9 @@ class ClaimDecision:
     why: Why = Why.DUE
 
 
-def before_attempt(row: AttemptFields, breaker: Breaker, now: float, policies: Policies) -> ClaimDecision:
+def before_attempt(
+    row: AttemptFields, breaker: Breaker, now: float, policies: Policies, *, probe: bool = False
+) -> ClaimDecision:
     """May a worker that has just taken the lease make an attempt now?
 
     The attempt rule (instances.attempts) as a new owner asks it: a live
@@ -164,9 +175,10 @@ def before_attempt(row: AttemptFields, breaker: Breaker, now: float, policies: P
     and the breaker must allow it (closed, half-open for its one trial, or
     open with its cooldown over). Unless the answer is never, the breaker is
     advanced to ``now`` (an ended cooldown becomes HALF_OPENED, for the
-    caller to record).
+    caller to record). A ``probe`` of the instance's down gateway asks as
+    :attr:`Asker.PROBE`: one attempt, whatever the breaker and retry time say.
     """
-    decision = attempts.decide(row, now, Asker.NEW_OWNER)
+    decision = attempts.decide(row, now, Asker.PROBE if probe else Asker.NEW_OWNER)
     if decision.verdict is Verdict.NEVER:
         return ClaimDecision(False, breaker, None, forced=False, verdict=decision.verdict, why=decision.why)
     breaker, transition = breakers.poll(breaker, now, policies.breaker)

@@ -155,13 +155,37 @@ def validate_pairing_phone(value: str) -> None:
         raise ValidationError(f"{value} is not a valid phone number.")
 
 
+REASON_CHOICES = [(reason.value, reason.value) for reason in Reason]
+
+
+class GatewayState(models.TextChoices):
+    """Whether a gateway answers at all (instances.outages has the rule)."""
+
+    UP = "up", "Up"
+    DOWN = "down", "Down"
+
+
 class Gateway(models.Model):
-    """A gateway that platform administrators allow tenants to use."""
+    """A gateway that platform administrators allow tenants to use.
+
+    Its ``state`` is written by the connection workers (instances.outages):
+    ``down`` when many of its instances fail with gateway-level reasons at
+    once and none is answered; while down, its instances wait and one probe at
+    a time, cluster-wide, asks whether it is back.
+    """
 
     name = models.CharField(max_length=100, unique=True)
     url = models.CharField(max_length=500, validators=[validate_gateway_url])
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    state = models.CharField(max_length=8, choices=GatewayState.choices, default=GatewayState.UP, editable=False)
+    state_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    down_since = models.DateTimeField(null=True, blank=True, editable=False)
+    down_reason = models.CharField(max_length=32, choices=REASON_CHOICES, blank=True, editable=False)
+    last_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
+    next_probe_at = models.DateTimeField(null=True, blank=True, editable=False)
+    probe_count = models.PositiveIntegerField(default=0, editable=False)
+    outage_count = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -196,8 +220,6 @@ class Status(models.TextChoices):
 
 # Statuses in which no worker should hold or start a session on its own.
 TERMINAL_STATUSES = frozenset({Status.STOPPED, Status.LOGGED_OUT, Status.REPLACED, Status.FORBIDDEN, Status.HALTED})
-
-REASON_CHOICES = [(reason.value, reason.value) for reason in Reason]
 
 
 class PairState(models.TextChoices):
@@ -253,7 +275,8 @@ class InstanceQuerySet(models.QuerySet["Instance"]):
             | Q(breaker__cooldown_until__lte=horizon)
         )
         retry_due = Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=horizon)
-        scheduled = ~Q(status__in=attempts.TERMINAL) & breaker_allows & retry_due
+        gateway_up = ~Q(gateway__state=GatewayState.DOWN)
+        scheduled = ~Q(status__in=attempts.TERMINAL) & gateway_up & breaker_allows & retry_due
         return (
             self.filter(desired_state=DesiredState.RUNNING)
             .exclude(status__in=attempts.LIVE)
@@ -421,6 +444,36 @@ class ConnectionEvent(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None and not self._state.adding:
             raise ValueError("Connection events are append-only")
+        super().save(*args, **kwargs)
+
+
+class GatewayEventKind(models.TextChoices):
+    DOWN = "down", "Gateway down"
+    UP = "up", "Gateway up"
+    PROBE_REQUESTED = "probe_requested", "Probe requested"
+
+
+class GatewayEvent(models.Model):
+    """Append-only log of a gateway's transitions and of what operators asked of it."""
+
+    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=24, choices=GatewayEventKind.choices)
+    reason = models.CharField(max_length=32, choices=REASON_CHOICES, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    actor = models.CharField(max_length=200, blank=True, help_text="Who did it: a user, an API key or a worker.")
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["gateway", "-at"], name="gateway_event_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.reason}".strip()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ValueError("Gateway events are append-only")
         super().save(*args, **kwargs)
 
 

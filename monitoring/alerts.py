@@ -59,6 +59,7 @@ CRITICAL_KINDS = frozenset(
         AlertKind.NO_LIVE_WORKER,
         AlertKind.BEAT_STALLED,
         AlertKind.PLATFORM_DOWN,
+        AlertKind.GATEWAY_DOWN,
     }
 )
 
@@ -134,6 +135,13 @@ def _instance_summary(change: Change, info: dict[str, Any]) -> str:
     if change.status == FIRING:
         return f"{who}: {label.lower()}; a person must act"
     return f"{who}: connected again (was {label.lower()})"
+
+
+def _gateway_outage(row: tuple[Any, ...]) -> bool:
+    """A breaker that opened while its gateway failed for everyone: the
+    gateway's own ``gateway_down`` alert says it, once, not once per instance."""
+    data = row[5]
+    return row[2] == transitions.BREAKER_OPENED and isinstance(data, dict) and bool(data.get("gateway_suspect"))
 
 
 def _instance_alerts(rows: list[tuple[int, int, str, str, dt.datetime]], now: dt.datetime) -> list[Alert]:
@@ -257,12 +265,13 @@ def process_events(now: dt.datetime, recipients: Recipients) -> list[int]:
             row, cursor = _lock_cursor()
             gaps = cursor.unread_ids()
             query = Q(id__gt=cursor.last_id) | Q(id__in=gaps) if gaps else Q(id__gt=cursor.last_id)
-            rows = list(
+            read = list(
                 ConnectionEvent.objects.filter(query)
                 .order_by("id")
-                .values_list("id", "instance_id", "kind", "reason", "at")[:CHUNK]
+                .values_list("id", "instance_id", "kind", "reason", "at", "data")[:CHUNK]
             )
-            alerts = _instance_alerts(rows, now)
+            rows = [row[:5] for row in read]
+            alerts = _instance_alerts([row[:5] for row in read if not _gateway_outage(row)], now)
             delivery_ids += _create(alerts, recipients)
             _fold_tally(rows)
             cursor.advance([r[0] for r in rows], now.timestamp(), grace)

@@ -33,11 +33,11 @@ import redis
 from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import connection
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from instances.models import WorkerHeartbeat
+from instances.models import DesiredState, Gateway, GatewayState, WorkerHeartbeat
 from instances.schedules import RECOVERY_JOBS
 from monitoring.counts import InstanceCounts, count_instances
 
@@ -282,6 +282,33 @@ def check_score(counts: InstanceCounts) -> Check:
     )
 
 
+def check_gateways(now: dt.datetime) -> list[Check]:
+    """One check per enabled gateway: a down gateway warns; when every gateway
+    that has running instances is down, nothing can connect: fail."""
+    rows = list(
+        Gateway.objects.filter(enabled=True)
+        .annotate(running=Count("instances", filter=Q(instances__desired_state=DesiredState.RUNNING)))
+        .order_by("name")
+        .values_list("name", "state", "down_since", "down_reason", "next_probe_at", "running")
+    )
+    with_running = [row for row in rows if row[5]]
+    all_down = bool(with_running) and all(row[1] == GatewayState.DOWN for row in with_running)
+    checks: list[Check] = []
+    for name, state, since, reason, next_probe, running in rows:
+        extra: dict[str, Any] = {"state": state, "runningInstances": running}
+        if state != GatewayState.DOWN:
+            checks.append(Check(f"gateway:{name}", "component", PASS, extra=extra))
+            continue
+        down_s = round((now - since).total_seconds(), 1) if since is not None else None
+        extra.update(downSince=since.isoformat() if since else None, reason=reason)
+        if next_probe is not None:
+            extra["nextProbeAt"] = next_probe.isoformat()
+        status = FAIL if all_down and running else WARN
+        output = f"down for {down_s:g}s ({reason or 'no answer'}); probing" if down_s is not None else "down"
+        checks.append(Check(f"gateway:{name}", "component", status, down_s, "s", output=output, extra=extra))
+    return checks
+
+
 def evaluate(now: dt.datetime | None = None) -> HealthReport:
     """Run every check; never raises for a dependency that is down."""
     now = now or timezone.now()
@@ -290,7 +317,7 @@ def evaluate(now: dt.datetime | None = None) -> HealthReport:
     if checks[0].status == PASS:
         try:
             counts = count_instances()
-            checks += [check_workers(now), check_beat(now)]
+            checks += [check_workers(now), check_beat(now), *check_gateways(now)]
         except DatabaseError as exc:
             checks[0] = Check("database:responseTime", "datastore", FAIL, output=f"query failed: {exc}")
     checks.append(check_celery(now))

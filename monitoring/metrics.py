@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from instances import throttle
-from instances.models import ConnectionEvent, EventKind, WorkerHeartbeat
+from instances.models import ConnectionEvent, EventKind, Gateway, GatewayState, WorkerHeartbeat
 from instances.reasons import Reason
 from monitoring import health
 from monitoring.alerts import CURSOR_KEY
@@ -169,6 +169,13 @@ class PlatformCollector(Collector):
         yield breakers
         yield _gauge("breakers_open", "Open circuit breakers.", counts.open_breakers)
         yield _gauge("health_score", "Health score, 0-100 (pass from BLAST_HEALTH_PASS_SCORE).", counts.score)
+        gateways = GaugeMetricFamily(
+            f"{PREFIX}gateways", "Enabled gateways by state (up, down: instances.outages).", labels=["state"]
+        )
+        by_state = dict(Gateway.objects.filter(enabled=True).order_by().values_list("state").annotate(n=Count("id")))
+        for state in GatewayState:
+            gateways.add_metric([str(state)], by_state.get(str(state), 0))
+        yield gateways
 
         stale_before = now - health.worker_stale_after()
         workers = WorkerHeartbeat.objects.filter(stopped_at__isnull=True).aggregate(

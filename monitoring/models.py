@@ -113,6 +113,8 @@ class AlertKind(models.TextChoices):
     BEAT_STALLED = "beat_stalled", "Recovery jobs stalled"
     PLATFORM_DOWN = "platform_down", "Platform not answering"
     PLATFORM_STATUS = "platform_status", "Platform health status"
+    GATEWAY_DOWN = "gateway_down", "Gateway down"
+    GATEWAY_UP = "gateway_up", "Gateway up again"
 
 
 class AlertStatus(models.TextChoices):

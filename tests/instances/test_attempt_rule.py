@@ -25,6 +25,7 @@ from instances.models import (
     CircuitBreaker,
     DesiredState,
     Gateway,
+    GatewayState,
     Instance,
     Status,
     Tenant,
@@ -59,7 +60,7 @@ def _dt(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
-def _table() -> list[tuple[str, str, bool, tuple[str | None, float | None], float | None]]:
+def _table() -> list[tuple[str, str, bool, tuple[str | None, float | None], float | None, bool]]:
     return list(
         itertools.product(
             [status.value for status in Status],
@@ -67,6 +68,7 @@ def _table() -> list[tuple[str, str, bool, tuple[str | None, float | None], floa
             [False, True],
             BREAKERS,
             RETRY_AT,
+            [False, True],  # the instance's gateway is down
         )
     )
 
@@ -76,12 +78,13 @@ def table(db: None) -> dict[int, Fields]:
     """Every combination as an instance in the database; id -> its fields."""
     tenant = Tenant.objects.create(slug="rule", name="Rule")
     gateway = Gateway.objects.create(name="gw", url="ws://127.0.0.1:1")
+    down = Gateway.objects.create(name="gw-down", url="ws://127.0.0.1:2", state=GatewayState.DOWN)
     token = encrypt("t")
     rows = _table()
     Instance.objects.bulk_create(
         Instance(
             tenant=tenant,
-            gateway=gateway,
+            gateway=down if gateway_down else gateway,
             name=f"row-{n}",
             token_encrypted=token,
             status=status,
@@ -89,12 +92,12 @@ def table(db: None) -> dict[int, Fields]:
             force_retry=force,
             next_retry_at=None if retry is None else _dt(T0 + retry),
         )
-        for n, (status, desired, force, _breaker, retry) in enumerate(rows)
+        for n, (status, desired, force, _breaker, retry, gateway_down) in enumerate(rows)
     )
     ids = dict(Instance.objects.filter(tenant=tenant).values_list("name", "id"))
     breakers = []
     expected: dict[int, Fields] = {}
-    for n, (status, desired, force, (state, cooldown), retry) in enumerate(rows):
+    for n, (status, desired, force, (state, cooldown), retry, gateway_down) in enumerate(rows):
         instance_id = ids[f"row-{n}"]
         if state is not None:
             breakers.append(
@@ -111,13 +114,14 @@ def table(db: None) -> dict[int, Fields]:
             force_retry=force,
             breaker_state=state or "closed",
             cooldown_until=_at(cooldown),
+            gateway_down=gateway_down,
         )
     CircuitBreaker.objects.bulk_create(breakers)
     return expected
 
 
 def test_the_table_covers_every_combination(table: dict[int, Fields]) -> None:
-    assert len(table) == len(Status) * 2 * 2 * len(BREAKERS) * len(RETRY_AT)
+    assert len(table) == len(Status) * 2 * 2 * len(BREAKERS) * len(RETRY_AT) * 2
     assert Instance.objects.count() == len(table)
 
 
@@ -139,7 +143,13 @@ def test_the_worker_reads_the_same_fields_the_rule_and_query_read(table: dict[in
     for instance_id, fields in table.items():
         row = rows[instance_id]
         got = Fields(
-            row.desired_state, row.status, row.next_retry_at, row.force_retry, row.breaker_state, row.cooldown_until
+            row.desired_state,
+            row.status,
+            row.next_retry_at,
+            row.force_retry,
+            row.breaker_state,
+            row.cooldown_until,
+            row.gateway_down,
         )
         assert got == fields
         assert row.decide(T0) == decide(fields, T0)
@@ -305,3 +315,30 @@ def test_a_new_owner_waits_while_the_breaker_is_open() -> None:
     fields = running(Status.CIRCUIT_OPEN, next_retry_at=T0 + 1, breaker_state="open", cooldown_until=T0 + 1)
     decision = before_attempt(fields, tripped, T0, POLICIES)
     assert (decision.attempt, decision.verdict, decision.transition) == (False, Verdict.LATER, None)
+
+
+# --- A down gateway -------------------------------------------------------------------
+
+
+def test_a_down_gateway_holds_every_attempt_of_its_own_until_it_is_back() -> None:
+    due = running(next_retry_at=T0 - 60, gateway_down=True)
+    assert decide(due, T0) == Decision(Verdict.LATER, Why.GATEWAY_DOWN)
+    assert not decide(due, T0).due_by(T0 + 3600)
+    # Nor a half-open trial: the outage is not the breaker's to judge.
+    trial = running(breaker_state="open", cooldown_until=T0 - 1, gateway_down=True)
+    assert decide(trial, T0).verdict is Verdict.LATER
+
+
+def test_an_operator_force_retry_still_makes_its_one_attempt_while_the_gateway_is_down() -> None:
+    assert decide(running(force_retry=True, gateway_down=True), T0) == Decision(Verdict.NOW, Why.FORCED, forced=True)
+
+
+def test_the_probe_attempts_past_the_down_gateway_breaker_and_retry_time_but_not_past_a_terminal_status() -> None:
+    fields = running(next_retry_at=T0 + 600, breaker_state="open", cooldown_until=T0 + 600, gateway_down=True)
+    assert decide(fields, T0, Asker.PROBE) == Decision(Verdict.NOW, Why.PROBE)
+    assert decide(running(status=Status.LOGGED_OUT, gateway_down=True), T0, Asker.PROBE).verdict is Verdict.NEVER
+    stopped = Fields(desired_state=DesiredState.STOPPED, status=Status.BACKING_OFF, gateway_down=True)
+    assert decide(stopped, T0, Asker.PROBE).verdict is Verdict.NEVER
+    decision = before_attempt(fields, Breaker(State.OPEN, cooldown_until=T0 + 600), T0, POLICIES, probe=True)
+    assert decision.attempt
+    assert not before_attempt(fields, Breaker(State.OPEN, cooldown_until=T0 + 600), T0, POLICIES).attempt

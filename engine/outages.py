@@ -1,0 +1,295 @@
+"""Gateway outages as the worker sees them: report, detect, probe, release.
+
+The rule and the transitions are :mod:`instances.outages`; this step carries
+them out. Every session end with a gateway-level reason and every ``hello``
+is reported, in batches, into two Redis sorted sets per gateway (failing
+instances, answered instances, scored by Redis' own clock and trimmed to the
+window), shared by every worker: each evaluation sees the whole cluster's
+failures, not only this worker's. The worker whose report tips the rule
+records the transition (conditional, so once however many see it).
+
+While a gateway is down, its instances' attempts are refused by the attempt
+rule; the gateway loop probes it when its next probe is due, under a Redis
+lock per gateway so that one probe runs at a time cluster-wide. The probe is
+a real claim of one waiting instance (``store.claim_many(probes=...)``): its
+session's ``hello`` brings the gateway up, its failure schedules the next
+probe. Coming up releases the gateway's instances in a ramp
+(``instances.outages.mark_up``); those due before the next recovery run are
+hinted at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from redis.exceptions import RedisError
+
+from engine import store
+from engine.state import DB_ERRORS, Held, WorkerState
+from instances import hints, outages
+from instances.decisions import SessionEnd
+
+logger = logging.getLogger("blast.worker")
+
+# One call per gateway and batch: record what each instance did, trim both
+# sets to the window (Redis' clock, the same for every worker) and count.
+REPORT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local op, id = ARGV[i], ARGV[i + 1]
+  if op == 'f' then
+    redis.call('ZADD', KEYS[1], now, id)
+    redis.call('ZREM', KEYS[2], id)
+  else
+    redis.call('ZADD', KEYS[2], now, id)
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local ttl = math.ceil(window * 2000)
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
+"""
+# Release a probe lock only if it is still ours.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+REPORT_CHUNK = 1000
+LOOP_S = 0.5
+VIEWS_EVERY_S = 1.0
+COUNTS_EVERY_S = 10.0
+
+
+class Outages(WorkerState):
+    def _gateway_key(self, gateway_id: int, name: str) -> str:
+        return f"{self.config.redis_prefix}:gw:{gateway_id}:{name}"
+
+    def gateway_is_down(self, gateway_id: int) -> bool:
+        view = self.gateways.get(gateway_id)
+        return view is not None and view.down
+
+    def gateway_suspect(self, gateway_id: int) -> bool:
+        """Down, or failing enough that it may be: a breaker opening now is
+        probably the gateway's doing, not the instance's."""
+        if self.gateway_is_down(gateway_id):
+            return True
+        return self._gateway_last_failing.get(gateway_id, 0) >= self.outage_policy.minimum
+
+    # -- what sessions report ----------------------------------------------------
+
+    def _report(self, gateway_id: int, op: str, instance_id: int) -> None:
+        if gateway_id:
+            self._gateway_reports.setdefault(gateway_id, []).extend((op, str(instance_id)))
+            self._gateway_wake.set()
+
+    def gateway_answered(self, held: Held) -> None:
+        """A session on ``held``'s gateway got its ``hello``: the gateway is there."""
+        self._report(held.gateway_id, "o", held.instance_id)
+        if held.probe:
+            logger.info("📶 gateway=%s probe answered (instance=%s)", held.gateway_id, held.instance_id)
+        if self.gateway_is_down(held.gateway_id):
+            self._spawn_task(self._gateway_up(held.gateway_id), f"gateway-up-{held.gateway_id}")
+
+    def gateway_session_ended(self, held: Held, end: SessionEnd, hello_at: float | None, now: float) -> None:
+        """Report a session's end; a probe that was not answered schedules the next probe."""
+        failed = outages.is_gateway_failure(
+            end.reason, hello_at=hello_at, ready_at=end.ready_at, ended_at=now, policy=self.outage_policy
+        )
+        if failed:
+            self._report(held.gateway_id, "f", held.instance_id)
+            self._last_reason[held.gateway_id] = str(end.reason)
+        if held.probe:
+            held.probe = False
+            if hello_at is None:
+                self._spawn_task(self._probe_failed(held.gateway_id, end), f"probe-failed-{held.gateway_id}")
+
+    # -- the loop --------------------------------------------------------------------
+
+    async def _gateway_loop(self) -> None:
+        try:
+            async with asyncio.timeout(LOOP_S):
+                await self._gateway_wake.wait()
+        except TimeoutError:
+            pass
+        self._gateway_wake.clear()
+        await self._refresh_gateways()
+        await self._push_reports()
+        await self._probe_due()
+        await asyncio.sleep(0.05)  # reports arriving in a burst go in one batch
+
+    async def _refresh_gateways(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._views_at >= VIEWS_EVERY_S:
+            self.gateways = await database_sync_to_async(outages.load_views)()
+            self._views_at = now
+        if force or now - self._counts_at >= COUNTS_EVERY_S:
+            self.gateway_running = await database_sync_to_async(outages.running_counts)()
+            self._counts_at = now
+
+    async def _push_reports(self) -> None:
+        assert self.redis is not None
+        reports, self._gateway_reports = self._gateway_reports, {}
+        for gateway_id, ops in reports.items():
+            try:
+                failing, answered = 0, 0
+                for start in range(0, len(ops), 2 * REPORT_CHUNK):
+                    chunk = ops[start : start + 2 * REPORT_CHUNK]
+                    failing, answered = await self.redis.eval(
+                        REPORT,
+                        2,
+                        self._gateway_key(gateway_id, "fail"),
+                        self._gateway_key(gateway_id, "ok"),
+                        self.outage_policy.window_s,
+                        *chunk,
+                    )
+            except (RedisError, OSError):
+                # Kept for the next turn: an outage is still seen once Redis is back.
+                self._gateway_reports.setdefault(gateway_id, []).extend(ops)
+                raise
+            self._gateway_last_failing[gateway_id] = int(failing)
+            if self.gateway_is_down(gateway_id) or gateway_id not in self.gateways:
+                continue
+            running = self.gateway_running.get(gateway_id, 0)
+            if outages.is_down(int(failing), int(answered), running, self.outage_policy):
+                await self._gateway_down(gateway_id, int(failing), running)
+
+    async def _gateway_down(self, gateway_id: int, failing: int, running: int) -> None:
+        now = time.time()
+        recorded, delivery_ids = await database_sync_to_async(store.gateway_down)(
+            gateway_id,
+            reason=self._last_reason.get(gateway_id, ""),
+            now=now,
+            actor=self.actor,
+            failing=failing,
+            running=running,
+            policy=self.outage_policy,
+        )
+        await self._refresh_gateways(force=True)
+        if recorded:
+            logger.warning(
+                "📴 gateway=%s down: %d of %d running instances failed with gateway-level reasons, none answered; "
+                "its instances wait for its probe",
+                gateway_id,
+                failing,
+                running,
+            )
+            await self._dispatch_alerts(delivery_ids)
+
+    async def _gateway_up(self, gateway_id: int) -> None:
+        now = time.time()
+        release, delivery_ids = await database_sync_to_async(store.gateway_up)(
+            gateway_id,
+            now=now,
+            actor=self.actor,
+            policy=self.outage_policy,
+            horizon_s=self.config.retry_horizon,
+        )
+        await self._refresh_gateways(force=True)
+        if release is None:
+            return
+        if self.redis is not None:
+            try:
+                await self.redis.delete(self._gateway_key(gateway_id, "fail"), self._gateway_key(gateway_id, "ok"))
+            except (RedisError, OSError):
+                pass  # the sets expire by themselves
+        self._gateway_last_failing.pop(gateway_id, None)
+        await self._unlock_probe(gateway_id)
+        logger.warning(
+            "📶 gateway=%s up after %.0fs: %d instances released at %g per second, %d breakers closed",
+            gateway_id,
+            release.down_s,
+            release.released,
+            self.outage_policy.connect_rate,
+            release.breakers_closed,
+        )
+        if release.first_due:
+            await hints.send_async(
+                self.channel_layer, release.first_due, self.config.common_channel, self.config.hint_batch
+            )
+        await self._dispatch_alerts(delivery_ids)
+
+    async def _dispatch_alerts(self, delivery_ids: list[int]) -> None:
+        if not delivery_ids:
+            return
+        from monitoring.tasks import dispatch
+
+        try:
+            await database_sync_to_async(dispatch)(delivery_ids)
+        except Exception:
+            logger.warning("⚠️ %d alert deliveries left for the delivery sweep", len(delivery_ids))
+
+    # -- probes ----------------------------------------------------------------------
+
+    async def _probe_due(self) -> None:
+        if self.stopping:
+            return
+        now = time.time()
+        for view in list(self.gateways.values()):
+            if not view.down or view.id in self._probing:
+                continue
+            if view.next_probe_at is not None and view.next_probe_at > now:
+                continue
+            if await self._lock_probe(view.id):
+                self._spawn_task(self._probe(view.id), f"probe-{view.id}")
+
+    async def _lock_probe(self, gateway_id: int) -> bool:
+        assert self.redis is not None
+        ttl_s = self.session_config.open_timeout + self.session_config.hello_timeout + self.config.lease_ttl
+        locked = await self.redis.set(
+            self._gateway_key(gateway_id, "probe"), self.worker_id, nx=True, px=int(ttl_s * 1000)
+        )
+        if locked:
+            self._probing.add(gateway_id)
+        return bool(locked)
+
+    async def _unlock_probe(self, gateway_id: int) -> None:
+        if gateway_id not in self._probing:
+            return
+        self._probing.discard(gateway_id)
+        if self.redis is None:
+            return
+        try:
+            await self.redis.eval(UNLOCK, 1, self._gateway_key(gateway_id, "probe"), self.worker_id)
+        except (RedisError, OSError):
+            pass  # it expires by itself
+
+    async def _probe(self, gateway_id: int) -> None:
+        """Claim one waiting instance of the gateway and attempt it: the probe."""
+        try:
+            rows = await database_sync_to_async(store.probe_candidates)(gateway_id)
+            rows = [row for row in rows if row.id not in self.held and not self._is_starting(row.id)]
+            if not rows:
+                await database_sync_to_async(outages.probe_failed)(
+                    gateway_id, now=time.time(), policy=self.outage_policy
+                )
+                await self._unlock_probe(gateway_id)
+                return
+            logger.info("📡 gateway=%s probing with instance=%s", gateway_id, rows[0].id)
+            await self._start(rows[:1], probes=frozenset({rows[0].id}))
+            if not any(h.probe for h in self.held.values() if h.gateway_id == gateway_id):
+                # The claim did not happen (a race for the lease): try again at the next turn.
+                await self._unlock_probe(gateway_id)
+        except BaseException:
+            await self._unlock_probe(gateway_id)
+            raise
+
+    async def _probe_failed(self, gateway_id: int, end: SessionEnd) -> None:
+        try:
+            delay = await database_sync_to_async(outages.probe_failed)(
+                gateway_id, now=time.time(), policy=self.outage_policy
+            )
+        except DB_ERRORS:
+            delay = None
+        finally:
+            await self._unlock_probe(gateway_id)
+        if delay is not None:
+            logger.info("📡 gateway=%s still down (%s); next probe in %.1fs", gateway_id, end.reason, delay)
+        await self._refresh_gateways(force=True)

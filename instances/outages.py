@@ -1,0 +1,386 @@
+"""Gateway outages: one event for a sick gateway, not one per instance.
+
+The circuit breaker is right for one sick account and wrong for a sick
+gateway: when the gateway or its network goes away for everyone, every
+instance would fail, back off and open its own breaker. Instead the gateway
+itself has a state (``Gateway.state``):
+
+- **down** when, within ``window_s``, at least ``max(minimum, share x running
+  instances)`` of its instances failed with a gateway-level reason
+  (:data:`GATEWAY_REASONS`: unreachable, timed out, unavailable, connection
+  closed or lost) and none of them was answered with ``hello`` in that
+  window. Every connection worker reports what it sees into the same Redis
+  sets (``engine.outages``), so the rule holds however the failures are
+  spread over workers. A session dropped soon after the gateway answered is
+  a flap, not an outage: it stays with the breaker's flap rule. One instance
+  refused while its neighbours are fine never reaches the share.
+- **while down** its instances make no attempt of their own (the attempt
+  rule, instances.attempts, says so), their failures do not count toward
+  their breakers, and one probe at a time, cluster-wide (a Redis lock),
+  makes a real attempt for one of its instances, backing off with jitter
+  from ``probe_min_s`` to ``probe_max_s``.
+- **up** again when any session on it is answered with ``hello`` (the probe's,
+  or a forced attempt's): its waiting instances are released in a ramp of
+  ``connect_rate`` attempts per second, each at its own jittered slot, and
+  breakers opened by the outage's failures close.
+
+The pure part (the rule, the probe delay, the ramp) needs no Django; the
+functions below it are the transitions, each one conditional update, so that
+however many workers see the outage at once, one of them records it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from instances.reasons import Reason
+
+# Reasons that say "the gateway did not answer", whoever the instance is.
+GATEWAY_REASONS = frozenset(
+    {
+        Reason.UNREACHABLE,
+        Reason.TIMED_OUT,
+        Reason.UNAVAILABLE,
+        Reason.CONNECTION_CLOSED,
+        Reason.CONNECTION_LOST,
+    }
+)
+
+JITTER = 0.2
+
+
+@dataclass(frozen=True)
+class OutagePolicy:
+    window_s: float = 60.0
+    share: float = 0.5
+    minimum: int = 5
+    probe_min_s: float = 1.0
+    probe_max_s: float = 15.0
+    connect_rate: float = 200.0
+    flap_window_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls) -> OutagePolicy:
+        from django.conf import settings
+
+        return cls(
+            window_s=settings.BLAST_GATEWAY_DOWN_WINDOW_S,
+            share=settings.BLAST_GATEWAY_DOWN_SHARE,
+            minimum=settings.BLAST_GATEWAY_DOWN_MIN,
+            probe_min_s=settings.BLAST_GATEWAY_PROBE_MIN_S,
+            probe_max_s=max(settings.BLAST_GATEWAY_PROBE_MAX_S, settings.BLAST_GATEWAY_PROBE_MIN_S),
+            connect_rate=settings.BLAST_GATEWAY_CONNECT_RATE,
+            flap_window_s=settings.BLAST_FLAP_WINDOW_S,
+        )
+
+    def threshold(self, running: int) -> int:
+        """How many distinct instances must fail for a gateway with ``running`` instances to be down."""
+        return max(self.minimum, math.ceil(self.share * running))
+
+
+def is_gateway_failure(
+    reason: Reason, *, hello_at: float | None, ready_at: float | None, ended_at: float, policy: OutagePolicy
+) -> bool:
+    """Does this session's end say something about the gateway as a whole?
+
+    A gateway-level reason before the gateway answered (no ``hello``) does; so
+    does the loss of a session established for longer than the flap window.
+    A drop soon after the answer is a flap: the gateway is there.
+    """
+    if reason not in GATEWAY_REASONS:
+        return False
+    if hello_at is None:
+        return True
+    since = ready_at if ready_at is not None else hello_at
+    return ended_at - since >= policy.flap_window_s
+
+
+def is_down(failing: int, answered: int, running: int, policy: OutagePolicy) -> bool:
+    """The rule: enough distinct instances failed in the window and none was answered."""
+    return answered == 0 and failing >= policy.threshold(running)
+
+
+def probe_delay(probe_count: int, policy: OutagePolicy, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before the next probe after ``probe_count`` failed ones: doubling
+    from ``probe_min_s``, capped at ``probe_max_s``, +/-20 % jitter that never
+    exceeds the cap."""
+    base = min(policy.probe_max_s, policy.probe_min_s * 2 ** min(probe_count, 30))
+    return min(policy.probe_max_s, base * (1 - JITTER + 2 * JITTER * rand()))
+
+
+def ramp(count: int, start: float, rate: float, rand: Callable[[], float] = random.random) -> list[float]:
+    """Attempt times for ``count`` released instances: slot ``i`` of width
+    ``1/rate`` from ``start``, at a random point inside it. Any whole second
+    holds at most ``rate`` of them (rounded up), so a cluster never opens
+    more upgrades per second than that, and no two workers' releases line up."""
+    width = 1.0 / rate
+    return [start + (i + rand()) * width for i in range(count)]
+
+
+# -- transitions (ORM) -----------------------------------------------------------
+
+
+def _dt(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+
+
+@dataclass(frozen=True)
+class GatewayView:
+    """What a worker keeps of a gateway between reads."""
+
+    id: int
+    state: str
+    next_probe_at: float | None
+    probe_count: int
+    down_since: float | None
+
+    @property
+    def down(self) -> bool:
+        from instances.models import GatewayState
+
+        return self.state == GatewayState.DOWN
+
+
+def load_views() -> dict[int, GatewayView]:
+    from instances.models import Gateway
+
+    return {
+        gid: GatewayView(
+            gid,
+            state,
+            None if nxt is None else nxt.timestamp(),
+            count,
+            None if since is None else since.timestamp(),
+        )
+        for gid, state, nxt, count, since in Gateway.objects.values_list(
+            "id", "state", "next_probe_at", "probe_count", "down_since"
+        )
+    }
+
+
+def running_counts() -> dict[int, int]:
+    """Running instances per gateway: the base of the share."""
+    from django.db.models import Count
+
+    from instances.models import DesiredState, Instance
+
+    return dict(
+        Instance.objects.filter(desired_state=DesiredState.RUNNING)
+        .order_by()
+        .values_list("gateway_id")
+        .annotate(n=Count("id"))
+        .values_list("gateway_id", "n")
+    )
+
+
+def mark_down(
+    gateway_id: int,
+    *,
+    reason: str,
+    now: float,
+    actor: str,
+    failing: int,
+    running: int,
+    policy: OutagePolicy,
+    rand: Callable[[], float] = random.random,
+) -> bool:
+    """Record that the gateway is down; True for the one caller that did.
+
+    Conditional on the gateway being up, so that many workers seeing the same
+    outage record it once. A gateway that goes down again within a window of
+    coming up keeps its probe backoff: a gateway that answers probes and
+    fails everyone else is probed less and less often, not in a loop.
+    """
+    from django.db import transaction
+    from django.db.models import Q
+
+    from instances.models import Gateway, GatewayEvent, GatewayEventKind, GatewayState
+
+    when = _dt(now)
+    with transaction.atomic():
+        gateway = Gateway.objects.select_for_update().filter(id=gateway_id).first()
+        if gateway is None or gateway.state == GatewayState.DOWN:
+            return False
+        recent_up = gateway.state_changed_at is not None and (now - gateway.state_changed_at.timestamp()) < (
+            policy.window_s
+        )
+        probes = gateway.probe_count if recent_up else 0
+        updated = Gateway.objects.filter(Q(id=gateway_id) & ~Q(state=GatewayState.DOWN)).update(
+            state=GatewayState.DOWN,
+            state_changed_at=when,
+            down_since=when,
+            down_reason=reason,
+            probe_count=probes,
+            next_probe_at=_dt(now + probe_delay(probes, policy, rand)),
+            outage_count=gateway.outage_count + 1,
+        )
+        if updated != 1:
+            return False
+        GatewayEvent.objects.create(
+            gateway_id=gateway_id,
+            at=when,
+            kind=GatewayEventKind.DOWN,
+            reason=reason,
+            actor=actor,
+            message=f"{failing} of {running} running instances failed with gateway-level reasons, none answered",
+            data={"failing": failing, "running": running, "window_s": policy.window_s},
+        )
+    return True
+
+
+def probe_failed(
+    gateway_id: int, *, now: float, policy: OutagePolicy, rand: Callable[[], float] = random.random
+) -> float | None:
+    """A probe found the gateway still down: schedule the next one. Returns
+    its delay, or None if the gateway is up by now."""
+    from django.db.models import F
+
+    from instances.models import Gateway, GatewayState
+
+    gateway = Gateway.objects.filter(id=gateway_id, state=GatewayState.DOWN).values_list("probe_count", flat=True)
+    count = next(iter(gateway), None)
+    if count is None:
+        return None
+    delay = probe_delay(count + 1, policy, rand)
+    Gateway.objects.filter(id=gateway_id, state=GatewayState.DOWN).update(
+        probe_count=F("probe_count") + 1, last_probe_at=_dt(now), next_probe_at=_dt(now + delay)
+    )
+    return delay
+
+
+@dataclass(frozen=True)
+class Release:
+    """What coming back up did."""
+
+    released: int
+    breakers_closed: int
+    down_s: float
+    first_due: list[int]  # instances due before ``horizon``: to be hinted now
+
+
+def mark_up(
+    gateway_id: int,
+    *,
+    now: float,
+    actor: str,
+    policy: OutagePolicy,
+    horizon_s: float,
+    rand: Callable[[], float] = random.random,
+) -> Release | None:
+    """Record that the gateway answers again and release its instances.
+
+    Conditional on it being down (one caller does it). In the same
+    transaction: every waiting instance of the gateway gets an attempt time
+    in a ramp of ``connect_rate`` per second from now, in random order, with
+    its retry count reset (the outage was not its failure), and breakers
+    opened by the outage's failures (opened after the outage's window began)
+    close. Returns None if the gateway was not down.
+    """
+    from django.db import transaction
+
+    from instances import attempts
+    from instances.models import (
+        BreakerState,
+        CircuitBreaker,
+        ConnectionEvent,
+        DesiredState,
+        EventKind,
+        Gateway,
+        GatewayEvent,
+        GatewayEventKind,
+        GatewayState,
+        Instance,
+        Status,
+    )
+
+    when = _dt(now)
+    with transaction.atomic():
+        gateway = Gateway.objects.select_for_update().filter(id=gateway_id, state=GatewayState.DOWN).first()
+        if gateway is None:
+            return None
+        down_since = gateway.down_since.timestamp() if gateway.down_since is not None else now
+        Gateway.objects.filter(id=gateway_id).update(
+            state=GatewayState.UP,
+            state_changed_at=when,
+            down_since=None,
+            last_probe_at=when,
+            next_probe_at=None,
+        )
+        outage_began = _dt(down_since - policy.window_s)
+        opened = list(
+            CircuitBreaker.objects.filter(
+                instance__gateway_id=gateway_id,
+                state__in=[BreakerState.OPEN, BreakerState.HALF_OPEN],
+                opened_at__gte=outage_began,
+            ).values_list("id", "instance_id")
+        )
+        if opened:
+            CircuitBreaker.objects.filter(id__in=[b for b, _ in opened]).update(
+                state=BreakerState.CLOSED, failures=[], opened_at=None, cooldown_until=None, updated_at=when
+            )
+            Instance.objects.filter(id__in=[i for _, i in opened], status=Status.CIRCUIT_OPEN).update(
+                status=Status.BACKING_OFF, status_changed_at=when
+            )
+            ConnectionEvent.objects.bulk_create(
+                ConnectionEvent(
+                    instance_id=instance_id,
+                    at=when,
+                    kind=EventKind.BREAKER_CLOSED,
+                    actor=actor,
+                    message="opened by the gateway's outage; closed when it came back",
+                    data={"gateway_outage": True},
+                )
+                for _, instance_id in opened
+            )
+        waiting = list(
+            Instance.objects.filter(
+                gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
+            ).values_list("id", flat=True)
+        )
+        _shuffle(waiting, rand)
+        times = ramp(len(waiting), now, policy.connect_rate, rand)
+        rows = [Instance(id=i, next_retry_at=_dt(t), retry_count=0) for i, t in zip(waiting, times, strict=True)]
+        Instance.objects.bulk_update(rows, ["next_retry_at", "retry_count"], batch_size=500)
+        GatewayEvent.objects.create(
+            gateway_id=gateway_id,
+            at=when,
+            kind=GatewayEventKind.UP,
+            actor=actor,
+            message=f"answered again after {now - down_since:.0f}s; {len(waiting)} instances released",
+            data={
+                "down_s": round(now - down_since, 3),
+                "released": len(waiting),
+                "breakers_closed": len(opened),
+                "probes": gateway.probe_count,
+            },
+        )
+    first_due = [i for i, t in zip(waiting, times, strict=True) if t <= now + horizon_s]
+    return Release(len(waiting), len(opened), now - down_since, first_due)
+
+
+def _shuffle(items: list[Any], rand: Callable[[], float]) -> None:
+    """Fisher-Yates with ``rand``: released in random order, reproducibly in tests."""
+    for i in range(len(items) - 1, 0, -1):
+        j = int(rand() * (i + 1))
+        items[i], items[j] = items[j], items[i]
+
+
+def request_probe(gateway_id: int, *, actor: str, now: float) -> bool:
+    """An operator asks for a probe now: True if the gateway is down (the
+    next probe is moved to now and the request audited), False if it is up."""
+    from django.db import transaction
+
+    from instances.models import Gateway, GatewayEvent, GatewayEventKind, GatewayState
+
+    with transaction.atomic():
+        updated = Gateway.objects.filter(id=gateway_id, state=GatewayState.DOWN).update(next_probe_at=_dt(now))
+        if updated:
+            GatewayEvent.objects.create(
+                gateway_id=gateway_id, at=_dt(now), kind=GatewayEventKind.PROBE_REQUESTED, actor=actor
+            )
+    return bool(updated)
