@@ -3,6 +3,11 @@ from django.urls import include, path
 
 from instances.login import admin_login
 
+# The admin is Blast's operator console: its pages, login included, say so.
+admin.site.site_header = "Blast administration"
+admin.site.site_title = "Blast admin"
+admin.site.index_title = "Blast operations"
+
 urlpatterns = [
     # Before the admin's own routes: its login page behind the failed-login throttle.
     path("admin/login/", admin_login, name="admin-login"),

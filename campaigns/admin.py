@@ -19,6 +19,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.filters import ChoicesFieldListFilter
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.forms import ModelForm
@@ -46,7 +47,7 @@ from campaigns.models import (
 )
 from campaigns.templating import TemplateError
 from campaigns.templating import parse as parse_template
-from instances.admin import ReadOnlyAdmin, TenantScopedAdmin, actor_of, shown_once
+from instances.admin import ReadOnlyAdmin, TenantScopedAdmin, actor_of, shown_once, titled
 from instances.models import access_of
 
 NEW_SECRET_ATTRIBUTE = "_blast_new_webhook_secret"
@@ -382,7 +383,7 @@ class MessageEventAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
 @admin.register(InboundMessage)
 class InboundMessageAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
     list_display = ["received_at", "sender", "instance", "action", "text"]
-    list_filter = ["action", "tenant"]
+    list_filter = [("action", titled(ChoicesFieldListFilter, "action taken")), "tenant"]
     search_fields = ["sender", "server_id"]
     list_select_related = ["instance"]
 

@@ -17,7 +17,7 @@ form save; force retry, reset breaker and a pairing-code request share the
 per-instance rate limit of the API (``instances.controls``). Instance tokens are never shown: the
 encrypted column is not editable and no page lists it.
 
-About 800 lines on purpose: the tenancy rules above are one policy, applied
+About 900 lines on purpose: the tenancy rules above are one policy, applied
 by one base class to every model admin of the app; kept together, a change
 to who may see what is read and reviewed in one place.
 """
@@ -49,9 +49,10 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timesince import timesince
+from django.utils.timesince import timesince, timeuntil
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
@@ -91,10 +92,25 @@ BREAKER_COLOURS = {"closed": "#1a7f37", "half_open": "#9a6700", "open": "#cf222e
 RECENT_EVENTS = 20
 
 
-def _badge(text: str, colour: str) -> str:
+def _badge(text: str, colour: str, title: str = "") -> str:
     return format_html(
-        '<span style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</span>', colour, text
+        '<span class="blast-badge" style="color:#fff;background:{};padding:1px 6px;border-radius:8px;'
+        'white-space:nowrap"{}>{}</span>',
+        colour,
+        format_html(' title="{}"', title) if title else "",
+        text,
     )
+
+
+def _clipped(text: str, css_class: str) -> str:
+    """``text`` in a box its class keeps short (an ellipsis where it is cut),
+    the whole of it in the tooltip."""
+    return format_html('<span class="blast-clip {}" title="{}">{}</span>', css_class, text, text)
+
+
+def _when(moment: dt.datetime) -> str:
+    """A moment as the admin writes dates, in the site's time zone."""
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
 
 
 def actor_of(request: HttpRequest) -> str:
@@ -189,6 +205,27 @@ class ScopedAllValuesListFilter(AllValuesFieldListFilter):
         )
 
 
+class TitledListFilter(FieldListFilter):
+    """A field's list filter under a title of its own ("By breaker state")
+    rather than the field's verbose name: a field reached through a relation
+    (``breaker__state``) would be titled by its own name alone ("By state"),
+    which does not say what is filtered. Made by :func:`titled`."""
+
+    filter_title = ""
+
+    def __init__(
+        self, field: Any, request: HttpRequest, params: Any, model: Any, model_admin: Any, field_path: str
+    ) -> None:
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.title = self.filter_title
+
+
+def titled(filter_class: type[FieldListFilter], title: str) -> type[FieldListFilter]:
+    """``filter_class`` titled "By ``title``": for a ``list_filter`` entry
+    ``(path, titled(ChoicesFieldListFilter, "breaker state"))``."""
+    return type(f"Titled{filter_class.__name__}", (TitledListFilter, filter_class), {"filter_title": title})
+
+
 def _default_list_filter(field: Any) -> type[FieldListFilter]:
     """The filter Django picks for a plain field name (the order in which
     django.contrib.admin.filters registers them)."""
@@ -222,13 +259,19 @@ def scoped_list_filter(model: type[Model], item: Any, access: Access) -> Any | N
         return item
     field = get_fields_from_path(model, path)[-1]
     filter_class = filter_class or _default_list_filter(field)
+    scoped: type[FieldListFilter] | None = None
     if issubclass(filter_class, RelatedFieldListFilter):
         if field.related_model is Tenant and not access.operator:
             return None
-        return (path, ScopedRelatedListFilter)
-    if issubclass(filter_class, AllValuesFieldListFilter):
-        return (path, ScopedAllValuesListFilter)
-    return item
+        scoped = ScopedRelatedListFilter
+    elif issubclass(filter_class, AllValuesFieldListFilter):
+        scoped = ScopedAllValuesListFilter
+    if scoped is None:
+        return item
+    if issubclass(filter_class, TitledListFilter):
+        # The scoped filter keeps the title given.
+        scoped = titled(scoped, filter_class.filter_title)
+    return (path, scoped)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -440,19 +483,25 @@ class GatewayAdmin(AccessGatedAdmin):
 
 @admin.register(Instance)
 class InstanceAdmin(TenantScopedAdmin):
+    # Compact cells, so that every column fits a 1,400 px window beside the
+    # navigation and filter sidebars: the tenant under the name, the last
+    # reason under the status, the next retry under the count; long names
+    # are cut short, whole in their tooltip. The gateway is a filter.
     list_display = [
-        "name",
-        "tenant",
-        "gateway",
+        "name_cell",
         "status_badge",
-        "desired_state",
         "breaker_badge",
-        "last_reason",
-        "retry_count",
-        "next_retry_at",
+        "desired",
+        "retries",
         "since_change",
     ]
-    list_filter = ["status", "desired_state", "breaker__state", "tenant", "gateway"]
+    list_filter = [
+        "status",
+        "desired_state",
+        ("breaker__state", titled(ChoicesFieldListFilter, "breaker state")),
+        "tenant",
+        "gateway",
+    ]
     search_fields = ["name", "key", "account"]
     list_select_related = ["tenant", "gateway", "breaker"]
     actions = ["connect", "disconnect", "force_retry", "reset_breaker"]
@@ -483,6 +532,9 @@ class InstanceAdmin(TenantScopedAdmin):
         "created_at",
     ]
     extra_fields = ["qr_image", "pair_code_link", "breaker_window", "recent_events"]
+
+    class Media:
+        css = {"all": ["instances/admin/instances.css"]}
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
         fields = [*self.session_fields, *self.extra_fields]
@@ -520,8 +572,7 @@ class InstanceAdmin(TenantScopedAdmin):
                     "fields": [
                         "paired",
                         "account",
-                        "qr_code",
-                        "qr_expires_at",
+                        # The code drawn, with its expiry: its text is for the phone, not the page.
                         "qr_image",
                         "pair_code_link",
                         "pair_phone",
@@ -565,18 +616,54 @@ class InstanceAdmin(TenantScopedAdmin):
 
     # --- list columns -----------------------------------------------------------
 
+    def get_list_display(self, request: HttpRequest) -> Sequence[Any]:
+        shown = super().get_list_display(request)
+        if access_of(request.user).operator:
+            return shown
+        # Tenant staff see one tenant's instances: naming it on every row says nothing.
+        return ["name_only" if column == "name_cell" else column for column in shown]
+
+    @admin.display(description="instance", ordering="name")
+    def name_cell(self, obj: Instance) -> str:
+        return format_html("{}{}", self.name_only(obj), _clipped(str(obj.tenant), "blast-sub blast-fill"))
+
+    @admin.display(description="instance", ordering="name")
+    def name_only(self, obj: Instance) -> str:
+        return _clipped(obj.name, "blast-name")
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Instance) -> str:
-        return _badge(obj.get_status_display(), STATUS_COLOURS.get(Status(obj.status), "#57606a"))
+        badge = _badge(obj.get_status_display(), STATUS_COLOURS.get(Status(obj.status), "#57606a"), obj.last_message)
+        if not obj.last_reason:
+            return badge
+        return format_html("{}{}", badge, _clipped(obj.last_reason, "blast-sub blast-fill"))
 
     @admin.display(description="breaker", ordering="breaker__state")
     def breaker_badge(self, obj: Instance) -> str:
         state = getattr(getattr(obj, "breaker", None), "state", "closed")
         return _badge(state.replace("_", "-"), BREAKER_COLOURS.get(state, "#57606a"))
 
-    @admin.display(description="since change", ordering="status_changed_at")
+    @admin.display(description="desired", ordering="desired_state")
+    def desired(self, obj: Instance) -> str:
+        return obj.get_desired_state_display()
+
+    @admin.display(description="retries", ordering="retry_count")
+    def retries(self, obj: Instance) -> str:
+        if obj.next_retry_at is None:
+            return str(obj.retry_count)
+        now = timezone.now()
+        due = f"in {timeuntil(obj.next_retry_at, now, depth=1)}" if obj.next_retry_at > now else "due now"
+        return format_html(
+            '{}<span class="blast-sub blast-retry" title="next retry {}">{}</span>',
+            obj.retry_count,
+            _when(obj.next_retry_at),
+            due,
+        )
+
+    @admin.display(description="changed", ordering="status_changed_at")
     def since_change(self, obj: Instance) -> str:
-        return timesince(obj.status_changed_at, timezone.now())
+        ago = timesince(obj.status_changed_at, timezone.now(), depth=1)
+        return format_html('<span title="status changed {}">{} ago</span>', _when(obj.status_changed_at), ago)
 
     # --- change page ------------------------------------------------------------
 
@@ -585,7 +672,10 @@ class InstanceAdmin(TenantScopedAdmin):
         if obj.pk is None or obj.status != Status.AWAITING_QR or not obj.qr_code:
             return "-"
         # segno writes only path data: nothing of the code is echoed as markup.
-        return mark_safe(qr_images.svg_inline(obj.qr_code))
+        image = mark_safe(qr_images.svg_inline(obj.qr_code))
+        if obj.qr_expires_at is None:
+            return image
+        return format_html('{}<div class="help">Expires {}.</div>', image, _when(obj.qr_expires_at))
 
     @admin.display(description="pairing code")
     def pair_code_link(self, obj: Instance) -> str:
@@ -740,7 +830,7 @@ class PairCodeForm(forms.Form):
 class CircuitBreakerAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     tenant_lookup = "instance__tenant"
     list_display = ["instance", "state", "trip_count", "opened_at", "cooldown_until", "updated_at"]
-    list_filter = ["state"]
+    list_filter = [("state", titled(ChoicesFieldListFilter, "breaker state"))]
     list_select_related = ["instance"]
 
 
@@ -748,7 +838,7 @@ class CircuitBreakerAdmin(TenantScopedAdmin, ReadOnlyAdmin):
 class ConnectionEventAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     tenant_lookup = "instance__tenant"
     list_display = ["at", "instance", "kind", "reason", "actor", "message"]
-    list_filter = ["kind", "reason"]
+    list_filter = [("kind", titled(ChoicesFieldListFilter, "event")), "reason"]
     search_fields = ["instance__name", "instance__key", "actor"]
     list_select_related = ["instance"]
     date_hierarchy = "at"

@@ -17,9 +17,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.filters import AllValuesFieldListFilter, ChoicesFieldListFilter
 from django.http import HttpRequest, HttpResponse
 
-from instances.admin import TenantScopedAdmin, shown_once
+from instances.admin import TenantScopedAdmin, shown_once, titled
 from instances.models import access_of
 from monitoring.models import Alert, AlertDelivery, AlertWebhook, HealthSnapshot
 
@@ -97,7 +98,7 @@ class AlertWebhookAdmin(TenantScopedAdmin):
 @admin.register(Alert)
 class AlertAdmin(TenantScopedAdmin, ReadOnly):
     list_display = ["created_at", "kind", "status", "severity", "tenant", "instance", "summary"]
-    list_filter = ["status", "kind", "severity"]
+    list_filter = ["status", ("kind", titled(ChoicesFieldListFilter, "alert kind")), "severity"]
     search_fields = ["summary", "instance__name"]
     list_select_related = ["tenant", "instance"]
     date_hierarchy = "created_at"
@@ -125,5 +126,5 @@ class AlertDeliveryAdmin(TenantScopedAdmin, ReadOnly):
 @admin.register(HealthSnapshot)
 class HealthSnapshotAdmin(TenantScopedAdmin, ReadOnly):
     list_display = ["at", "tenant", "score", "status", "connected", "expected", "open_breakers", "live_workers"]
-    list_filter = ["status"]
+    list_filter = [("status", titled(AllValuesFieldListFilter, "health status"))]
     date_hierarchy = "at"

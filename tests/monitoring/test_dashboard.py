@@ -5,6 +5,7 @@ daphne, it shows the instances and follows the database without a reload."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,28 @@ def test_the_dashboard_is_for_staff_only(client: Client) -> None:
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
     client.force_login(User.objects.create_user("customer", password=PASSWORD))
     assert client.get("/dashboard/").status_code == 302
+
+
+def header_text(client: Client) -> str:
+    """The dashboard's header as a reader sees it: its text, spaces collapsed."""
+    html = client.get("/dashboard/").content.decode()
+    header = html[html.index("<header>") : html.index("</header>")]
+    return " ".join(re.sub(r"<[^>]+>", " ", header).split())
+
+
+@pytest.mark.django_db
+def test_the_header_names_the_user_once(client: Client) -> None:
+    client.force_login(staff("admin", superuser=True))
+    text = header_text(client)
+    assert "Signed in as admin" in text
+    assert re.findall(r"\badmin\b", text) == ["admin"], text
+    # A user with a first name is called by it.
+    olga = staff("olga.k", superuser=True)
+    olga.first_name, olga.last_name = "Olga", "Kowalski"
+    olga.save()
+    client.force_login(olga)
+    text = header_text(client)
+    assert "Signed in as Olga" in text and "olga.k" not in text, text
 
 
 @pytest.mark.django_db
