@@ -64,6 +64,7 @@ from instances.models import (
     CircuitBreaker,
     ConnectionEvent,
     Gateway,
+    GatewayState,
     Instance,
     PairState,
     Status,
@@ -447,9 +448,60 @@ class GatewayAdmin(AccessGatedAdmin):
     """Platform administrators keep the list; a tenant's staff may only look
     at the enabled gateways' names (as the API shows them)."""
 
-    list_display = ["name", "url", "enabled", "created_at"]
-    list_filter = ["enabled"]
+    list_display = ["name", "url", "enabled", "state_badge", "down_since", "next_probe_at", "outage_count"]
+    list_filter = ["enabled", ("state", titled(ChoicesFieldListFilter, "gateway state"))]
     search_fields = ["name", "url"]
+    readonly_fields = [
+        "state",
+        "state_changed_at",
+        "down_since",
+        "down_reason",
+        "last_probe_at",
+        "next_probe_at",
+        "probe_count",
+        "outage_count",
+        "recent_events",
+    ]
+    actions = ["probe_now"]
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, gateway: Gateway) -> str:
+        if gateway.state == GatewayState.DOWN:
+            reason = f" ({gateway.down_reason})" if gateway.down_reason else ""
+            return format_html('<strong style="color:#ba2121">down</strong>{}', reason)
+        return "up"
+
+    @admin.display(description="recent transitions")
+    def recent_events(self, gateway: Gateway) -> str:
+        events = list(gateway.events.order_by("-at", "-id")[:10])
+        if not events:
+            return "none"
+        return format_html_join(
+            mark_safe("<br>"),
+            "{} {} {} {}",
+            ((f"{e.at:%Y-%m-%d %H:%M:%S}", e.get_kind_display(), e.actor, e.message) for e in events),
+        )
+
+    @admin.action(description="Probe the selected down gateways now", permissions=["change"])
+    def probe_now(self, request: HttpRequest, queryset: QuerySet[Gateway]) -> None:
+        actor = actor_of(request)
+        probed: list[str] = []
+        skipped: list[str] = []
+        for gateway in queryset:
+            try:
+                controls.probe_gateway(gateway, actor)
+            except CommandRefused as exc:
+                skipped.append(str(exc))
+            except RateLimited as exc:
+                skipped.append(f"{gateway.name}: probed moments ago, try again in {exc.retry_after_header} s")
+            except LimiterUnavailable:
+                skipped.append(f"{gateway.name}: the rate limiter is unavailable")
+            else:
+                probed.append(gateway.name)
+        if probed:
+            messages.success(request, f"Probe requested for {', '.join(probed)}: a worker runs it within a second.")
+        if skipped:
+            messages.warning(request, "Skipped: " + "; ".join(skipped))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return access_of(request.user).operator and super().has_add_permission(request)

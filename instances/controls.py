@@ -8,17 +8,20 @@ per-instance slot. The commands themselves (audit event, intent, hint) are
 Force retry, reset breaker and a pairing-code request get one slot each per
 ``BLAST_MANUAL_ACTION_INTERVAL_S``; connect and disconnect one slot each per
 ``BLAST_SESSION_ACTION_INTERVAL_S``, so that connect/disconnect cycles
-cannot open more than one gateway session per instance per interval.
+cannot open more than one gateway session per instance per interval. A
+probe of a down gateway gets one slot per gateway per
+``BLAST_MANUAL_ACTION_INTERVAL_S``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from django.conf import settings
 
-from instances import commands, ratelimit
-from instances.models import Instance
+from instances import commands, outages, ratelimit
+from instances.models import Gateway, Instance
 
 FORCE_RETRY = "force-retry"
 RESET_BREAKER = "reset-circuit-breaker"
@@ -85,3 +88,26 @@ def request_pair_code(instance: Instance, phone: str, actor: str) -> Instance:
     """
     commands.check_pairing_phone(phone)
     return _limited(PAIR_CODE, lambda i, a: commands.request_pair_code(i, phone, a), instance, actor)
+
+
+PROBE_GATEWAY = "probe-gateway"
+
+
+def probe_gateway(gateway: Gateway, actor: str) -> Gateway:
+    """Probe a down gateway now: once per gateway per interval, audited
+    (a ``probe_requested`` gateway event); a worker's gateway loop runs the
+    probe within a second.
+
+    Raises ``RateLimited``, ``LimiterUnavailable``, or ``CommandRefused`` when
+    the gateway is up (there is nothing to probe: its instances connect).
+    """
+    slot = ratelimit.claim(PROBE_GATEWAY, f"gateway-{gateway.pk}")
+    try:
+        if not outages.request_probe(gateway.pk, actor=actor, now=time.time()):
+            raise commands.CommandRefused(f"gateway {gateway.name} is up: there is nothing to probe")
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
+    gateway.refresh_from_db()
+    return gateway

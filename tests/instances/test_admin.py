@@ -494,3 +494,58 @@ def test_another_tenants_pairing_page_is_not_found(cast: AdminCast) -> None:
     assert client.get(_pair_code_page(cast.theirs)).status_code == 404
     assert client.post(_pair_code_page(cast.theirs), {"phone": "+6281234567890"}).status_code == 404
     assert Instance.objects.get(pk=cast.theirs.pk).pair_state == PairState.NONE
+
+
+# --- Gateways: their state and the probe-now action ------------------------------------
+
+
+def _probe(client: Client, *gateways: Gateway) -> Any:
+    return client.post(
+        _changelist("instances_gateway"),
+        {"action": "probe_now", "_selected_action": [g.pk for g in gateways], "index": 0},
+        follow=True,
+    )
+
+
+def test_an_operator_sees_a_down_gateway_and_probes_it_now_once_per_interval(cast: AdminCast) -> None:
+    from instances import outages
+    from instances.models import GatewayEvent, GatewayEventKind
+
+    outages.mark_down(
+        cast.gateway.pk,
+        reason="unavailable",
+        now=1_700_000_000.0,
+        actor="worker:w",
+        failing=9,
+        running=10,
+        policy=outages.OutagePolicy(probe_min_s=600, probe_max_s=600),
+    )
+    client = cast.login(cast.root)
+    listing = client.get(_changelist("instances_gateway")).content.decode()
+    assert "down</strong> (unavailable)" in listing
+    assert "By gateway state" in listing
+
+    response = _probe(client, cast.gateway)
+    assert any("Probe requested for gw-main" in m for m in _messages(response))
+    cast.gateway.refresh_from_db()
+    assert cast.gateway.next_probe_at is not None
+    assert cast.gateway.next_probe_at.timestamp() > 1_700_000_000.0 + 3600  # moved to now, not 600 s after the outage
+    requested = GatewayEvent.objects.filter(gateway=cast.gateway, kind=GatewayEventKind.PROBE_REQUESTED)
+    assert list(requested.values_list("actor", flat=True)) == ["user:root"]
+
+    again = _probe(client, cast.gateway)
+    assert any("probed moments ago" in m for m in _messages(again))
+    assert requested.count() == 1
+    page = client.get(_change("instances_gateway", cast.gateway.pk)).content.decode()
+    assert "Probe requested" in page and "Gateway down" in page
+
+
+def test_probing_an_up_gateway_is_refused_with_a_reason(cast: AdminCast) -> None:
+    response = _probe(cast.login(cast.root), cast.gateway)
+    assert any("gw-main is up: there is nothing to probe" in m for m in _messages(response))
+
+
+def test_tenant_staff_cannot_probe_a_gateway(cast: AdminCast) -> None:
+    client = cast.login(cast.alice)
+    listing = client.get(_changelist("instances_gateway")).content.decode()
+    assert "probe_now" not in listing
