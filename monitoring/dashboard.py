@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
-from instances.models import ConnectionEvent, Instance, Status, Tenant, access_of
+from instances.models import ConnectionEvent, Gateway, Instance, Status, Tenant, access_of
 from monitoring import health
 from monitoring.counts import InstanceCounts, count_instances
 from monitoring.models import HealthSnapshot
@@ -170,12 +170,32 @@ def chart(tenant_id: int | None, now: dt.datetime) -> dict[str, Any]:
     return {"hours": hours, "points": points}
 
 
+def gateway_rows(tenant_id: int | None) -> list[dict[str, Any]]:
+    """Enabled gateways (for a tenant: those its instances use) and their state."""
+    gateways = Gateway.objects.filter(enabled=True)
+    if tenant_id is not None:
+        gateways = gateways.filter(instances__tenant_id=tenant_id).distinct()
+    return [
+        {
+            "name": name,
+            "state": state,
+            "down_since": since.isoformat() if since else None,
+            "reason": reason,
+            "next_probe_at": probe.isoformat() if probe else None,
+        }
+        for name, state, since, reason, probe in gateways.order_by("name").values_list(
+            "name", "state", "down_since", "down_reason", "next_probe_at"
+        )
+    ]
+
+
 def build_state(tenant_id: int | None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every section of the dashboard, JSON-ready."""
     now = now or timezone.now()
     head, counts = summary(tenant_id, now)
     return {
         "summary": head,
+        "gateways": gateway_rows(tenant_id),
         "instances": {"rows": instance_rows(tenant_id), "total": counts.total},
         "events": recent_events(tenant_id),
         "chart": chart(tenant_id, now),

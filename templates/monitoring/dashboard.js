@@ -52,6 +52,19 @@
     });
   }
 
+  function renderGateways(rows) {
+    var list = document.getElementById("gateways");
+    list.replaceChildren();
+    (rows || []).forEach(function (g) {
+      var li = el("li", {"data-gateway": g.name, "data-state": g.state});
+      var detail = g.state === "down"
+        ? " — down " + ago(g.down_since) + (g.reason ? " (" + g.reason + ")" : "") + "; probing"
+        : "";
+      li.append(badge(g.state, g.state === "down" ? "fail" : "pass"), el("span", {}, g.name + detail));
+      list.append(li);
+    });
+  }
+
   function renderInstances(section) {
     var body = document.getElementById("instances");
     var seen = {};
@@ -143,7 +156,7 @@
     box.append(legend);
   }
 
-  var renderers = {summary: renderSummary, instances: renderInstances, events: renderEvents, chart: renderChart};
+  var renderers = {summary: renderSummary, gateways: renderGateways, instances: renderInstances, events: renderEvents, chart: renderChart};
 
   function apply(sections) {
     Object.keys(renderers).forEach(function (name) {

@@ -105,6 +105,37 @@ def test_tenant_staff_see_their_tenant_only(client: Client, tenant: Tenant, gate
     assert state["summary"]["scope"] == "platform" and state["summary"]["checks"]
 
 
+@pytest.mark.django_db
+def test_the_dashboard_shows_a_down_gateway_to_the_operator_and_to_tenants_using_it(
+    client: Client, tenant: Tenant, gateway: Gateway
+) -> None:
+    from instances import outages
+
+    Gateway.objects.create(name="unused", url="ws://127.0.0.1:3")
+    make_instances(tenant, gateway, Status.BACKING_OFF, 6, prefix="mine")
+    outages.mark_down(
+        gateway.pk,
+        reason="unavailable",
+        now=1_700_000_000.0,
+        actor="w",
+        failing=6,
+        running=6,
+        policy=outages.OutagePolicy(),
+    )
+    client.force_login(staff("root", superuser=True))
+    state = page_state(client)
+    rows = {row["name"]: row for row in state["gateways"]}
+    assert rows[gateway.name]["state"] == "down" and rows[gateway.name]["reason"] == "unavailable"
+    assert rows["unused"]["state"] == "up"
+    checks = {c["name"]: c["status"] for c in state["summary"]["checks"]}
+    # The only gateway with running instances is down: nothing can connect.
+    assert checks[f"gateway:{gateway.name}"] == "fail"
+    assert checks["gateway:unused"] == "pass"
+
+    client.force_login(staff("acme-ops", tenant))
+    assert [row["name"] for row in page_state(client)["gateways"]] == [gateway.name]
+
+
 @pytest.fixture
 async def _close_thread_connection() -> AsyncIterator[None]:
     """The consumer's queries run in asgiref's thread: close its connection."""
