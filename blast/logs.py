@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+
+from celery.app.trace import LOG_RECEIVED, LOG_SUCCESS
 
 REDACTED = "[redacted]"
 
@@ -77,6 +80,61 @@ class RedactSecretsFilter(logging.Filter):
             record.msg = cleaned
             record.args = None
         return True
+
+
+# Beat's line for each job it sends (celery.beat). The worker's lines for each
+# task it receives (celery.worker.strategy) and that returns (celery.app.trace)
+# are Celery's LOG_RECEIVED and LOG_SUCCESS.
+SENDING_DUE_TASK = "Scheduler: Sending due task %s (%s)"
+
+
+def _beat_job_tasks() -> frozenset[str]:
+    from instances.schedules import JOBS
+
+    return frozenset(job.task for job in JOBS)
+
+
+class PeriodicBookkeepingFilter(logging.Filter):
+    """Lowers Celery's per-run bookkeeping lines of the beat jobs to DEBUG.
+
+    Every few seconds each beat job costs three INFO lines (sent, received,
+    succeeded) that say nothing happened; they would bury the lines that do.
+    Attached to the ``celery.beat``, ``celery.worker.strategy`` and
+    ``celery.app.trace`` loggers. Only those three INFO lines, and only for
+    the registry's jobs (``instances.schedules``), are lowered: one-off tasks
+    (webhook and alert deliveries, expansions) keep theirs, and failures,
+    retries and warnings keep their level. A lowered line still shows when its
+    logger is enabled for DEBUG (``--loglevel DEBUG``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The registry is read on first use: this filter is built while
+        # Django configures logging, before the apps are loaded.
+        self._tasks: frozenset[str] | None = None
+
+    @property
+    def tasks(self) -> frozenset[str]:
+        if self._tasks is None:
+            self._tasks = _beat_job_tasks()
+        return self._tasks
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or bookkeeping_task(record) not in self.tasks:
+            return True
+        record.levelno = logging.DEBUG
+        record.levelname = logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def bookkeeping_task(record: logging.LogRecord) -> str | None:
+    """The task a Celery bookkeeping record is about, or ``None`` when the
+    record is not one of those lines."""
+    if record.msg == SENDING_DUE_TASK and isinstance(record.args, tuple) and len(record.args) == 2:
+        return str(record.args[1])
+    if record.msg in (LOG_RECEIVED, LOG_SUCCESS) and isinstance(record.args, Mapping):
+        return str(record.args.get("name"))
+    return None
 
 
 def _redacting_access_log() -> type:

@@ -500,7 +500,10 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "blast.logs.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "blast.logs.RedactSecretsFilter"},
+        "periodic_bookkeeping": {"()": "blast.logs.PeriodicBookkeepingFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
@@ -514,5 +517,10 @@ LOGGING = {
         # last-resort handler, past the redaction filter.
         "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "websockets": {"level": "WARNING"},
+        # Beat's "Sending due task", the worker's "received" and "succeeded":
+        # DEBUG for the beat jobs, INFO for one-off tasks (blast.logs).
+        "celery.beat": {"filters": ["periodic_bookkeeping"]},
+        "celery.worker.strategy": {"filters": ["periodic_bookkeeping"]},
+        "celery.app.trace": {"filters": ["periodic_bookkeeping"]},
     },
 }

@@ -7,7 +7,8 @@ through :mod:`campaigns.dispatch`).
 Every task is idempotent and safe to run twice or concurrently; a lost task
 message delays work, it never loses it, because the beat jobs find it again
 (stalled expansions, overdue deliveries). Broker errors when queuing are
-logged, not raised.
+logged, not raised. A beat job's run logs at DEBUG when it found nothing to
+do and says at INFO what it did.
 """
 
 from __future__ import annotations
@@ -40,13 +41,24 @@ def expand_campaign(campaign_id: int) -> int:
 @shared_task(name="campaigns.dispatch_due_messages", ignore_result=True)
 def dispatch_due_messages() -> int:
     """The sweep behind every new message's hint (campaigns.due)."""
-    return due.dispatch_due_messages()
+    woken = due.dispatch_due_messages()
+    if woken:
+        logger.info("📤 woke %d connected instances with due messages", woken)
+    else:
+        logger.debug("no due message on a connected instance")
+    return woken
 
 
 @shared_task(name="campaigns.tick", ignore_result=True)
 def tick() -> dict[str, int]:
     """The campaign beat job (campaigns.jobs)."""
-    return jobs.tick()
+    counts = jobs.tick()
+    done = {step: count for step, count in counts.items() if count}
+    if done:
+        logger.info("📣 campaigns: %s", ", ".join(f"{step} {count}" for step, count in done.items()))
+    else:
+        logger.debug("campaigns: nothing to start, pause, resume, hold, complete or re-expand")
+    return counts
 
 
 @shared_task(name="campaigns.fan_out_webhooks", ignore_result=True)
@@ -56,7 +68,12 @@ def fan_out_webhooks() -> int:
     now = timezone.now()
     new = webhooks.fan_out(now)
     slack = max(30.0, 3 * float(settings.BLAST_WEBHOOK_PERIOD_S))
-    dispatch_deliveries([*new, *webhooks.overdue(now, slack_s=slack)])
+    lost = webhooks.overdue(now, slack_s=slack)
+    dispatch_deliveries([*new, *lost])
+    if new or lost:
+        logger.info("🪝 webhook deliveries due: %d new, %d overdue", len(new), len(lost))
+    else:
+        logger.debug("no webhook delivery to queue")
     return len(new)
 
 
@@ -73,7 +90,12 @@ def deliver_webhook(delivery_id: int) -> str | None:
 
 @shared_task(name="campaigns.prune_webhook_deliveries", ignore_result=True)
 def prune_webhook_deliveries() -> int:
-    return webhooks.prune()
+    deleted = webhooks.prune()
+    if deleted:
+        logger.info("🧹 pruned %d finished webhook deliveries", deleted)
+    else:
+        logger.debug("no finished webhook delivery past its retention")
+    return deleted
 
 
 def dispatch_deliveries(delivery_ids: Iterable[int], countdown: float | None = None) -> None:

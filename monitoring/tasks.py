@@ -1,4 +1,7 @@
-"""Celery tasks of the monitoring app: beat jobs and webhook delivery."""
+"""Celery tasks of the monitoring app: beat jobs and webhook delivery.
+
+A beat job's run logs at DEBUG when it found nothing to do and says at INFO
+what it did."""
 
 from __future__ import annotations
 
@@ -19,20 +22,29 @@ logger = logging.getLogger("blast.monitoring")
 @shared_task(name="monitoring.heartbeat", bind=True, ignore_result=True)
 def heartbeat(self: Any) -> None:
     """Proves to /health that a Celery worker takes tasks off the queue."""
+    hostname = self.request.hostname or "unknown"
     try:
-        health.write_celery_heartbeat(self.request.hostname or "unknown")
+        health.write_celery_heartbeat(hostname)
     except (RedisError, OSError):
         logger.warning("⚠️ could not write the Celery heartbeat: Redis does not answer")
+        return
+    # Routine: /health reads it; the log needs no line per run.
+    logger.debug("Celery heartbeat written by %s", hostname)
 
 
 @shared_task(name="monitoring.record_snapshot", ignore_result=True)
 def record_snapshot() -> int:
+    # Every run records, and snapshots.record says so (INFO).
     return snapshots.record()
 
 
 @shared_task(name="monitoring.prune", ignore_result=True)
 def prune() -> dict[str, int]:
-    return retention.prune()
+    # What was deleted is logged (INFO) by retention.prune.
+    counts = retention.prune()
+    if not any(counts.values()):
+        logger.debug("no snapshot, alert or connection event past its retention")
+    return counts
 
 
 @shared_task(name="monitoring.evaluate_alerts", ignore_result=True)
@@ -41,9 +53,14 @@ def evaluate_alerts() -> int:
     the new deliveries and any whose hint was lost."""
     from django.utils import timezone
 
+    # Each alert raised is logged (INFO) by alerts.evaluate.
     new = alerts.evaluate()
     lost = delivery.overdue(timezone.now(), slack_s=max(30.0, 3 * settings.BLAST_ALERT_PERIOD_S))
     dispatch([*new, *lost])
+    if new or lost:
+        logger.info("🔔 alert deliveries due: %d new, %d overdue", len(new), len(lost))
+    else:
+        logger.debug("no alert raised, no alert delivery overdue")
     return len(new)
 
 
