@@ -4,6 +4,8 @@ Integration fixtures start real parts: the gateway simulator as its own
 process on 127.0.0.1, real Redis, the real database.
 """
 
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,17 @@ from typing import Any
 import pytest
 import redis
 
+from tests.fixtures.database import application_name, close_shared_sync_thread_connections, terminate_leftovers
 from tests.fixtures.engine import engine  # noqa: F401
 from tests.fixtures.platform import platform  # noqa: F401
 from tests.fixtures.redis_server import private_redis  # noqa: F401
 from tests.fixtures.simulator import gateway_sim  # noqa: F401
+
+logger = logging.getLogger(__name__)
+
+# Every connection of the run names its process in pg_stat_activity, so that
+# one left open can be traced (the fixtures name the processes they start).
+os.environ.setdefault("PGAPPNAME", application_name())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,3 +48,36 @@ def _forget_failed_logins(settings: Any) -> Iterator[None]:
         client.close()
     except redis.RedisError:
         pass
+
+
+@pytest.fixture(autouse=True)
+def _close_shared_sync_thread_connections() -> Iterator[None]:
+    """A connection opened by ``sync_to_async`` code outside a request stays
+    open in asgiref's shared thread for the rest of the run, and the test
+    database cannot be dropped while it is (tests.fixtures.database)."""
+    yield
+    close_shared_sync_thread_connections()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    django_db_setup: None, django_db_blocker: Any, django_db_keepdb: bool, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """pytest-django's test databases, with a last safety net before they are
+    dropped: a session still connected (a process or a thread that never
+    closed its connection) is terminated and reported as a warning, instead
+    of the drop failing and the database staying on the server."""
+    yield
+    if django_db_keepdb:
+        return  # kept: nothing is dropped
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for alias in connections:
+            connection = connections[alias]
+            if connection.vendor != "postgresql":
+                continue
+            for backend in terminate_leftovers(connection):
+                message = f"connected to the test database at the end of the run, terminated: {backend.describe()}"
+                logger.warning("%s", message)
+                request.node.warn(pytest.PytestWarning(message))
