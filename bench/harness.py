@@ -153,3 +153,32 @@ def drop_database(server_url: str, name: str) -> None:
 
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_facts() -> dict[str, str]:
+    """When a run began and at which commit: what ``make bench`` stamps on a
+    result too, so that a result measured by hand says the same."""
+    import datetime as dt
+
+    def git(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False)
+
+    commit = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
+    modified = git("diff", "--quiet", "HEAD", "--").returncode == 1
+    return {
+        "measured_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": commit + (" (tracked files modified)" if modified else ""),
+    }
+
+
+def command_line() -> str:
+    """This process's command line as one would type it in the project folder."""
+    import shlex
+
+    shown = []
+    for arg in [sys.executable, *sys.argv]:
+        path = Path(arg)
+        if path.is_absolute() and path.is_relative_to(ROOT):
+            arg = str(path.relative_to(ROOT))
+        shown.append(arg)
+    return shlex.join(shown)

@@ -1,7 +1,7 @@
 """Assemble docs/BENCHMARKS.md from the results in bench/results/.
 
     .venv/bin/python bench/report.py [--results bench/results] [--output docs/BENCHMARKS.md]
-        [--plot docs/benchmarks/restart-ready.png]
+        [--plot docs/benchmarks/restart-ready.png] [--outage-plot docs/benchmarks/outage-ready.png]
 
 Reads what ``make bench`` (scripts/bench.sh) leaves in the results folder:
 
@@ -9,17 +9,18 @@ Reads what ``make bench`` (scripts/bench.sh) leaves in the results folder:
 - ``messages.json``, and any further ``messages-*.json`` (bench/messages.py);
 - ``health-latency.json`` (bench/health_latency.py);
 - ``baseline.json`` (bench/baseline.py), rendered generically: whatever
-  figures it holds become tables;
+  figures it holds become tables; its gateway-outage scenarios also as one
+  table, beside the outage phase of ``connections.json``;
 - ``chaos-soak.txt``: the chaos soak's printed output, its command on a first
   line starting with ``$``.
 
 Writes the page: the machine's facts (read now, on this machine), then per
 benchmark the exact command, the figures and the targets the issues name,
-and a plot of sessions ready over time after a gateway restart (matplotlib,
-Agg backend). A missing result renders as "not measured yet" with the
-command that produces it.
+and plots of sessions ready over time after a gateway restart and after a
+gateway outage (matplotlib, Agg backend). A missing result renders as "not
+measured yet" with the command that produces it.
 
-About 550 lines: one renderer per benchmark, each small, in one file so that
+About 800 lines: one renderer per benchmark, each small, in one file so that
 the published page has one author.
 """
 
@@ -52,7 +53,8 @@ COMMANDS = {
     "--database-url postgres://postgres@127.0.0.1:5432/postgres --json bench/results/messages.json",
     "health": ".venv/bin/python bench/health_latency.py --instances 10000 --concurrency 50 --seconds 30 "
     "--json bench/results/health-latency.json",
-    "baseline": ".venv/bin/python bench/baseline.py --json bench/results/baseline.json",
+    "baseline": ".venv/bin/python bench/baseline.py --instances 100 --minutes 10 --outage-minutes 10 "
+    "--json bench/results/baseline.json",
     "chaos": ".venv/bin/python bench/chaos_soak.py --instances 1000 --minutes 30 --seed 1 "
     "--database-url postgres://postgres@127.0.0.1:5432/postgres "
     "| tee bench/results/chaos-soak.txt",
@@ -81,6 +83,29 @@ CONNECTION_TARGETS = {
     "max_concurrent_sessions_per_instance": Target("1", lambda value: value == 1),
 }
 MESSAGE_TARGETS = {"end_to_end_per_s": Target(">= 1,000 messages/s", _at_least(1000))}
+# The outage phase of bench/connections.py; its figures are shown under "Gateway outages".
+OUTAGE_TARGETS = {
+    "outage_ready_99_percent_s": Target("<= 60 s", _at_most(60)),
+    "outage_peak_attempts_per_s": Target("<= 200, the connect rate (`BLAST_GATEWAY_CONNECT_RATE`)", _at_most(200)),
+    "outage_breakers_open": Target("0", lambda value: value == 0),
+}
+OUTAGE_SCENARIOS = ("outage", "refused", "timeout")
+# Blast's side of bench/baseline.py, per outage scenario.
+BASELINE_OUTAGE_TARGETS = {
+    "attempts_per_instance_mean": Target("<= 3 attempts per instance during the outage", _at_most(3)),
+    "recovery_s": Target("all ready <= 30 s after the outage ends", _at_most(30)),
+}
+FLAPPING_TARGET = Target("about 10 attempts per instance in 10 minutes, as before", lambda v: _near(v, 10, 1))
+CPU_NOTE = (
+    "Every process of a run (simulators, connection worker, Celery, the baseline's clients and the driver) "
+    "runs on this one machine and shares its {cores} cores: a figure in seconds includes waiting for the CPU."
+)
+
+
+def _near(value: Any, centre: float, spread: float) -> bool:
+    return isinstance(value, int | float) and abs(value - centre) <= spread
+
+
 CHAOS_TARGET = "1,000 instances for 30 minutes, every invariant passes"
 
 
@@ -89,23 +114,25 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "benchmarks" / "restart-ready.png")
+    parser.add_argument("--outage-plot", type=Path, default=ROOT / "docs" / "benchmarks" / "outage-ready.png")
     args = parser.parse_args()
 
-    page = Page(args.results, args.output, args.plot)
+    page = Page(args.results, args.output, args.plot, args.outage_plot)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(page.render())
-    print(f"wrote {_shown(args.output)}" + (f" and {_shown(args.plot)}" if page.plotted else ""))
+    print(" and ".join([f"wrote {_shown(args.output)}", *(_shown(plot) for plot in page.plotted)]))
     return 0
 
 
 class Page:
     """The markdown page, built section by section from the results folder."""
 
-    def __init__(self, results: Path, output: Path, plot: Path) -> None:
+    def __init__(self, results: Path, output: Path, plot: Path, outage_plot: Path | None = None) -> None:
         self.results = results
         self.output = output
         self.plot = plot
-        self.plotted = False
+        self.outage_plot = outage_plot or plot.with_name("outage-ready.png")
+        self.plotted: list[Path] = []
         self.verdicts: list[tuple[str, str, str, str, str]] = []  # benchmark, figure, target, measured, verdict
 
     def render(self) -> str:
@@ -114,6 +141,7 @@ class Page:
             self.messages(),
             self.health(),
             self.baseline(),
+            self.outages(),
             self.chaos(),
         ]
         head = [
@@ -143,7 +171,10 @@ class Page:
         if data is None:
             self.missing_targets("connections", CONNECTION_TARGETS)
             return _join(out, not_measured("connections"))
-        out += [*_block(meta_block(data)), figures_table(data, CONNECTION_TARGETS, skip={"attempts_per_second"}), ""]
+        restart = {k: v for k, v in data.items() if not is_outage_figure(k)}
+        out += [*_block(meta_block(data)), figures_table(restart, CONNECTION_TARGETS, skip={"attempts_per_second"}), ""]
+        if any(is_outage_figure(k) for k in data):
+            out += ["The outage phase of this run is under [Gateway outages](#gateway-outages).", ""]
         self.judge("connections", data, CONNECTION_TARGETS)
         per_second = data.get("attempts_per_second") or {}
         if per_second:
@@ -152,7 +183,7 @@ class Page:
         timeline = self.results / "connections-timeline.csv"
         if timeline.exists():
             plot_restart(timeline, data, self.plot)
-            self.plotted = True
+            self.plotted.append(self.plot)
             link = os.path.relpath(self.plot, self.output.parent)
             out += [
                 f"Sessions ready over time after the gateway restarted every session at once (`{_shown(timeline)}`):",
@@ -201,6 +232,154 @@ class Page:
         out += [*_block(meta_block(data)), render_generic(data)]
         return _join(out)
 
+    def outages(self) -> str:
+        out = ["## Gateway outages", ""]
+        baseline = self.load("baseline.json")
+        connections = self.load("connections.json")
+        cores = next(
+            (d.get("cores") or d.get("parameters", {}).get("cores") for d in (baseline, connections) if d), None
+        )
+        out += [
+            "A gateway that goes away for everyone is one event, not one failure per instance: the worker marks it "
+            "down, its instances wait while one probe at a time asks whether it is back, and once it answers they "
+            "reconnect in a ramp of at most `BLAST_GATEWAY_CONNECT_RATE` upgrades per second "
+            "(`instances/outages.py`, `engine/outages.py`). Measured at the gateway simulator.",
+            "",
+            CPU_NOTE.format(cores=cores or os.cpu_count() or "?"),
+            "",
+            "### Blast beside a plain websockets reconnect loop",
+            "",
+        ]
+        results = (baseline or {}).get("results") or {}
+        if not any(scenario in results for scenario in OUTAGE_SCENARIOS):
+            self.missing_targets("gateway outages (baseline)", BASELINE_OUTAGE_TARGETS)
+            out += [not_measured("baseline")]
+        else:
+            assert baseline is not None
+            out += [*_block(meta_block(baseline)), *self.outage_scenarios(baseline), ""]
+        out += ["### One worker holding N sessions through an outage", ""]
+        if connections is None or "outage_ready_99_percent_s" not in connections:
+            self.missing_targets("gateway outage (connections)", OUTAGE_TARGETS)
+            return _join(out, not_measured("connections"))
+        figures = {k: v for k, v in connections.items() if is_outage_figure(k) and k != "outage_attempts_per_second"}
+        sessions = connections.get("sessions_requested")
+        out += [
+            f"{fmt(sessions)} sessions held past the flap window; the gateway restarts (every session closed with "
+            f"1001) and refuses every upgrade with 503 for {fmt(connections.get('outage_s'))} s, then answers "
+            "again. Times are counted from the moment it answers again; attempts per second at the simulator are "
+            "its counters sampled every second, those of the worker its attempt events per whole second.",
+            "",
+            *_block(meta_block(connections)),
+            figures_table(figures, OUTAGE_TARGETS),
+            "",
+        ]
+        self.judge("gateway outage (connections)", connections, OUTAGE_TARGETS)
+        per_second = connections.get("outage_attempts_per_second") or {}
+        if per_second:
+            spread = " ".join(f"{s}s:{n}" for s, n in sorted(per_second.items(), key=lambda kv: int(kv[0])))
+            out += [
+                "Connection attempts per second after the gateway answered again (worker's events; second: attempts):",
+                "",
+                code(spread),
+                "",
+            ]
+        timeline = self.results / "connections-timeline.csv"
+        if timeline.exists() and outage_points(timeline):
+            plot_outage(timeline, connections, self.outage_plot)
+            self.plotted.append(self.outage_plot)
+            link = os.path.relpath(self.outage_plot, self.output.parent)
+            out += [
+                f"Sessions ready over the outage and after it (`{_shown(timeline)}`, phase `outage`):",
+                "",
+                f"![Sessions ready after a gateway outage]({link})",
+                "",
+            ]
+        return _join(out)
+
+    def outage_scenarios(self, data: dict[str, Any]) -> list[str]:
+        """The scenarios x sides table of bench/baseline.py, and the verdicts of Blast's side."""
+        results = data["results"]
+        parameters = data.get("parameters") or {}
+        rows = []
+        for scenario, sides in results.items():
+            for side, r in sides.items():
+                alerts = r.get("alerts")
+                rows.append(
+                    [
+                        scenario,
+                        SCENARIO_FAULTS.get(scenario, "-"),
+                        side,
+                        fmt(r.get("window_s")),
+                        f"{fmt(r.get('attempts_per_instance_mean'))} / {fmt(r.get('attempts_per_instance_max'))}",
+                        fmt(r.get("attempts_counted_by", "simulator")),
+                        f"{fmt(r.get('peak_attempts_per_s'))} / {fmt(r.get('peak_attempts_per_s_after'))}",
+                        fmt(r.get("recovery_s")),
+                        "-" if "gateway_downs" not in r else f"{r['gateway_downs']} / {r['gateway_ups']}",
+                        "-" if alerts is None else fmt(alerts),
+                        fmt(r.get("breakers_open_at_end")),
+                    ]
+                )
+        header = [
+            "scenario",
+            "fault",
+            "side",
+            "window (s)",
+            "attempts per instance in the window (mean / max)",
+            "counted by",
+            "peak attempts per second (window / after)",
+            "all ready after the window (s)",
+            "gateway down / up",
+            "alerts raised",
+            "breakers open at the end",
+        ]
+        instances = parameters.get("instances_per_side")
+        lines = [
+            f"{fmt(instances)} instances a side and scenario, every scenario at the same time, each side against "
+            'a simulator of its own. The window is the fault\'s duration; "all ready" counts from its end (for '
+            "`refused`, from the moment the new simulator process answers). During `refused` no simulator "
+            "listens: the attempts are the clients' own counts (Blast: its worker's attempt events; the loop: a "
+            "counter around the library's `process_exception`).",
+            "",
+            table(header, rows),
+        ]
+        for scenario in OUTAGE_SCENARIOS:
+            blast, other = results.get(scenario, {}).get("blast"), results.get(scenario, {}).get("websockets")
+            if blast is None:
+                continue
+            for key, target in BASELINE_OUTAGE_TARGETS.items():
+                value = blast.get(key)
+                verdict = "not measured" if value is None else ("met" if target.met(value) else "missed")
+                self.verdicts.append((f"gateway outage ({scenario})", label(key), target.text, fmt(value), verdict))
+            if other is not None:
+                ahead = (
+                    isinstance(blast.get("recovery_s"), int | float)
+                    and (other.get("recovery_s") is None or blast["recovery_s"] < other["recovery_s"])
+                    and blast["attempts_per_instance_mean"] < other["attempts_per_instance_mean"]
+                )
+                measured = (
+                    f"ready after {fmt(blast.get('recovery_s'))} s vs {fmt(other.get('recovery_s'))} s, "
+                    f"{fmt(blast.get('attempts_per_instance_mean'))} vs "
+                    f"{fmt(other.get('attempts_per_instance_mean'))} attempts per instance"
+                )
+                self.verdicts.append(
+                    (
+                        f"gateway outage ({scenario})",
+                        "against the websockets loop",
+                        "fewer attempts and all ready sooner",
+                        measured,
+                        "met" if ahead else "missed",
+                    )
+                )
+        flapping = results.get("flapping", {}).get("blast")
+        if flapping is not None:
+            value = flapping.get("attempts_per_instance_mean")
+            window = f" in {fmt(flapping.get('window_s'))} s"
+            verdict = "met" if FLAPPING_TARGET.met(value) and flapping.get("window_s", 0) >= 590 else "missed"
+            self.verdicts.append(
+                ("flapping (baseline)", "attempts per instance", FLAPPING_TARGET.text, fmt(value) + window, verdict)
+            )
+        return lines
+
     def chaos(self) -> str:
         out = ["## Chaos soak", ""]
         path = self.results / "chaos-soak.txt"
@@ -240,6 +419,19 @@ class Page:
 
 
 # -- rendering ----------------------------------------------------------------------
+
+# What each scenario of bench/baseline.py does to the gateway, in a table cell.
+SCENARIO_FAULTS = {
+    "outage": "sessions closed (1001), upgrades refused with 503",
+    "refused": "process killed (1006), TCP refused; a new process after",
+    "timeout": "sessions closed (1001), upgrades never answered",
+    "flapping": "every session closed with 1011 at `ready`",
+}
+
+
+def is_outage_figure(key: str) -> bool:
+    """A figure of the outage phase of bench/connections.py."""
+    return key.startswith("outage_") or key == "gateway_connect_rate_per_s"
 
 
 def not_measured(step: str) -> str:
@@ -419,7 +611,11 @@ def plot_restart(timeline: Path, data: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     with timeline.open() as handle:
-        points = [(float(row["seconds"]), int(row["connected"])) for row in csv.DictReader(handle)]
+        points = [
+            (float(row["seconds"]), int(row["connected"]))
+            for row in csv.DictReader(handle)
+            if row.get("phase", "restart") == "restart"  # a timeline without phases is the restart's
+        ]
     total = int(data.get("sessions_requested") or max((c for _, c in points), default=0))
     per_second = {int(s): int(n) for s, n in (data.get("attempts_per_second") or {}).items()}
 
@@ -455,6 +651,84 @@ def plot_restart(timeline: Path, data: dict[str, Any], out: Path) -> None:
         more_handles, more_labels = attempts.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
     ready.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def outage_points(timeline: Path) -> list[tuple[float, int, int | None]]:
+    """The outage phase of a connections timeline: (s since the gateway answered again, connected, attempts)."""
+    with timeline.open() as handle:
+        return [
+            (
+                float(row["seconds"]),
+                int(row["connected"]),
+                int(row["simulator_attempts"]) if row["simulator_attempts"] else None,
+            )
+            for row in csv.DictReader(handle)
+            if row.get("phase") == "outage"
+        ]
+
+
+def plot_outage(timeline: Path, data: dict[str, Any], out: Path) -> None:
+    """Sessions ready through a gateway outage and after it, with the attempts per second behind them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = outage_points(timeline)
+    total = int(data.get("sessions_requested") or max((c for _, c, _ in points), default=0))
+    per_second = {int(s): int(n) for s, n in (data.get("outage_attempts_per_second") or {}).items()}
+    rate = data.get("gateway_connect_rate_per_s")
+    away = float(data.get("outage_s") or -min((t for t, _, _ in points), default=0.0))
+
+    fig, ready = plt.subplots(figsize=(9, 4.5), dpi=100)
+    attempts = ready.twinx()
+    attempts.bar(
+        list(per_second),
+        list(per_second.values()),
+        width=0.9,
+        align="edge",
+        color="#d0d7e5",
+        label="connection attempts per second (worker)",
+    )
+    if isinstance(rate, int | float):
+        attempts.axhline(rate, color="#7f8c8d", linestyle="-.", linewidth=1, label=f"connect rate {rate:g} per second")
+        attempts.set_ylim(0, max([rate, *per_second.values()]) * 1.6)
+    attempts.set_ylabel("connection attempts per second")
+    ready.set_zorder(attempts.get_zorder() + 1)
+    ready.patch.set_visible(False)
+    ready.axvspan(-away, 0, color="#f5b7b1", alpha=0.35, label=f"gateway away (503), {away:g} s")
+    ready.plot(
+        [t for t, _, _ in points], [c for _, c, _ in points], color="#1f4e9c", linewidth=2, label="sessions ready"
+    )
+    if total:
+        ready.axhline(0.99 * total, color="#888888", linestyle=":", linewidth=1, label="99 % of sessions")
+    ready.axvline(60, color="#c0392b", linestyle="--", linewidth=1, label="target: 99 % within 60 s")
+    up = data.get("outage_up_after_back_s")
+    if isinstance(up, int | float):
+        ready.axvline(up, color="#27ae60", linestyle="-", linewidth=1, label=f"probe answered at {up:g} s")
+    ready_99 = data.get("outage_ready_99_percent_s")
+    if isinstance(ready_99, int | float):
+        ready.axvline(ready_99, color="#1f4e9c", linestyle=":", linewidth=1, label=f"99 % ready at {ready_99:g} s")
+    ready.set_xlabel("seconds after the gateway answered again")
+    ready.set_ylabel("sessions ready (connected)")
+    ready.set_ylim(0, max(total, 1) * 1.05)
+    ready.set_xlim(-away - 2, max([t for t, _, _ in points] + [65]))
+    ready.set_title(f"Sessions ready through a gateway outage ({total:,} sessions, one worker)")
+    ready.grid(True, alpha=0.3)
+    handles, labels = ready.get_legend_handles_labels()
+    more_handles, more_labels = attempts.get_legend_handles_labels()
+    ready.legend(
+        handles + more_handles,
+        labels + more_labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=3,
+        frameon=False,
+    )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight", metadata={"Software": None})
