@@ -7,7 +7,9 @@ being silently ignored. An instance's token never appears in any shape.
 
 from __future__ import annotations
 
+import re
 import unicodedata
+import uuid
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -53,6 +55,59 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return str(super().to_internal_value(data))
+
+
+# The fields below take a JSON value exactly as the OpenAPI schema types it:
+# DRF's own would also read "1.5" as a number, "yes" as true, an integer as a
+# UUID or a bare date as a date-time, which the schema does not admit.
+
+CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# RFC 3339 date-time, the schema's `format: date-time`: seconds and an offset.
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def canonical_uuid(value: Any) -> uuid.UUID | None:
+    """``value`` as a UUID when it is one in the canonical 8-4-4-4-12 form, else None."""
+    if not isinstance(value, str) or not CANONICAL_UUID.fullmatch(value):
+        return None
+    return uuid.UUID(value)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID written in its canonical form, as a string."""
+
+    def to_internal_value(self, data: Any) -> uuid.UUID:
+        key = canonical_uuid(data)
+        if key is None:
+            self.fail("invalid", value=str(data)[:40])
+        return key
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number (not a string, not a boolean)."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false (not 1, "yes" or "true")."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=str(data)[:20])
+        return data
+
+
+class StrictDateTimeField(serializers.DateTimeField):
+    """An RFC 3339 date-time (``2030-01-01T09:00:00Z``, offset required)."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        if not isinstance(value, str) or not RFC3339.fullmatch(value):
+            self.fail("invalid", format="YYYY-MM-DDThh:mm:ss[.ffffff]Z or ±hh:mm")
+        return super().to_internal_value(value.upper())  # RFC 3339 allows "t" and "z"
 
 
 def validate_display_name(value: str) -> str:
@@ -101,12 +156,9 @@ class GatewayField(serializers.Field):  # type: ignore[type-arg]
     }
 
     def to_internal_value(self, data: Any) -> Gateway:
-        if isinstance(data, bool) or not isinstance(data, int | str):
+        if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
-        try:
-            gateway_id = int(data)
-        except ValueError:
-            self.fail("invalid")
+        gateway_id = data
         if not 1 <= gateway_id <= MAX_GATEWAY_ID:
             self.fail("unknown", value=gateway_id)
         gateway = Gateway.objects.filter(pk=gateway_id).first()
@@ -233,7 +285,10 @@ class PairCodeRequestSerializer(StrictSerializerMixin, serializers.Serializer[An
     phone = StrictCharField(
         max_length=16,
         validators=[validate_pairing_phone],
-        help_text="The account's phone number in E.164 (+6281234567890): the code is entered on that phone.",
+        help_text=(
+            "The account's phone number in E.164 (+6281234567890), a valid number of its country: the code is "
+            "entered on that phone."
+        ),
     )
 
 

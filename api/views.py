@@ -14,7 +14,6 @@ that base for four short classes.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.authentication import ApiKeyAuthentication, IsTenantClient, QueryTokenAuthentication, TenantClient
+from api.negotiation import FormatParameterNegotiation
 from api.pagination import Pagination
 from api.serializers import (
     CircuitBreakerSerializer,
@@ -43,6 +43,7 @@ from api.serializers import (
     PairCodeRequestSerializer,
     PairCodeSerializer,
     QRCodeSerializer,
+    canonical_uuid,
 )
 from instances import commands, controls
 from instances import qr as qr_images
@@ -72,12 +73,16 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Documented error responses for ``extend_schema(responses=...)``."""
-    documented = {}
+def errors(*codes: int, descriptions: dict[int, str] | None = None) -> dict[Any, OpenApiResponse]:
+    """Documented error responses for ``extend_schema(responses=...)``.
+
+    Always JSON (``application/json``), also on views that answer other
+    types when all goes well."""
+    documented: dict[Any, OpenApiResponse] = {}
     for code in codes:
         body: Any = OpenApiTypes.OBJECT if code == 400 else ErrorSerializer
-        documented[code] = OpenApiResponse(body, description=ERROR_DESCRIPTIONS[code])
+        description = (descriptions or ERROR_DESCRIPTIONS)[code]
+        documented[(code, "application/json")] = OpenApiResponse(body, description=description)
     return documented
 
 
@@ -132,11 +137,9 @@ class TenantView(generics.GenericAPIView):  # type: ignore[type-arg]
 
     def get_instance(self) -> Instance:
         """The instance named in the path, or 404 (malformed id, missing, another tenant's)."""
-        raw = str(self.kwargs[self.lookup_url_kwarg])
-        try:
-            key = uuid.UUID(raw)
-        except ValueError:
-            raise NotFound(INSTANCE_NOT_FOUND) from None
+        key = canonical_uuid(self.kwargs[self.lookup_url_kwarg])
+        if key is None:
+            raise NotFound(INSTANCE_NOT_FOUND)
         instance = self.instances().filter(key=key).first()
         if instance is None:
             raise NotFound(INSTANCE_NOT_FOUND)
@@ -178,6 +181,9 @@ class InstanceListView(TenantView, generics.ListCreateAPIView):  # type: ignore[
 
     def get_queryset(self) -> QuerySet[Instance]:
         queryset = self.instances().select_related("gateway").order_by("name", "id")
+        # DRF reads an empty query parameter as an absent one; ?status= is no status.
+        if self.request.query_params.get("status", "x") == "":
+            raise ValidationError({"status": ["This filter may not be blank."]})
         query = InstanceListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         if "status" in query.validated_data:
@@ -386,6 +392,7 @@ class QRCodeView(TenantView):
 
     http_method_names = ["get", "head", "options"]
     renderer_classes = [renderers.JSONRenderer, PNGRenderer, SVGRenderer]
+    content_negotiation_class = FormatParameterNegotiation
     serializer_class = QRCodeSerializer
 
     @extend_schema(
@@ -404,7 +411,7 @@ class QRCodeView(TenantView):
             (200, "application/json"): QRCodeSerializer,
             (200, "image/png"): OpenApiTypes.BINARY,
             (200, "image/svg+xml"): OpenApiTypes.STR,
-            **errors(401, 404),
+            **errors(400, 401, 404),
         },
     )
     def get(self, request: Request, **kwargs: Any) -> Response:

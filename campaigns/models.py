@@ -68,9 +68,12 @@ class ContactList(models.Model):
 
 class Contact(models.Model):
     """One recipient of a list: a normalised E.164 number (unique in the
-    list: uploads merge duplicates) and its custom fields."""
+    list: uploads merge duplicates) and its custom fields. The API names it
+    by ``key``, its public id; the integer ``id`` stays internal (upload
+    order, the expansion's cursor)."""
 
     contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE, related_name="contacts")
+    key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
     phone = models.CharField(max_length=20, help_text="E.164")
     fields = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -51,6 +51,10 @@ def normalise(raw: object, region: str | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# The regions phonenumbers knows, as ISO 3166 codes in capitals (BR, US, ...).
+REGIONS = tuple(sorted(phonenumbers.SUPPORTED_REGIONS))
+
+
 def is_region(code: str) -> bool:
     """Whether ``code`` is a region phonenumbers knows (``BR``, ``US``, ...)."""
     return code.upper() in phonenumbers.SUPPORTED_REGIONS

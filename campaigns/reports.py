@@ -36,8 +36,21 @@ CSV_COLUMNS = [
 ]
 
 
-def _per_minute(count: int, seconds: float) -> float | None:
-    return round(count * 60.0 / seconds, 2) if seconds > 0 and count else None
+# A rate is never taken over less than a minute: two sends a second apart
+# are two messages in their minute, not 120 per minute.
+MIN_RATE_SPAN_S = 60.0
+FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
+
+
+def _per_minute(count: int, seconds: float) -> float:
+    """``count`` sends over ``seconds`` (at least :data:`MIN_RATE_SPAN_S`), per minute."""
+    return round(count * 60.0 / max(seconds, MIN_RATE_SPAN_S), 2)
+
+
+def _sending_end(campaign: Campaign, last_sent: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """Where the campaign's rates end: now while it may still send, its last
+    send once it is completed or cancelled (so that its figures stay put)."""
+    return last_sent if campaign.status in FINISHED else max(now, last_sent)
 
 
 def report(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
@@ -65,11 +78,17 @@ def report(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
         n=Count("id"),
         first=Min("sent_at"),
         last=Max("sent_at"),
-        recent=Count("id", filter=Q(sent_at__gte=now - dt.timedelta(seconds=RECENT_S))),
         hour=Count("id", filter=Q(sent_at__gte=now - dt.timedelta(hours=1))),
     )
-    span = (sent["last"] - sent["first"]).total_seconds() if sent["first"] and sent["last"] else 0.0
-    recent_rate = _per_minute(sent["recent"], RECENT_S)
+    # Both rates are sends per minute over a window that ends at the same
+    # moment and never starts before the first send (docs/CAMPAIGNS.md).
+    overall_rate = recent_rate = None
+    if sent["first"] is not None and sent["last"] is not None:
+        end = _sending_end(campaign, sent["last"], now)
+        recent_start = max(sent["first"], end - dt.timedelta(seconds=RECENT_S))
+        recent = messages.filter(sent_at__gte=recent_start, sent_at__lte=end).count()
+        overall_rate = _per_minute(sent["n"], (end - sent["first"]).total_seconds())
+        recent_rate = _per_minute(recent, (end - recent_start).total_seconds())
     queued = by_status[MessageStatus.QUEUED]
     remaining = max(0, recipients - done)
     eta = None
@@ -94,7 +113,7 @@ def report(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
             "sent": sent["n"],
             "first_sent_at": sent["first"],
             "last_sent_at": sent["last"],
-            "per_minute_overall": _per_minute(sent["n"], span),
+            "per_minute_overall": overall_rate,
             "per_minute_last_10_min": recent_rate,
             "sent_last_hour": sent["hour"],
             "estimated_completion_at": eta,

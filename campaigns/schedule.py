@@ -33,7 +33,7 @@ class ScheduleError(ValueError):
 @cache
 def zone(name: str) -> ZoneInfo:
     """The zone called ``name``, or :class:`ScheduleError`."""
-    if not isinstance(name, str) or not name or name not in _zone_names():
+    if not isinstance(name, str) or not name or name not in zone_names():
         raise ScheduleError(f"Unknown timezone '{name}': use an IANA name such as Europe/Paris or America/Sao_Paulo.")
     try:
         return ZoneInfo(name)
@@ -42,7 +42,8 @@ def zone(name: str) -> ZoneInfo:
 
 
 @cache
-def _zone_names() -> frozenset[str]:
+def zone_names() -> frozenset[str]:
+    """Every name :func:`zone` accepts: the IANA names zoneinfo knows."""
     return frozenset(available_timezones())
 
 

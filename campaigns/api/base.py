@@ -11,8 +11,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import exceptions
 
-from api.serializers import ErrorSerializer
 from api.views import TenantView
+from api.views import errors as api_errors
 from campaigns.api.fields import parse_uuid
 from campaigns.models import Campaign, ContactList, TenantWebhook
 
@@ -28,14 +28,10 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """Documented error responses for ``extend_schema(responses=...)``."""
-    return {
-        code: OpenApiResponse(
-            OpenApiTypes.OBJECT if code == 400 else ErrorSerializer, description=ERROR_DESCRIPTIONS[code]
-        )
-        for code in codes
-    }
+def errors(*codes: int) -> dict[Any, OpenApiResponse]:
+    """Documented error responses for ``extend_schema(responses=...)``: JSON,
+    also on the views that answer CSV when all goes well."""
+    return api_errors(*codes, descriptions=ERROR_DESCRIPTIONS)
 
 
 def uuid_parameter(name: str, what: str) -> OpenApiParameter:
@@ -47,7 +43,7 @@ MESSAGE_ID = uuid_parameter("id", "message")
 LIST_ID = uuid_parameter("id", "contact list")
 CAMPAIGN_ID = uuid_parameter("id", "campaign")
 WEBHOOK_ID = uuid_parameter("id", "webhook")
-CONTACT_ID = OpenApiParameter("contact_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The contact's id.")
+CONTACT_ID = uuid_parameter("contact_id", "contact")
 
 
 class CampaignsView(TenantView):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import uuid
 from typing import Any
 
@@ -14,13 +15,20 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.exceptions import Conflict
-from api.serializers import StrictCharField, StrictSerializerMixin, validate_display_name
+from api.serializers import (
+    StrictCharField,
+    StrictDateTimeField,
+    StrictFloatField,
+    StrictSerializerMixin,
+    StrictUUIDField,
+    validate_display_name,
+)
 from campaigns import lifecycle, schedule, states
 from campaigns.api.base import CAMPAIGN_ID, CampaignsView, errors
 from campaigns.api.fields import TenantObjectField, scoped_tenant
@@ -30,44 +38,143 @@ from campaigns.templating import parse as parse_template
 from instances.models import Instance
 
 MAX_DELAY_S = 86_400.0
+PRINTABLE = "Printable characters, not only spaces (no control or invisible ones)."
 
 
-class AllowedHoursSerializer(serializers.Serializer[Any]):
-    """``{"start": "09:00", "end": "18:00", "weekdays": [0, 1, 2, 3, 4]}``, or null: any time."""
+# "09:00", or with seconds "09:00:30": local wall-clock times of a day.
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+CLOCK = re.compile(CLOCK_PATTERN)
+WEEKDAYS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0, "maximum": 6},
+    "maxItems": 7,
+    "description": "Days a window may open, 0 = Monday; empty: every day.",
+}
+CLOCK_SCHEMA: dict[str, Any] = {"type": "string", "pattern": CLOCK_PATTERN, "example": "09:00"}
+ALLOWED_HOURS_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {
+            "type": "object",
+            "title": "window",
+            "properties": {
+                "start": {**CLOCK_SCHEMA, "description": "Local time the window opens, HH:MM (or HH:MM:SS)."},
+                "end": {
+                    **CLOCK_SCHEMA,
+                    "example": "18:00",
+                    "description": "Local time it closes; before start spans midnight; equal: all day.",
+                },
+                "weekdays": WEEKDAYS_SCHEMA,
+            },
+            "required": ["start", "end"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "title": "days",
+            "properties": {"weekdays": WEEKDAYS_SCHEMA},
+            "additionalProperties": False,
+            "description": "Any hour of these days.",
+        },
+    ],
+    "nullable": True,
+    "description": (
+        'When the campaign may send, in its timezone: {"start": "09:00", "end": "18:00", "weekdays": [0, 1, 2, 3, 4]}, '
+        "only weekdays, or null: any time."
+    ),
+}
 
-    start = serializers.TimeField(required=False, allow_null=True, help_text="Local time, e.g. 09:00.")
-    end = serializers.TimeField(
-        required=False, allow_null=True, help_text="Local time; before start spans midnight; equal: all day."
-    )
-    weekdays = serializers.ListField(
-        child=serializers.IntegerField(min_value=0, max_value=6),
-        required=False,
-        max_length=7,
-        help_text="Days a window may open, 0 = Monday; empty: every day.",
-    )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if (attrs.get("start") is None) != (attrs.get("end") is None):
-            raise serializers.ValidationError("Give both start and end, or neither.")
-        return attrs
+@extend_schema_field(ALLOWED_HOURS_SCHEMA)
+class AllowedHoursField(serializers.Field):  # type: ignore[type-arg]
+    """A campaign's allowed hours (:data:`ALLOWED_HOURS_SCHEMA`): a window of
+    the day on some weekdays, only weekdays, or null for any time. Read from
+    and written to the campaign's ``allowed_*`` columns."""
+
+    default_error_messages = {
+        "invalid": 'Allowed hours are an object, {{"start": "09:00", "end": "18:00", "weekdays": [0, 1]}}, or null.',
+        "both": "Give both start and end, or neither.",
+        "clock": "A time of day is HH:MM (or HH:MM:SS), from 00:00 to 23:59.",
+        "weekdays": "Weekdays are a list of at most 7 whole numbers from 0 (Monday) to 6 (Sunday).",
+        "unknown": "Unknown key '{name}': allowed hours take start, end and weekdays.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("source", "*")
+        super().__init__(**kwargs)
 
     def get_attribute(self, instance: Any) -> Any:
-        if not isinstance(instance, Campaign):
-            return super().get_attribute(instance)
-        if instance.allowed_start is None and not instance.allowed_weekdays:
-            return None
-        return {
-            "start": instance.allowed_start,
-            "end": instance.allowed_end,
-            "weekdays": sorted(instance.allowed_weekdays or []),
-        }
+        return instance
+
+    def to_representation(self, campaign: Campaign) -> dict[str, Any] | None:
+        weekdays = sorted(campaign.allowed_weekdays or [])
+        if campaign.allowed_start is None or campaign.allowed_end is None:
+            return {"weekdays": weekdays} if weekdays else None
+        return {"start": _clock(campaign.allowed_start), "end": _clock(campaign.allowed_end), "weekdays": weekdays}
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        if data is None and self.allow_null:
+            return True, {"allowed_start": None, "allowed_end": None, "allowed_weekdays": []}
+        return super().validate_empty_values(data)  # type: ignore[no-any-return]
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        for name in data:
+            if name not in ("start", "end", "weekdays"):
+                self.fail("unknown", name=str(name)[:40])
+        if ("start" in data) != ("end" in data):
+            self.fail("both")
+        start = _parse_clock(self, data["start"]) if "start" in data else None
+        end = _parse_clock(self, data["end"]) if "end" in data else None
+        weekdays = data.get("weekdays", [])
+        if (
+            not isinstance(weekdays, list)
+            or len(weekdays) > 7
+            or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 6 for d in weekdays)
+        ):
+            self.fail("weekdays")
+        days = sorted(set(weekdays))
+        return {"allowed_start": start, "allowed_end": end, "allowed_weekdays": [] if days == list(range(7)) else days}
+
+
+def _clock(value: dt.time) -> str:
+    return value.strftime("%H:%M:%S" if value.second else "%H:%M")
+
+
+def _parse_clock(field: serializers.Field, value: Any) -> dt.time:  # type: ignore[type-arg]
+    if not isinstance(value, str) or not CLOCK.fullmatch(value):
+        field.fail("clock")
+    return dt.time.fromisoformat(value)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": sorted(schedule.zone_names()),
+        "description": "An IANA timezone name, e.g. Europe/Paris or America/Sao_Paulo (default UTC).",
+    }
+)
+class TimezoneField(StrictCharField):
+    """An IANA timezone name, one of ``zoneinfo.available_timezones()``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        try:
+            schedule.zone(value)
+        except schedule.ScheduleError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
 
 
 class InstanceKeysField(serializers.ListField):
     """The campaign's instances as their public ids (written as a list of them)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(child=serializers.UUIDField(), **kwargs)
+        super().__init__(child=StrictUUIDField(), **kwargs)
 
     def get_attribute(self, instance: Any) -> Any:
         if isinstance(instance, Campaign):
@@ -79,25 +186,29 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
     """A campaign as tenants see and write it."""
 
     id = serializers.UUIDField(source="key", read_only=True)
-    name = StrictCharField(max_length=200, validators=[validate_display_name])
+    name = StrictCharField(max_length=200, validators=[validate_display_name], help_text=PRINTABLE)
     status = serializers.ChoiceField(choices=CampaignStatus.choices, read_only=True)
     template = StrictCharField(
         max_length=20_000,
         trim_whitespace=False,
         required=False,
         allow_blank=True,
-        help_text="{{field}} variables and {Hi|Hello} spintax.",
+        help_text="{{field}} variables (fields the contact list has, and phone) and {Hi|Hello} spintax.",
     )
-    contact_list = TenantObjectField(ContactList, "contact list", required=False, allow_null=True)
+    contact_list = TenantObjectField(
+        ContactList, "contact list", required=False, allow_null=True, help_text="The id of one of your contact lists."
+    )
     instances = InstanceKeysField(
-        required=False, max_length=1000, help_text="Instance ids to send through (rotation over them)."
+        required=False, max_length=1000, help_text="Ids of your instances to send through (rotation over them)."
     )
     rotation = serializers.ChoiceField(choices=RotationMode.choices, required=False)
-    start_at = serializers.DateTimeField(required=False, allow_null=True)
-    timezone = StrictCharField(source="time_zone", max_length=64, required=False, help_text="IANA name.")
-    allowed_hours = AllowedHoursSerializer(required=False, allow_null=True)
-    send_delay_min_s = serializers.FloatField(required=False, min_value=0, max_value=MAX_DELAY_S)
-    send_delay_max_s = serializers.FloatField(required=False, min_value=0, max_value=MAX_DELAY_S)
+    start_at = StrictDateTimeField(required=False, allow_null=True, help_text="Before the year 9999; null: at start.")
+    timezone = TimezoneField(source="time_zone", required=False)
+    allowed_hours = AllowedHoursField(required=False, allow_null=True)
+    send_delay_min_s = StrictFloatField(required=False, min_value=0, max_value=MAX_DELAY_S)
+    send_delay_max_s = StrictFloatField(
+        required=False, min_value=0, max_value=MAX_DELAY_S, help_text="At least send_delay_min_s."
+    )
     pause_reason = serializers.ChoiceField(choices=[("", ""), *PauseReason.choices], read_only=True)
 
     class Meta:
@@ -146,13 +257,6 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
             raise serializers.ValidationError(f"No instance with id {', '.join(missing[:5])}.")
         return [found[k] for k in keys]
 
-    def validate_timezone(self, value: str) -> str:
-        try:
-            schedule.zone(value)
-        except schedule.ScheduleError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-        return value
-
     def validate_template(self, value: str) -> str:
         try:
             parse_template(value)
@@ -183,13 +287,6 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
                 parse_template(template).check_fields(contact_list.fields or [])
             except TemplateError as exc:
                 errors["template"] = str(exc)
-        if "allowed_hours" in attrs:
-            hours = attrs.pop("allowed_hours") or {}
-            attrs["allowed_start"] = hours.get("start")
-            attrs["allowed_end"] = hours.get("end")
-            attrs["allowed_weekdays"] = sorted(set(hours.get("weekdays") or []))
-            if attrs["allowed_weekdays"] == list(range(7)):
-                attrs["allowed_weekdays"] = []
         start_at = attrs.get("start_at")
         if start_at is not None and start_at.year >= 9999:
             errors["start_at"] = "The start time is too far ahead."

@@ -10,16 +10,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, ProtectedError, QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.exceptions import Conflict
+from api.schema import NO_NUL_PATTERN
 from api.serializers import ErrorSerializer, StrictCharField, StrictSerializerMixin, validate_display_name
 from campaigns import contacts, phones
 from campaigns.api.base import CONTACT_ID, LIST_ID, CampaignsView, errors
-from campaigns.api.fields import PhoneField, scoped_tenant
+from campaigns.api.fields import PhoneField, parse_uuid, scoped_tenant
 from campaigns.models import Contact, ContactList
 from campaigns.parsers import BoundedMultiPartParser, CsvParser
 from campaigns.templating import NAME
@@ -30,7 +31,11 @@ MAX_CONTACT_FIELDS = 50
 
 class ContactListSerializer(StrictSerializerMixin, serializers.ModelSerializer[ContactList]):
     id = serializers.UUIDField(source="key", read_only=True)
-    name = StrictCharField(max_length=200, validators=[validate_display_name])
+    name = StrictCharField(
+        max_length=200,
+        validators=[validate_display_name],
+        help_text="Unique within the tenant; printable characters, not only spaces.",
+    )
     fields = serializers.ListField(
         child=serializers.CharField(), read_only=True, help_text="Custom fields, from the uploads' headers."
     )
@@ -80,14 +85,35 @@ def validate_field_values(value: Any) -> dict[str, str]:
     return cleaned
 
 
+FIELD_VALUES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": {
+        "oneOf": [{"type": "string", "maxLength": MAX_FIELD_VALUE, "pattern": NO_NUL_PATTERN}, {"type": "number"}]
+    },
+    "maxProperties": MAX_CONTACT_FIELDS,
+    "description": (
+        "Custom fields: name -> text (a number is written as text). Names as template fields: a letter or _, "
+        "then letters, digits or _, not 'phone'; lower-cased."
+    ),
+}
+
+
+@extend_schema_field(FIELD_VALUES_SCHEMA)
+class FieldValuesField(serializers.JSONField):
+    """A contact's custom fields (:func:`validate_field_values`)."""
+
+
 class ContactSerializer(StrictSerializerMixin, serializers.ModelSerializer[Contact]):
+    """A contact of a list; ``id`` is its public UUID."""
+
+    id = serializers.UUIDField(source="key", read_only=True)
     phone = PhoneField()
-    fields = serializers.JSONField(required=False, help_text="Custom fields: name -> text.")
+    fields = FieldValuesField(required=False, allow_null=True)
 
     class Meta:
         model = Contact
         fields = ["id", "phone", "fields", "created_at", "updated_at"]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
         validators: list[Any] = []
 
     def validate_fields(self, value: Any) -> dict[str, str]:
@@ -199,9 +225,19 @@ class ContactListDetailView(CampaignsView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+REGION_HELP = "ISO country code in capitals (BR, US, ...): the country of numbers written without a country code."
+
+
+@extend_schema_field({"type": "string", "enum": list(phones.REGIONS)})
+class RegionField(serializers.CharField):
+    """A region phonenumbers knows, as its ISO code in capitals."""
+
+
 class UploadFormSerializer(serializers.Serializer[Any]):
+    """The multipart form of an upload (the view reads it: see its checks)."""
+
     file = serializers.FileField(help_text="The CSV file.")
-    region = serializers.CharField(required=False, help_text="Country of numbers written without a country code.")
+    region = RegionField(required=False, help_text=REGION_HELP)
 
 
 @extend_schema(tags=["contact lists"])
@@ -238,7 +274,7 @@ class ContactListUploadView(CampaignsView):
         ),
         parameters=[
             LIST_ID,
-            OpenApiParameter("region", OpenApiTypes.STR, description="ISO country code, e.g. BR."),
+            OpenApiParameter("region", OpenApiTypes.STR, enum=phones.REGIONS, description=REGION_HELP),
         ],
         request={"multipart/form-data": UploadFormSerializer, "text/csv": OpenApiTypes.STR},
         responses={
@@ -255,7 +291,7 @@ class ContactListUploadView(CampaignsView):
         as_body = request.content_type.split(";")[0].strip().lower() == CsvParser.media_type
         if isinstance(request.data, bytes) or as_body:
             data = request.data if isinstance(request.data, bytes) else b""  # an empty body is not parsed
-            region = request.query_params.get("region", "")
+            region = request.query_params.get("region")
         else:
             upload = request.FILES.get("file") if hasattr(request, "FILES") else None
             if upload is None:
@@ -266,12 +302,12 @@ class ContactListUploadView(CampaignsView):
             if upload.size is not None and upload.size > limit:
                 raise exceptions.ValidationError({"file": [f"The file is {upload.size} bytes; at most {limit}."]})
             data = upload.read()
-            region = request.data.get("region") or request.query_params.get("region", "")
-        region = str(region).strip()
-        if region and not phones.is_region(region):
-            raise exceptions.ValidationError({"region": [f"'{region[:10]}' is not a country code such as BR or US."]})
+            region = request.data.get("region", request.query_params.get("region"))
+        if region is not None and region not in phones.REGIONS:
+            shown = str(region)[:10]
+            raise exceptions.ValidationError({"region": [f"'{shown}' is not a country code such as BR or US."]})
         try:
-            result = contacts.import_csv(contact_list, data, region or None)
+            result = contacts.import_csv(contact_list, data, region)
         except contacts.CsvRejected as exc:
             raise exceptions.ValidationError({"file": [str(exc)]}) from None
         except contacts.ImportsBusy as exc:
@@ -325,12 +361,8 @@ class ContactDetailView(CampaignsView):
 
     def contact(self) -> Contact:
         contact_list = self.contact_list()
-        raw = str(self.kwargs["contact_id"])
-        found = (
-            Contact.objects.filter(contact_list=contact_list, pk=int(raw)).first()
-            if raw.isascii() and raw.isdigit() and len(raw) < 19
-            else None
-        )
+        key = parse_uuid(self.kwargs["contact_id"])
+        found = Contact.objects.filter(contact_list=contact_list, key=key).first() if key is not None else None
         if found is None:
             raise exceptions.NotFound("No contact with this id in this list.")
         return found

@@ -12,7 +12,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.serializers import StrictCharField
+from api.serializers import StrictCharField, canonical_uuid
 from campaigns import phones
 
 
@@ -21,10 +21,8 @@ def scoped_tenant(context: dict[str, Any]) -> Any:
 
 
 def parse_uuid(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        return None
+    """``value`` as a public id: a UUID in its canonical form, else None."""
+    return canonical_uuid(value)
 
 
 class PhoneField(StrictCharField):
@@ -32,7 +30,11 @@ class PhoneField(StrictCharField):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", phones.MAX_INPUT)
-        kwargs.setdefault("help_text", "E.164 (+5511999999999); other forms are normalised to it.")
+        kwargs.setdefault(
+            "help_text",
+            "A valid phone number of its country, with its country code: E.164 (+5511999999999), or another "
+            "international form normalised to it.",
+        )
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:

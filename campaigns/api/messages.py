@@ -21,7 +21,7 @@ from rest_framework import exceptions, generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.serializers import StrictCharField, StrictSerializerMixin
+from api.serializers import StrictCharField, StrictDateTimeField, StrictSerializerMixin, StrictUUIDField
 from campaigns.api.base import INSTANCE_ID, MESSAGE_ID, CampaignsView, errors
 from campaigns.api.fields import PhoneField, scoped_tenant
 from campaigns.messages import IdempotencyMismatch, NewMessage, QuotaExceeded, accept, accept_many
@@ -41,10 +41,10 @@ class MessageCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]
         help_text="1-4096 characters, not only spaces.",
     )
 
-    expires_at = serializers.DateTimeField(
+    expires_at = StrictDateTimeField(
         required=False,
         allow_null=True,
-        help_text="Optional: not sent after this time (ISO 8601); then it fails with reason `expired`.",
+        help_text="Optional, in the future: not sent after this time; then it fails with reason `expired`.",
     )
 
     def validate_text(self, value: str) -> str:
@@ -74,7 +74,7 @@ class MessageBatchItemSerializer(MessageCreateSerializer):
     """One message of ``POST /api/v1/messages/batch``: the single message's
     fields, plus its instance and, optionally, its idempotency key."""
 
-    instance = serializers.UUIDField(help_text="The public id of one of your instances.")
+    instance = StrictUUIDField(help_text="The public id of one of your instances.")
     idempotency_key = StrictCharField(
         required=False,
         trim_whitespace=False,
@@ -189,9 +189,9 @@ class MessageBatchResultSerializer(serializers.Serializer[Any]):
 
 
 class MessageListQuerySerializer(serializers.Serializer[Any]):
-    instance = serializers.UUIDField(required=False, help_text="Only this instance's messages.")
+    instance = StrictUUIDField(required=False, help_text="Only this instance's messages.")
     status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
-    campaign = serializers.UUIDField(required=False, help_text="Only this campaign's messages.")
+    campaign = StrictUUIDField(required=False, help_text="Only this campaign's messages.")
 
 
 class UnprocessableEntity(exceptions.APIException):

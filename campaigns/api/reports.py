@@ -13,6 +13,7 @@ from rest_framework import renderers, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api.negotiation import FormatParameterNegotiation
 from campaigns import reports
 from campaigns.api.base import CAMPAIGN_ID, CampaignsView, errors
 from campaigns.models import Campaign, CampaignStatus
@@ -31,9 +32,21 @@ class ReportSerializer(serializers.Serializer[Any]):
         sent = serializers.IntegerField(help_text="Messages accepted by the network so far.")
         first_sent_at = serializers.DateTimeField(allow_null=True)
         last_sent_at = serializers.DateTimeField(allow_null=True)
-        per_minute_overall = serializers.FloatField(allow_null=True)
-        per_minute_last_10_min = serializers.FloatField(allow_null=True)
-        sent_last_hour = serializers.IntegerField()
+        per_minute_overall = serializers.FloatField(
+            allow_null=True,
+            help_text=(
+                "Sends per minute from the first send to now (to the last send once completed or cancelled), "
+                "over at least one minute; null before the first send."
+            ),
+        )
+        per_minute_last_10_min = serializers.FloatField(
+            allow_null=True,
+            help_text=(
+                "Sends per minute over the last 10 minutes of that same span (since the first send if that is "
+                "more recent), over at least one minute; null before the first send."
+            ),
+        )
+        sent_last_hour = serializers.IntegerField(help_text="Sends in the hour before now.")
         estimated_completion_at = serializers.DateTimeField(allow_null=True)
         queued = serializers.IntegerField()
 
@@ -84,6 +97,7 @@ class JsonErrorsMixin:
 class CampaignReportView(JsonErrorsMixin, CampaignsView):
     http_method_names = ["get", "head", "options"]
     renderer_classes = [renderers.JSONRenderer, CSVRenderer]
+    content_negotiation_class = FormatParameterNegotiation
     serializer_class = ReportSerializer
 
     @extend_schema(
@@ -97,7 +111,7 @@ class CampaignReportView(JsonErrorsMixin, CampaignsView):
         responses={
             (200, "application/json"): ReportSerializer,
             (200, "text/csv"): OpenApiTypes.STR,
-            **errors(401, 404),
+            **errors(400, 401, 404),
         },
     )
     def get(self, request: Request, id: str) -> Any:
@@ -110,12 +124,16 @@ class CampaignReportView(JsonErrorsMixin, CampaignsView):
 @extend_schema(tags=["campaigns"])
 class CampaignReportCsvView(JsonErrorsMixin, CampaignsView):
     http_method_names = ["get", "head", "options"]
-    renderer_classes = [CSVRenderer, renderers.JSONRenderer]
+    # CSV only (errors are still JSON, see JsonErrorsMixin): no ?format= here.
+    renderer_classes = [CSVRenderer]
     serializer_class = ReportSerializer
 
     @extend_schema(
         operation_id="campaigns_report_csv",
         summary="Every message of the campaign as CSV",
+        description=(
+            "One line per message (docs/CAMPAIGNS.md, Report), streamed. Errors are JSON, as everywhere in the API."
+        ),
         parameters=[CAMPAIGN_ID],
         responses={(200, "text/csv"): OpenApiTypes.STR, **errors(401, 404)},
     )

@@ -12,7 +12,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.serializers import StrictCharField, StrictSerializerMixin, validate_display_name
+from api.serializers import StrictBooleanField, StrictCharField, StrictSerializerMixin, validate_display_name
 from campaigns import webhooks
 from campaigns.api.base import WEBHOOK_ID, CampaignsView, errors
 from campaigns.api.fields import TenantObjectField
@@ -22,11 +22,16 @@ from instances.models import Instance
 
 class WebhookSerializer(StrictSerializerMixin, serializers.ModelSerializer[TenantWebhook]):
     id = serializers.UUIDField(source="key", read_only=True)
-    name = StrictCharField(max_length=100, validators=[validate_display_name])
+    name = StrictCharField(
+        max_length=100, validators=[validate_display_name], help_text="Printable characters, not only spaces."
+    )
     url = StrictCharField(max_length=500, help_text="http:// or https://, a public address.")
     instance = TenantObjectField(
-        Instance, "instance", required=False, allow_null=True, help_text="Only this instance's events."
+        Instance, "instance", required=False, allow_null=True, help_text="Only this instance's events (one of yours)."
     )
+    message_events = StrictBooleanField(required=False, help_text="Message status changes.")
+    instance_events = StrictBooleanField(required=False, help_text="Connection events of instances.")
+    enabled = StrictBooleanField(required=False)
 
     class Meta:
         model = TenantWebhook

@@ -91,7 +91,7 @@ def tenant_a_objects(cast: Cast) -> dict[str, str]:
         "instance": str(cast.instance_a.key),
         "message": str(message.key),
         "list": str(contact_list.key),
-        "contact": str(Contact.objects.get().pk),
+        "contact": str(Contact.objects.get().key),
         "campaign": str(campaign.key),
         "webhook": str(webhook.key),
         "phone": "+5511999990002",
