@@ -140,9 +140,12 @@ class ReasonField(serializers.CharField):
 
 
 class GatewaySerializer(serializers.ModelSerializer[Gateway]):
+    """A gateway and whether it answers (``down``: its instances wait for its probe)."""
+
     class Meta:
         model = Gateway
-        fields = ["id", "name"]
+        fields = ["id", "name", "state", "state_changed_at", "down_since", "down_reason", "next_probe_at"]
+        read_only_fields = fields
 
 
 @extend_schema_field({"type": "integer", "minimum": 1, "format": "int64"})

@@ -32,6 +32,7 @@ urlpatterns = [
     ),
     # The API.
     path("api/v1/gateways", views.GatewayListView.as_view(), name="gateways"),
+    path("api/v1/gateways/<int:id>/probe", views.GatewayProbeView.as_view(), name="gateway-probe"),
     path("api/v1/instances", views.InstanceListView.as_view(), name="instances"),
     path(INSTANCE, views.InstanceDetailView.as_view(), name="instance"),
     path(f"{INSTANCE}/connect", views.ConnectView.as_view(), name="connect"),

@@ -172,6 +172,32 @@ class GatewayListView(TenantView, generics.ListAPIView):  # type: ignore[type-ar
         return super().get(request, *args, **kwargs)
 
 
+@extend_schema(tags=["gateways"])
+class GatewayProbeView(TenantView):
+    """Probe a down gateway now, instead of at its next scheduled probe."""
+
+    http_method_names = ["post", "options"]
+    serializer_class = GatewaySerializer
+
+    @extend_schema(
+        operation_id="gateways_probe",
+        parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The gateway's id.")],
+        summary="Probe a down gateway now (rate-limited per gateway, audited)",
+        description=(
+            "A worker makes one real attempt for one of the gateway's waiting instances within a second; "
+            "its answer brings the gateway up and its instances reconnect. 409 when the gateway is up."
+        ),
+        request=None,
+        responses={200: GatewaySerializer, **errors(401, 404, 409, 429, 503)},
+    )
+    def post(self, request: Request, id: int, **kwargs: Any) -> Response:
+        gateway = Gateway.objects.filter(enabled=True, pk=id).first()
+        if gateway is None:
+            raise NotFound(f"No gateway {id}: GET /api/v1/gateways lists the gateways you may use.")
+        gateway = controls.probe_gateway(gateway, actor=self.client.actor)
+        return Response(GatewaySerializer(gateway).data)
+
+
 # --- instances ------------------------------------------------------------------
 
 

@@ -29,7 +29,8 @@ def test_gateways_lists_the_enabled_gateways_only(cast: Cast) -> None:
     assert body["count"] == 2
     assert [g["name"] for g in body["results"]] == ["gw-backup", "gw-main"]
     # A tenant picks a gateway by id; where it lives is the platform's business.
-    assert all(set(g) == {"id", "name"} for g in body["results"])
+    shown = {"id", "name", "state", "state_changed_at", "down_since", "down_reason", "next_probe_at"}
+    assert all(set(g) == shown for g in body["results"])
 
 
 def test_create_answers_201_with_the_instance_stopped(cast: Cast) -> None:

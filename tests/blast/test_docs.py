@@ -413,6 +413,8 @@ def bridge_route_problem(method: str, path: str) -> str | None:
 
 
 def placeholders_to_ids(path: str) -> str:
+    # Gateways are the one resource with integer ids (GET /api/v1/gateways).
+    path = re.sub(r"<gateway_id>|\{gateway_id\}", "1", path)
     path = re.sub(r"<[^>]*>|\{[^}]*\}", EXAMPLE_ID, path)
     return re.sub(r"__[A-Za-z_][A-Za-z0-9_]*__", EXAMPLE_ID, path)
 
