@@ -100,6 +100,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
     Processes,
+    alerts_raised,
     bench_env,
     celery_argv,
     command_line,
@@ -546,7 +547,7 @@ def main() -> int:
         WorkerHeartbeat,
     )
     from monitoring.alerts import CURSOR_KEY
-    from monitoring.models import Alert, AlertKind, AlertState, AlertStatus
+    from monitoring.models import AlertState
 
     constants = websockets_constants()
     policy = blast_policy()
@@ -676,27 +677,6 @@ def main() -> int:
             "released_on_up": sum(int(e.data.get("released", 0)) for e in ups),
             "breakers_closed_on_up": sum(int(e.data.get("breakers_closed", 0)) for e in ups),
         }
-
-    def alerts_raised(side: Side, since: float) -> dict[str, int]:
-        """Alerts about the side's gateway (down, up) and its instances (firing), by kind."""
-        assert side.gateway_id is not None
-        raised = Counter({AlertKind.GATEWAY_DOWN.value: 0, AlertKind.GATEWAY_UP.value: 0})
-        raised[AlertKind.BREAKER_OPEN.value] = 0
-        gateway_alerts = Alert.objects.filter(
-            kind__in=[AlertKind.GATEWAY_DOWN, AlertKind.GATEWAY_UP], created_at__gte=utc(since)
-        ).values_list("kind", "data")
-        for kind, data in gateway_alerts:
-            if (data.get("gateway") or {}).get("id") == side.gateway_id:
-                raised[kind] += 1
-        instance_alerts = (
-            Alert.objects.filter(
-                instance__gateway_id=side.gateway_id, status=AlertStatus.FIRING, created_at__gte=utc(since)
-            )
-            .values_list("kind")
-            .annotate(n=Count("id"))
-        )
-        raised.update(dict(instance_alerts))
-        return dict(raised)
 
     try:
         sides: list[Side] = []
@@ -835,7 +815,7 @@ def main() -> int:
                     breakers.get(state, 0) for state in (BreakerState.OPEN, BreakerState.HALF_OPEN)
                 )
                 side.extra.update(gateway_story(side))
-                side.extra["alerts"] = alerts_raised(side, side.fault_wall)
+                side.extra["alerts"] = alerts_raised(side.gateway_id, side.fault_wall)
             side.extra["simulator_processes"] = side.starts
             side.extra["max_concurrent_per_instance"] = max(
                 v["max_concurrent"] for k, v in side.control.stats()["instances"].items() if k in side.keys

@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
     Processes,
+    alerts_raised,
     bench_env,
     celery_argv,
     command_line,
@@ -360,32 +361,8 @@ class Outage:
             "gateway_connect_rate_per_s": float(settings.BLAST_GATEWAY_CONNECT_RATE),
             "outage_breakers": breakers,
             "outage_breakers_open": breakers.get("open", 0) + breakers.get("half_open", 0),
-            "outage_alerts": self.alerts(fault_wall),
+            "outage_alerts": alerts_raised(self.gateway_id, fault_wall),
         }
-
-    def alerts(self, since: float) -> dict[str, int]:
-        """Alerts about this gateway (down, up) and its instances (firing), by kind."""
-        from django.db.models import Count
-
-        from monitoring.models import Alert, AlertKind, AlertStatus
-
-        raised = {AlertKind.GATEWAY_DOWN.value: 0, AlertKind.GATEWAY_UP.value: 0, AlertKind.BREAKER_OPEN.value: 0}
-        gateway_alerts = Alert.objects.filter(
-            kind__in=[AlertKind.GATEWAY_DOWN, AlertKind.GATEWAY_UP], created_at__gte=utc(since)
-        ).values_list("kind", "data")
-        for kind, data in gateway_alerts:
-            if (data.get("gateway") or {}).get("id") == self.gateway_id:
-                raised[kind] += 1
-        instance_alerts = (
-            Alert.objects.filter(
-                instance__tenant_id=self.tenant_id, status=AlertStatus.FIRING, created_at__gte=utc(since)
-            )
-            .values_list("kind")
-            .annotate(n=Count("id"))
-        )
-        for kind, n in instance_alerts:
-            raised[kind] = raised.get(kind, 0) + n
-        return raised
 
     def figures(self) -> dict[str, Any]:
         return dict(self.result)

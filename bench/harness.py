@@ -136,6 +136,29 @@ def utc(ts: float) -> Any:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
+def alerts_raised(gateway_id: int, since: float) -> dict[str, int]:
+    """Alerts since ``since`` about the gateway (down, up) and its instances (firing), by kind."""
+    from django.db.models import Count
+
+    from monitoring.models import Alert, AlertKind, AlertStatus
+
+    raised = {AlertKind.GATEWAY_DOWN.value: 0, AlertKind.GATEWAY_UP.value: 0, AlertKind.BREAKER_OPEN.value: 0}
+    gateway_alerts = Alert.objects.filter(
+        kind__in=[AlertKind.GATEWAY_DOWN, AlertKind.GATEWAY_UP], created_at__gte=utc(since)
+    ).values_list("kind", "data")
+    for kind, data in gateway_alerts:
+        if (data.get("gateway") or {}).get("id") == gateway_id:
+            raised[kind] += 1
+    instance_alerts = (
+        Alert.objects.filter(instance__gateway_id=gateway_id, status=AlertStatus.FIRING, created_at__gte=utc(since))
+        .values_list("kind")
+        .annotate(n=Count("id"))
+    )
+    for kind, n in instance_alerts:
+        raised[kind] = raised.get(kind, 0) + n
+    return raised
+
+
 def create_database(server_url: str, name: str) -> str:
     """Create database ``name`` on the PostgreSQL server of ``server_url``;
     its URL."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from instances import attempts, outages
@@ -451,20 +452,12 @@ def gateway_up(
 
 def probe_candidates(gateway_id: int, limit: int = 5) -> list[Row]:
     """Waiting instances of the gateway to probe it with, closed breakers first, in random order."""
+    open_breaker = Case(When(breaker__state=breakers.State.OPEN, then=Value(1)), default=Value(0))
     waiting = list(
         Instance.objects.filter(
             gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
         )
-        .exclude(breaker__state=breakers.State.OPEN)
-        .order_by("?")
+        .order_by(open_breaker, "?")
         .values_list("id", flat=True)[:limit]
     )
-    if not waiting:
-        waiting = list(
-            Instance.objects.filter(
-                gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
-            )
-            .order_by("?")
-            .values_list("id", flat=True)[:limit]
-        )
     return load_rows(waiting)

@@ -16,8 +16,7 @@ from instances import breaker as breakers
 from instances.attempts import Asker, AttemptFields, Verdict, Why
 from instances.backoff import RetryPolicy, retry_delay
 from instances.breaker import Breaker, BreakerPolicy, Transition
-from instances.outages import GATEWAY_REASONS
-from instances.reasons import Kind, Reason, kind_of
+from instances.reasons import GATEWAY_REASONS, Kind, Reason, kind_of
 
 
 @dataclass(frozen=True)

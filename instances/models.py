@@ -422,7 +422,19 @@ class EventKind(models.TextChoices):
     PAIR_CODE_FAILED = "pair_code_failed", "Pairing code failed"
 
 
-class ConnectionEvent(models.Model):
+class AppendOnly(models.Model):
+    """A log row: written once, never changed."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ValueError(f"{str(self._meta.verbose_name_plural).capitalize()} are append-only")
+        super().save(*args, **kwargs)
+
+
+class ConnectionEvent(AppendOnly):
     """Append-only log of what happened to an instance's session."""
 
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
@@ -441,11 +453,6 @@ class ConnectionEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.reason}".strip()
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not self._state.adding:
-            raise ValueError("Connection events are append-only")
-        super().save(*args, **kwargs)
-
 
 class GatewayEventKind(models.TextChoices):
     DOWN = "down", "Gateway down"
@@ -453,7 +460,7 @@ class GatewayEventKind(models.TextChoices):
     PROBE_REQUESTED = "probe_requested", "Probe requested"
 
 
-class GatewayEvent(models.Model):
+class GatewayEvent(AppendOnly):
     """Append-only log of a gateway's transitions and of what operators asked of it."""
 
     gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="events")
@@ -470,11 +477,6 @@ class GatewayEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.reason}".strip()
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not self._state.adding:
-            raise ValueError("Gateway events are append-only")
-        super().save(*args, **kwargs)
 
 
 class WorkerHeartbeat(models.Model):

@@ -24,9 +24,9 @@ itself has a state (``Gateway.state``):
   ``connect_rate`` attempts per second, each at its own jittered slot, and
   breakers opened by the outage's failures close.
 
-The pure part (the rule, the probe delay, the ramp) needs no Django; the
-functions below it are the transitions, each one conditional update, so that
-however many workers see the outage at once, one of them records it.
+The rule, the probe delay and the ramp are pure functions; the transitions
+below them are each one conditional update, so that however many workers
+see the outage at once, one of them records it.
 """
 
 from __future__ import annotations
@@ -38,18 +38,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from instances.reasons import Reason
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q
 
-# Reasons that say "the gateway did not answer", whoever the instance is.
-GATEWAY_REASONS = frozenset(
-    {
-        Reason.UNREACHABLE,
-        Reason.TIMED_OUT,
-        Reason.UNAVAILABLE,
-        Reason.CONNECTION_CLOSED,
-        Reason.CONNECTION_LOST,
-    }
+from instances import attempts
+from instances.models import (
+    BreakerState,
+    CircuitBreaker,
+    ConnectionEvent,
+    DesiredState,
+    EventKind,
+    Gateway,
+    GatewayEvent,
+    GatewayEventKind,
+    GatewayState,
+    Instance,
+    Status,
 )
+from instances.reasons import GATEWAY_REASONS, Reason
 
 JITTER = 0.2
 
@@ -66,8 +73,6 @@ class OutagePolicy:
 
     @classmethod
     def from_settings(cls) -> OutagePolicy:
-        from django.conf import settings
-
         return cls(
             window_s=settings.BLAST_GATEWAY_DOWN_WINDOW_S,
             share=settings.BLAST_GATEWAY_DOWN_SHARE,
@@ -141,14 +146,10 @@ class GatewayView:
 
     @property
     def down(self) -> bool:
-        from instances.models import GatewayState
-
         return self.state == GatewayState.DOWN
 
 
 def load_views() -> dict[int, GatewayView]:
-    from instances.models import Gateway
-
     return {
         gid: GatewayView(
             gid,
@@ -165,10 +166,6 @@ def load_views() -> dict[int, GatewayView]:
 
 def running_counts() -> dict[int, int]:
     """Running instances per gateway: the base of the share."""
-    from django.db.models import Count
-
-    from instances.models import DesiredState, Instance
-
     return dict(
         Instance.objects.filter(desired_state=DesiredState.RUNNING)
         .order_by()
@@ -196,11 +193,6 @@ def mark_down(
     coming up keeps its probe backoff: a gateway that answers probes and
     fails everyone else is probed less and less often, not in a loop.
     """
-    from django.db import transaction
-    from django.db.models import Q
-
-    from instances.models import Gateway, GatewayEvent, GatewayEventKind, GatewayState
-
     when = _dt(now)
     with transaction.atomic():
         gateway = Gateway.objects.select_for_update().filter(id=gateway_id).first()
@@ -238,10 +230,6 @@ def probe_failed(
 ) -> float | None:
     """A probe found the gateway still down: schedule the next one. Returns
     its delay, or None if the gateway is up by now."""
-    from django.db.models import F
-
-    from instances.models import Gateway, GatewayState
-
     gateway = Gateway.objects.filter(id=gateway_id, state=GatewayState.DOWN).values_list("probe_count", flat=True)
     count = next(iter(gateway), None)
     if count is None:
@@ -281,23 +269,6 @@ def mark_up(
     opened by the outage's failures (opened after the outage's window began)
     close. Returns None if the gateway was not down.
     """
-    from django.db import transaction
-
-    from instances import attempts
-    from instances.models import (
-        BreakerState,
-        CircuitBreaker,
-        ConnectionEvent,
-        DesiredState,
-        EventKind,
-        Gateway,
-        GatewayEvent,
-        GatewayEventKind,
-        GatewayState,
-        Instance,
-        Status,
-    )
-
     when = _dt(now)
     with transaction.atomic():
         gateway = Gateway.objects.select_for_update().filter(id=gateway_id, state=GatewayState.DOWN).first()
@@ -373,10 +344,6 @@ def _shuffle(items: list[Any], rand: Callable[[], float]) -> None:
 def request_probe(gateway_id: int, *, actor: str, now: float) -> bool:
     """An operator asks for a probe now: True if the gateway is down (the
     next probe is moved to now and the request audited), False if it is up."""
-    from django.db import transaction
-
-    from instances.models import Gateway, GatewayEvent, GatewayEventKind, GatewayState
-
     with transaction.atomic():
         updated = Gateway.objects.filter(id=gateway_id, state=GatewayState.DOWN).update(next_probe_at=_dt(now))
         if updated:

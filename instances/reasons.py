@@ -126,6 +126,19 @@ GATEWAY_CLOSE_CODES: dict[Reason, int] = {
 }
 
 
+# Reasons that say "the gateway did not answer", whoever the instance is
+# (instances.outages counts them toward a gateway's outage).
+GATEWAY_REASONS: frozenset[Reason] = frozenset(
+    {
+        Reason.UNREACHABLE,
+        Reason.TIMED_OUT,
+        Reason.UNAVAILABLE,
+        Reason.CONNECTION_CLOSED,
+        Reason.CONNECTION_LOST,
+    }
+)
+
+
 def kind_of(reason: Reason) -> Kind:
     """The kind of reaction ``reason`` calls for."""
     return KINDS[reason]

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,7 +189,7 @@ def test_a_gateway_process_stopped_and_started_again_on_its_port_is_one_outage(
         control = SimulatorControl(sim.http_url)
         control.wait_healthy(timeout=30)
         # The new process counts from zero: every attempt it saw came after it started.
-        engine.sim = type("Restarted", (), {"control": control})()
+        engine.sim = types.SimpleNamespace(control=control)
         _assert_healed(engine, instances, 0, 0)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -25,7 +25,7 @@ from instances.models import (
     Tenant,
 )
 from instances.outages import OutagePolicy
-from instances.reasons import Reason
+from instances.reasons import GATEWAY_REASONS, Reason
 from instances.tokens import encrypt
 
 POLICY = OutagePolicy()
@@ -53,7 +53,7 @@ def test_one_answered_instance_keeps_the_gateway_up_however_many_fail() -> None:
     assert not outages.is_down(10_000, 1, 10_000, POLICY)
 
 
-@pytest.mark.parametrize("reason", sorted(outages.GATEWAY_REASONS))
+@pytest.mark.parametrize("reason", sorted(GATEWAY_REASONS))
 def test_a_gateway_level_reason_before_the_gateway_answered_is_the_gateways(reason: Reason) -> None:
     assert outages.is_gateway_failure(reason, hello_at=None, ready_at=None, ended_at=T0, policy=POLICY)
 
@@ -222,3 +222,24 @@ def test_an_operator_probe_request_moves_the_next_probe_to_now_and_is_audited(ga
     gateway.refresh_from_db()
     assert gateway.next_probe_at == _dt(T0 + 0.1)
     assert GatewayEvent.objects.filter(kind=GatewayEventKind.PROBE_REQUESTED, actor="user:ops").count() == 1
+
+
+def test_the_probe_takes_a_waiting_instance_with_a_closed_breaker_first(gateway: Gateway) -> None:
+    from engine.store import probe_candidates
+
+    waiting = _instances(gateway, 4, status=Status.BACKING_OFF)
+    _instances(gateway, 3, status=Status.CONNECTED)
+    for instance in waiting[1:]:
+        CircuitBreaker.objects.create(instance=instance, state=BreakerState.OPEN, cooldown_until=_dt(T0 + 600))
+    for _ in range(5):
+        rows = probe_candidates(gateway.pk)
+        assert [row.id for row in rows][0] == waiting[0].pk
+        assert {row.id for row in rows} == {i.pk for i in waiting}
+
+
+def test_gateway_events_like_connection_events_are_never_rewritten(gateway: Gateway) -> None:
+    _down(gateway)
+    event = GatewayEvent.objects.get(gateway=gateway)
+    event.message = "changed"
+    with pytest.raises(ValueError, match="Gateway events are append-only"):
+        event.save()
