@@ -2,11 +2,12 @@
 
 The rule and the transitions are :mod:`instances.outages`; this step carries
 them out. Every session end with a gateway-level reason and every ``hello``
-is reported, in batches, into two Redis sorted sets per gateway (failing
-instances, answered instances, scored by Redis' own clock and trimmed to the
-window), shared by every worker: each evaluation sees the whole cluster's
-failures, not only this worker's. The worker whose report tips the rule
-records the transition (conditional, so once however many see it).
+is reported, in batches, into three Redis sorted sets per gateway (failing
+instances, those of them whose attempt failed, answered instances; scored by
+Redis' own clock and trimmed to the window), shared by every worker: each
+evaluation sees the whole cluster's failures, not only this worker's. The
+worker whose report tips the rule records the transition (conditional, so
+once however many see it).
 
 While a gateway is down, its instances' attempts are refused by the attempt
 rule; the gateway loop probes it when its next probe is due, under a Redis
@@ -34,34 +35,55 @@ from instances.decisions import SessionEnd
 
 logger = logging.getLogger("blast.worker")
 
-# One call per gateway and batch: record what each instance did, trim both
+# One call per gateway and batch: record what each instance did, trim the
 # sets to the window (Redis' clock, the same for every worker) and count.
+# KEYS: failing instances (attempts failed or sessions lost), answered ones,
+# and those of the failing whose attempt failed. Ops: 'f' attempt failed,
+# 'l' established session lost, 'o' answered.
 REPORT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window = tonumber(ARGV[1])
 for i = 2, #ARGV, 2 do
   local op, id = ARGV[i], ARGV[i + 1]
-  if op == 'f' then
-    redis.call('ZADD', KEYS[1], now, id)
-    redis.call('ZREM', KEYS[2], id)
-  else
+  if op == 'o' then
     redis.call('ZADD', KEYS[2], now, id)
     redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[3], id)
+  else
+    redis.call('ZADD', KEYS[1], now, id)
+    redis.call('ZREM', KEYS[2], id)
+    if op == 'f' then redis.call('ZADD', KEYS[3], now, id) end
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local ttl = math.ceil(window * 2000)
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
-return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
+local counts = {}
+for k = 1, 3 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now - window)
+  redis.call('PEXPIRE', KEYS[k], ttl)
+  counts[k] = redis.call('ZCARD', KEYS[k])
+end
+return counts
 """
 # Release a probe lock only if it is still ours.
 UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# Take ``n`` consecutive slots of ``interval`` seconds in a gateway's ramp,
+# shared by every worker: the first is the later of now and the end of the
+# slots already taken. Returns the seconds from now to the first slot, as a
+# string (Redis would truncate a Lua number to an integer).
+PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local first = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], string.format('%.6f', first + n * interval), 'PX', tonumber(ARGV[3]))
+return string.format('%.6f', first - now)
+"""
+RAMP_MARGIN_S = 5.0
+PACE_NOW_S = 0.01  # a slot this close is now
 REPORT_CHUNK = 1000
 LOOP_S = 0.5
 VIEWS_EVERY_S = 1.0
@@ -71,6 +93,10 @@ COUNTS_EVERY_S = 10.0
 class Outages(WorkerState):
     def _gateway_key(self, gateway_id: int, name: str) -> str:
         return f"{self.config.redis_prefix}:gw:{gateway_id}:{name}"
+
+    def _report_keys(self, gateway_id: int) -> tuple[str, str, str]:
+        key = self._gateway_key
+        return key(gateway_id, "fail"), key(gateway_id, "ok"), key(gateway_id, "refused")
 
     def gateway_is_down(self, gateway_id: int) -> bool:
         view = self.gateways.get(gateway_id)
@@ -100,16 +126,73 @@ class Outages(WorkerState):
 
     def gateway_session_ended(self, held: Held, end: SessionEnd, hello_at: float | None, now: float) -> None:
         """Report a session's end; a probe that was not answered schedules the next probe."""
-        failed = outages.is_gateway_failure(
+        failure = outages.gateway_failure(
             end.reason, hello_at=hello_at, ready_at=end.ready_at, ended_at=now, policy=self.outage_policy
         )
-        if failed:
-            self._report(held.gateway_id, "f", held.instance_id)
+        if failure is not None:
+            self._report(held.gateway_id, failure.value, held.instance_id)
             self._last_reason[held.gateway_id] = str(end.reason)
         if held.probe:
             held.probe = False
             if hello_at is None:
                 self._spawn_task(self._probe_failed(held.gateway_id, end), f"probe-failed-{held.gateway_id}")
+
+    # -- the ramp at dispatch -----------------------------------------------------------
+
+    async def pace(self, rows: list[store.Row]) -> list[store.Row]:
+        """The rows to start now; the others wait for their slot in their
+        gateway's ramp and are reconciled again when it comes.
+
+        Coming up times a gateway's released instances in a ramp in the
+        database (``outages.mark_up``); this keeps its bound at dispatch, where
+        those times can bunch up (a worker busy for a second starts a second's
+        worth at once, a slow release finds its first slots past). While a
+        gateway ramps, every start takes the next free slot of
+        ``1 / connect_rate`` seconds, cluster-wide, so no second holds more
+        than the rate. Other gateways' instances are not paced: a restart
+        that needs no ramp reconnects as fast as the workers can.
+        """
+        now = time.time()
+        rate = self.outage_policy.connect_rate
+        ready: list[store.Row] = []
+        ramping: dict[int, list[store.Row]] = {}
+        for row in rows:
+            view = self.gateways.get(row.gateway_id)
+            running = self.gateway_running.get(row.gateway_id, 0)
+            if row.id in self._paced or view is None or not view.ramping(now, running, rate, RAMP_MARGIN_S):
+                ready.append(row)
+            else:
+                ramping.setdefault(row.gateway_id, []).append(row)
+        interval = 1.0 / rate
+        loop = asyncio.get_running_loop()
+        for gateway_id, paced in ramping.items():
+            try:
+                first = await self._take_slots(gateway_id, len(paced))
+            except (RedisError, OSError):
+                ready.extend(paced)  # the database's ramp still spreads them
+                continue
+            for i, row in enumerate(paced):
+                delay = first + i * interval
+                if delay < PACE_NOW_S:
+                    ready.append(row)
+                else:
+                    self._pacing.add(row.id)
+                    loop.call_later(delay, self._slot_came, row.id)
+        return ready
+
+    async def _take_slots(self, gateway_id: int, count: int) -> float:
+        """Take ``count`` consecutive slots in the gateway's ramp: the seconds
+        from now to the first one."""
+        assert self.redis is not None
+        rate = self.outage_policy.connect_rate
+        ttl_ms = int(2000 * (self.gateway_running.get(gateway_id, 0) / rate + RAMP_MARGIN_S))
+        key = self._gateway_key(gateway_id, "pace")
+        return float(await self.redis.eval(PACE, 1, key, 1.0 / rate, count, ttl_ms))
+
+    def _slot_came(self, instance_id: int) -> None:
+        self._pacing.discard(instance_id)
+        self._paced.add(instance_id)
+        self.enqueue([instance_id], wake_senders=False)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -139,14 +222,13 @@ class Outages(WorkerState):
         reports, self._gateway_reports = self._gateway_reports, {}
         for gateway_id, ops in reports.items():
             try:
-                failing, answered = 0, 0
+                failing, answered, refused = 0, 0, 0
                 for start in range(0, len(ops), 2 * REPORT_CHUNK):
                     chunk = ops[start : start + 2 * REPORT_CHUNK]
-                    failing, answered = await self.redis.eval(
+                    failing, answered, refused = await self.redis.eval(
                         REPORT,
-                        2,
-                        self._gateway_key(gateway_id, "fail"),
-                        self._gateway_key(gateway_id, "ok"),
+                        3,
+                        *self._report_keys(gateway_id),
                         self.outage_policy.window_s,
                         *chunk,
                     )
@@ -158,7 +240,7 @@ class Outages(WorkerState):
             if self.gateway_is_down(gateway_id) or gateway_id not in self.gateways:
                 continue
             running = self.gateway_running.get(gateway_id, 0)
-            if outages.is_down(int(failing), int(answered), running, self.outage_policy):
+            if outages.is_down(int(failing), int(answered), running, self.outage_policy, int(refused)):
                 await self._gateway_down(gateway_id, int(failing), running)
 
     async def _gateway_down(self, gateway_id: int, failing: int, running: int) -> None:
@@ -197,7 +279,7 @@ class Outages(WorkerState):
             return
         if self.redis is not None:
             try:
-                await self.redis.delete(self._gateway_key(gateway_id, "fail"), self._gateway_key(gateway_id, "ok"))
+                await self.redis.delete(*self._report_keys(gateway_id))
             except (RedisError, OSError):
                 pass  # the sets expire by themselves
         self._gateway_last_failing.pop(gateway_id, None)

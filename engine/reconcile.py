@@ -74,6 +74,7 @@ class Reconciling(WorkerState):
             row
             for row in rows
             if row.id not in self.held
+            and row.id not in self._pacing
             and not self._is_starting(row.id)
             and (row.wants_session(now) or row.wants_stop_written())
         ]
@@ -96,6 +97,9 @@ class Reconciling(WorkerState):
             # The owner acts on its own sessions (disconnect, force retry).
             channel = hints.worker_channel(self.config.common_channel, worker_id)
             await hints.send_async(self.channel_layer, owned, channel, self.config.hint_batch)
+        if to_start:
+            to_start = await self.pace(to_start)
+        self._paced.difference_update(ids)
         if to_start:
             await self._start(to_start)
 

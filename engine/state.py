@@ -150,6 +150,10 @@ class WorkerState:
         self._gateway_last_failing: dict[int, int] = {}
         self._last_reason: dict[int, str] = {}
         self._probing: set[int] = set()
+        # Released instances waiting for their slot in their gateway's ramp,
+        # and those whose slot came (started without taking another).
+        self._pacing: set[int] = set()
+        self._paced: set[int] = set()
         self._views_at = 0.0
         self._counts_at = 0.0
         self._gateway_wake = asyncio.Event()

@@ -9,11 +9,13 @@ itself has a state (``Gateway.state``):
   instances)`` of its instances failed with a gateway-level reason
   (:data:`GATEWAY_REASONS`: unreachable, timed out, unavailable, connection
   closed or lost) and none of them was answered with ``hello`` in that
-  window. Every connection worker reports what it sees into the same Redis
-  sets (``engine.outages``), so the rule holds however the failures are
-  spread over workers. A session dropped soon after the gateway answered is
-  a flap, not an outage: it stays with the breaker's flap rule. One instance
-  refused while its neighbours are fine never reaches the share.
+  window, and at least ``minimum`` of them failed an attempt (not only lost
+  an established session: a restarted gateway drops everyone too, then
+  answers the reconnects). Every connection worker reports what it sees into
+  the same Redis sets (``engine.outages``), so the rule holds however the
+  failures are spread over workers. A session dropped soon after the gateway
+  answered is a flap, not an outage: it stays with the breaker's flap rule.
+  One instance refused while its neighbours are fine never reaches the share.
 - **while down** its instances make no attempt of their own (the attempt
   rule, instances.attempts, says so), their failures do not count toward
   their breakers, and one probe at a time, cluster-wide (a Redis lock),
@@ -32,8 +34,10 @@ see the outage at once, one of them records it.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -88,26 +92,41 @@ class OutagePolicy:
         return max(self.minimum, math.ceil(self.share * running))
 
 
-def is_gateway_failure(
-    reason: Reason, *, hello_at: float | None, ready_at: float | None, ended_at: float, policy: OutagePolicy
-) -> bool:
-    """Does this session's end say something about the gateway as a whole?
+class Failure(str, enum.Enum):
+    """What a session's end says about its gateway, as reported to the rule."""
 
-    A gateway-level reason before the gateway answered (no ``hello``) does; so
-    does the loss of a session established for longer than the flap window.
-    A drop soon after the answer is a flap: the gateway is there.
+    ATTEMPT = "f"  # an attempt the gateway did not answer (refused, unreachable, timed out)
+    LOST = "l"  # an established session lost with a gateway-level reason
+
+
+def gateway_failure(
+    reason: Reason, *, hello_at: float | None, ready_at: float | None, ended_at: float, policy: OutagePolicy
+) -> Failure | None:
+    """What this session's end says about the gateway as a whole, if anything.
+
+    A gateway-level reason before the gateway answered (no ``hello``) is a
+    failed attempt; the loss of a session established for longer than the
+    flap window is a lost session. A drop soon after the answer is a flap:
+    the gateway is there, and the breaker's flap rule deals with it.
     """
     if reason not in GATEWAY_REASONS:
-        return False
+        return None
     if hello_at is None:
-        return True
+        return Failure.ATTEMPT
     since = ready_at if ready_at is not None else hello_at
-    return ended_at - since >= policy.flap_window_s
+    return Failure.LOST if ended_at - since >= policy.flap_window_s else None
 
 
-def is_down(failing: int, answered: int, running: int, policy: OutagePolicy) -> bool:
-    """The rule: enough distinct instances failed in the window and none was answered."""
-    return answered == 0 and failing >= policy.threshold(running)
+def is_down(failing: int, answered: int, running: int, policy: OutagePolicy, attempts_failed: int) -> bool:
+    """The rule: enough distinct instances failed in the window, none was
+    answered, and at least ``minimum`` of them failed an attempt.
+
+    Sessions lost at once count toward the share, but alone they are a
+    gateway restart as much as an outage: a restarted gateway answers the
+    reconnects, a gateway that is gone refuses them. Only refused attempts
+    tell the two apart, so a restart never raises an outage.
+    """
+    return answered == 0 and failing >= policy.threshold(running) and attempts_failed >= policy.minimum
 
 
 def probe_delay(probe_count: int, policy: OutagePolicy, rand: Callable[[], float] = random.random) -> float:
@@ -143,25 +162,31 @@ class GatewayView:
     next_probe_at: float | None
     probe_count: int
     down_since: float | None
+    changed_at: float | None = None  # the last transition: for an up gateway, when it came up
 
     @property
     def down(self) -> bool:
         return self.state == GatewayState.DOWN
 
+    def ramping(self, now: float, running: int, rate: float, margin_s: float) -> bool:
+        """Up again recently enough that its released instances may still be
+        ramping in: ``running / rate`` seconds from coming up, plus a margin."""
+        if self.down or self.changed_at is None:
+            return False
+        return now < self.changed_at + running / rate + margin_s
+
 
 def load_views() -> dict[int, GatewayView]:
     return {
-        gid: GatewayView(
-            gid,
-            state,
-            None if nxt is None else nxt.timestamp(),
-            count,
-            None if since is None else since.timestamp(),
-        )
-        for gid, state, nxt, count, since in Gateway.objects.values_list(
-            "id", "state", "next_probe_at", "probe_count", "down_since"
+        gid: GatewayView(gid, state, _ts(nxt), count, _ts(since), _ts(changed))
+        for gid, state, nxt, count, since, changed in Gateway.objects.values_list(
+            "id", "state", "next_probe_at", "probe_count", "down_since", "state_changed_at"
         )
     }
+
+
+def _ts(value: dt.datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
 
 
 def running_counts() -> dict[int, int]:
@@ -259,6 +284,7 @@ def mark_up(
     policy: OutagePolicy,
     horizon_s: float,
     rand: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.time,
 ) -> Release | None:
     """Record that the gateway answers again and release its instances.
 
@@ -268,6 +294,11 @@ def mark_up(
     its retry count reset (the outage was not its failure), and breakers
     opened by the outage's failures (opened after the outage's window began)
     close. Returns None if the gateway was not down.
+
+    Writing thousands of attempt times takes a while; the ramp is meant to
+    start when they take effect, not when the writing began, or its first
+    seconds would all fall due at once. So before the commit, every released
+    instance's time moves by the time the writing took (one update).
     """
     when = _dt(now)
     with transaction.atomic():
@@ -317,6 +348,13 @@ def mark_up(
         times = ramp(len(waiting), now, policy.connect_rate, rand)
         rows = [Instance(id=i, next_retry_at=_dt(t), retry_count=0) for i, t in zip(waiting, times, strict=True)]
         Instance.objects.bulk_update(rows, ["next_retry_at", "retry_count"], batch_size=500)
+        lag = max(0.0, clock() - now)
+        if rows and lag > 0:
+            released = Instance.objects.filter(
+                gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
+            )
+            released.update(next_retry_at=F("next_retry_at") + dt.timedelta(seconds=lag))
+            times = [t + lag for t in times]
         GatewayEvent.objects.create(
             gateway_id=gateway_id,
             at=when,
@@ -330,7 +368,7 @@ def mark_up(
                 "probes": gateway.probe_count,
             },
         )
-    first_due = [i for i, t in zip(waiting, times, strict=True) if t <= now + horizon_s]
+    first_due = [i for i, t in zip(waiting, times, strict=True) if t <= now + lag + horizon_s]
     return Release(len(waiting), len(opened), now - down_since, first_due)
 
 

@@ -8,6 +8,7 @@ the same port).
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -22,6 +23,8 @@ from django.conf import settings
 from instances.models import (
     BreakerState,
     CircuitBreaker,
+    ConnectionEvent,
+    EventKind,
     Gateway,
     GatewayEvent,
     GatewayEventKind,
@@ -44,6 +47,8 @@ OUTAGE_POLICIES = {
     "BLAST_GATEWAY_DOWN_WINDOW_S": "20",
     "BLAST_GATEWAY_PROBE_MIN_S": "0.5",
     "BLAST_GATEWAY_PROBE_MAX_S": "2",
+    # 30 instances come back in a ramp of 1.5 s.
+    "BLAST_GATEWAY_CONNECT_RATE": "20",
 }
 
 
@@ -121,6 +126,12 @@ def _assert_healed(engine: Engine, instances: list[Instance], attempts_while_dow
     assert _max_concurrent(engine.sim, instances) == {1}
     # No breaker opened: the outage's failures were the gateway's.
     assert not CircuitBreaker.objects.filter(instance__in=instances).exclude(state=BreakerState.CLOSED).exists()
+    # Released in a ramp: no whole second after the gateway came back holds
+    # more attempts than the configured rate (cluster-wide, both workers).
+    up = GatewayEvent.objects.get(gateway=gateway, kind=GatewayEventKind.UP)
+    after = ConnectionEvent.objects.filter(instance__in=instances, kind=EventKind.ATTEMPT, at__gte=up.at)
+    per_second = collections.Counter(int((at - up.at).total_seconds()) for at in after.values_list("at", flat=True))
+    assert max(per_second.values()) <= settings.BLAST_GATEWAY_CONNECT_RATE, per_second
     wait_until(lambda: _alerts(AlertKind.GATEWAY_UP) == 1, timeout=10, message="one gateway_up alert")
     assert _alerts(AlertKind.GATEWAY_DOWN) == 1
     assert _alerts(AlertKind.BREAKER_OPEN) == 0
@@ -147,6 +158,35 @@ def test_a_503_outage_is_one_event_probed_one_at_a_time_and_healed_when_the_gate
 
     engine.sim.control.clear_faults()
     _assert_healed(engine, instances, attempts_while_down, probes)
+
+
+@pytest.mark.parametrize("gateway_sim", [("--start-paired",)], indirect=True, ids=["paired"])
+def test_a_gateway_restart_that_answers_the_reconnects_is_not_an_outage(outage_engine: Engine) -> None:
+    engine = outage_engine
+    instances = engine.create_many(COUNT)
+    _connected_past_the_flap_window(engine, instances)
+    drops_before = _attempts(engine.sim, instances)
+
+    # Every established session dropped at once, as an outage begins, but the
+    # gateway answers the reconnects: nothing was down.
+    engine.sim.control.restart(1001)
+    wait_until(
+        lambda: _attempts(engine.sim, instances) >= drops_before + COUNT,
+        timeout=30,
+        message="every instance reconnecting",
+    )
+    engine.wait_all(instances, Status.CONNECTED, timeout=30)
+    # The reports of the reconnects reached the rule (answered), and still no outage.
+    wait_until(
+        lambda: not engine.platform.redis().exists(f"{engine.platform.prefix}:gw:{engine.gateway.pk}:fail"),
+        timeout=30,
+        message="every failing report answered",
+    )
+    gateway = _gateway(engine)
+    assert (gateway.state, gateway.outage_count) == (GatewayState.UP, 0)
+    assert not GatewayEvent.objects.filter(gateway=gateway).exists()
+    assert _alerts(AlertKind.GATEWAY_DOWN) == 0
+    assert _max_concurrent(engine.sim, instances) == {1}
 
 
 def _start_sim_on(port: int, log_path: Any) -> subprocess.Popen[bytes]:

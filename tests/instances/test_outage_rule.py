@@ -43,38 +43,49 @@ def test_half_of_the_running_instances_and_at_least_five_must_fail() -> None:
     assert POLICY.threshold(100) == 50
     assert POLICY.threshold(101) == 51
     assert POLICY.threshold(4) == 5
-    assert not outages.is_down(49, 0, 100, POLICY)
-    assert outages.is_down(50, 0, 100, POLICY)
+    assert not outages.is_down(49, 0, 100, POLICY, attempts_failed=49)
+    assert outages.is_down(50, 0, 100, POLICY, attempts_failed=50)
     # A small gateway never goes down: its instances keep their own breakers.
-    assert not outages.is_down(4, 0, 4, POLICY)
+    assert not outages.is_down(4, 0, 4, POLICY, attempts_failed=4)
 
 
 def test_one_answered_instance_keeps_the_gateway_up_however_many_fail() -> None:
-    assert not outages.is_down(10_000, 1, 10_000, POLICY)
+    assert not outages.is_down(10_000, 1, 10_000, POLICY, attempts_failed=10_000)
+
+
+def test_sessions_lost_at_once_are_an_outage_only_once_reconnects_are_refused_too() -> None:
+    # A gateway restart drops every session and then answers the reconnects:
+    # the drops alone never take it down.
+    assert not outages.is_down(10_000, 0, 10_000, POLICY, attempts_failed=0)
+    assert not outages.is_down(10_000, 0, 10_000, POLICY, attempts_failed=POLICY.minimum - 1)
+    # Once a few of the reconnects are refused, the drops count toward the share.
+    assert outages.is_down(10_000, 0, 10_000, POLICY, attempts_failed=POLICY.minimum)
 
 
 @pytest.mark.parametrize("reason", sorted(GATEWAY_REASONS))
-def test_a_gateway_level_reason_before_the_gateway_answered_is_the_gateways(reason: Reason) -> None:
-    assert outages.is_gateway_failure(reason, hello_at=None, ready_at=None, ended_at=T0, policy=POLICY)
+def test_a_gateway_level_reason_before_the_gateway_answered_is_a_failed_attempt(reason: Reason) -> None:
+    failure = outages.gateway_failure(reason, hello_at=None, ready_at=None, ended_at=T0, policy=POLICY)
+    assert failure is outages.Failure.ATTEMPT
 
 
 @pytest.mark.parametrize(
     "reason", [Reason.LOGGED_OUT, Reason.RATE_LIMITED, Reason.UNAUTHORIZED, Reason.PROTOCOL_ERROR, Reason.STOPPED]
 )
 def test_reasons_about_the_account_or_the_platform_are_never_the_gateways(reason: Reason) -> None:
-    assert not outages.is_gateway_failure(reason, hello_at=None, ready_at=None, ended_at=T0, policy=POLICY)
+    assert outages.gateway_failure(reason, hello_at=None, ready_at=None, ended_at=T0, policy=POLICY) is None
+    assert outages.gateway_failure(reason, hello_at=T0 - 100, ready_at=T0 - 99, ended_at=T0, policy=POLICY) is None
 
 
-def test_a_drop_soon_after_the_answer_is_a_flap_and_a_drop_of_an_established_session_an_outage() -> None:
+def test_a_drop_soon_after_the_answer_is_a_flap_and_a_drop_of_an_established_session_a_lost_one() -> None:
     window = POLICY.flap_window_s
-    flap = outages.is_gateway_failure(
+    flap = outages.gateway_failure(
         Reason.UNAVAILABLE, hello_at=T0 - 1, ready_at=T0 - window + 0.5, ended_at=T0, policy=POLICY
     )
-    established = outages.is_gateway_failure(
+    established = outages.gateway_failure(
         Reason.CONNECTION_LOST, hello_at=T0 - 100, ready_at=T0 - window, ended_at=T0, policy=POLICY
     )
-    assert not flap
-    assert established
+    assert flap is None
+    assert established is outages.Failure.LOST
 
 
 def test_probe_delays_double_from_the_minimum_up_to_the_cap_and_jitter_never_exceeds_it() -> None:
@@ -165,9 +176,14 @@ def test_coming_up_releases_the_waiting_instances_in_a_ramp_and_closes_the_outag
     _down(gateway)
     outages.probe_failed(gateway.pk, now=T0 + 1, policy=POLICY)
 
-    release = outages.mark_up(gateway.pk, now=T0 + 30, actor="worker:w", policy=POLICY, horizon_s=1.0)
+    release = outages.mark_up(
+        gateway.pk, now=T0 + 30, clock=lambda: T0 + 30, actor="worker:w", policy=POLICY, horizon_s=1.0
+    )
     assert release is not None
-    assert outages.mark_up(gateway.pk, now=T0 + 31, actor="worker:w", policy=POLICY, horizon_s=1.0) is None
+    assert (
+        outages.mark_up(gateway.pk, now=T0 + 31, clock=lambda: T0 + 31, actor="worker:w", policy=POLICY, horizon_s=1.0)
+        is None
+    )
     assert (release.released, release.breakers_closed, release.down_s) == (400, 1, 30.0)
     times = sorted(
         i.timestamp() for i in Instance.objects.filter(gateway=gateway).values_list("next_retry_at", flat=True)
@@ -186,6 +202,21 @@ def test_coming_up_releases_the_waiting_instances_in_a_ramp_and_closes_the_outag
     assert up.data["released"] == 400
 
 
+def test_the_ramp_starts_when_its_times_are_written_not_when_the_writing_began(gateway: Gateway) -> None:
+    _instances(gateway, 400, status=Status.BACKING_OFF, retry_count=3)
+    _down(gateway)
+    # Writing the times took 7 s: the ramp moves by that, keeping its spacing.
+    release = outages.mark_up(gateway.pk, now=T0 + 30, clock=lambda: T0 + 37, actor="w", policy=POLICY, horizon_s=1.0)
+    assert release is not None
+    times = sorted(
+        i.timestamp() for i in Instance.objects.filter(gateway=gateway).values_list("next_retry_at", flat=True)
+    )
+    assert T0 + 37 <= times[0] and times[-1] <= T0 + 37 + 400 / POLICY.connect_rate
+    assert max(collections.Counter(math.floor(t - T0 - 37) for t in times).values()) <= POLICY.connect_rate
+    # The instances to hint at once are those due within a second of the moved start.
+    assert len(release.first_due) == pytest.approx(200, abs=1)
+
+
 def test_live_stopped_and_terminal_instances_are_not_released(gateway: Gateway) -> None:
     _instances(gateway, 3, status=Status.CONNECTED, retry_count=2)
     _instances(gateway, 3, status=Status.LOGGED_OUT, retry_count=2)
@@ -194,7 +225,7 @@ def test_live_stopped_and_terminal_instances_are_not_released(gateway: Gateway) 
     assert first is not None
     Instance.objects.filter(pk=first.pk).update(desired_state=DesiredState.STOPPED, status=Status.BACKING_OFF)
     _down(gateway)
-    release = outages.mark_up(gateway.pk, now=T0 + 10, actor="w", policy=POLICY, horizon_s=5)
+    release = outages.mark_up(gateway.pk, now=T0 + 10, clock=lambda: T0 + 10, actor="w", policy=POLICY, horizon_s=5)
     assert release is not None and release.released == 0
     assert not Instance.objects.filter(gateway=gateway).exclude(next_retry_at=None).exists()
     assert set(Instance.objects.filter(gateway=gateway).values_list("retry_count", flat=True)) == {2}
@@ -204,12 +235,12 @@ def test_a_gateway_down_again_soon_after_coming_up_keeps_its_probe_backoff(gatew
     _down(gateway)
     for n in range(4):
         outages.probe_failed(gateway.pk, now=T0 + n, policy=POLICY)
-    outages.mark_up(gateway.pk, now=T0 + 10, actor="w", policy=POLICY, horizon_s=1)
+    outages.mark_up(gateway.pk, now=T0 + 10, clock=lambda: T0 + 10, actor="w", policy=POLICY, horizon_s=1)
     assert _down(gateway, T0 + 12)
     gateway.refresh_from_db()
     assert gateway.probe_count == 4
     # Long after: a new outage starts probing at the minimum again.
-    outages.mark_up(gateway.pk, now=T0 + 20, actor="w", policy=POLICY, horizon_s=1)
+    outages.mark_up(gateway.pk, now=T0 + 20, clock=lambda: T0 + 20, actor="w", policy=POLICY, horizon_s=1)
     assert _down(gateway, T0 + 20 + POLICY.window_s + 1)
     gateway.refresh_from_db()
     assert gateway.probe_count == 0
@@ -233,7 +264,7 @@ def test_the_probe_takes_a_waiting_instance_with_a_closed_breaker_first(gateway:
         CircuitBreaker.objects.create(instance=instance, state=BreakerState.OPEN, cooldown_until=_dt(T0 + 600))
     for _ in range(5):
         rows = probe_candidates(gateway.pk)
-        assert [row.id for row in rows][0] == waiting[0].pk
+        assert rows[0].id == waiting[0].pk
         assert {row.id for row in rows} == {i.pk for i in waiting}
 
 
