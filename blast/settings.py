@@ -359,6 +359,11 @@ BLAST_HINT_BATCH = env_int("BLAST_HINT_BATCH", 500, minimum=1)
 BLAST_WORKER_CHANNEL = env_str("BLAST_WORKER_CHANNEL", "blast-connections")
 BLAST_WORKER_CONN_MAX_AGE_S = env_int("BLAST_WORKER_CONN_MAX_AGE_S", 300, minimum=0)
 BLAST_HEARTBEAT_INTERVAL_S = env_float("BLAST_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
+# Scale-out (instances.placement): the most sessions one worker holds, and how
+# many sessions per second the cluster moves to even out its workers' shares
+# (a worker joining takes its share at this pace, never in a storm).
+BLAST_WORKER_CAPACITY = env_int("BLAST_WORKER_CAPACITY", 20000, minimum=1)
+BLAST_REBALANCE_MOVES_PER_S = env_float("BLAST_REBALANCE_MOVES_PER_S", 100.0, minimum=0.1)
 # The interval beat's recovery jobs (due retries, cooldowns, lost leases) get
 # when they are created (instances.schedules; tuned later in the admin).
 BLAST_RECOVERY_PERIOD_S = env_float("BLAST_RECOVERY_PERIOD_S", 5.0, minimum=0.5)

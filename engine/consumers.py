@@ -11,7 +11,7 @@ from typing import Any
 
 from channels.consumer import AsyncConsumer
 
-from instances.hints import parse_ids
+from instances.hints import is_forwarded, parse_ids
 
 logger = logging.getLogger("blast.worker")
 
@@ -24,4 +24,4 @@ class ConnectionHintConsumer(AsyncConsumer):
         if supervisor is None:
             logger.warning("⚠️ hint received before the supervisor started; recovery jobs will catch up")
             return
-        supervisor.enqueue(parse_ids(message))
+        supervisor.enqueue(parse_ids(message), forwarded=is_forwarded(message))

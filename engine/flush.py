@@ -47,6 +47,8 @@ class Flushing(WorkerState):
                 return False
             self._progress()
         await self._release(releasing)
+        if self.handoffs:
+            await self._handed_off(lease.instance_id for lease in releasing)
         return True
 
     async def _flush_outcomes(self) -> bool:

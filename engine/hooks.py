@@ -77,6 +77,7 @@ class SessionHooks(WorkerState):
         held.breaker = breaker
         held.retry_count = 0
         held.status = Status.CONNECTED
+        held.connected_at = time.time()
         when = to_dt(now)
         self.batch.state(
             held.instance_id,

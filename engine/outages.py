@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 
 from channels.db import database_sync_to_async
@@ -30,7 +31,7 @@ from redis.exceptions import RedisError
 
 from engine import store
 from engine.state import DB_ERRORS, Held, WorkerState
-from instances import hints, outages
+from instances import outages
 from instances.decisions import SessionEnd
 
 logger = logging.getLogger("blast.worker")
@@ -82,8 +83,10 @@ local first = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 redis.call('SET', KEYS[1], string.format('%.6f', first + n * interval), 'PX', tonumber(ARGV[3]))
 return string.format('%.6f', first - now)
 """
-RAMP_MARGIN_S = 5.0
-PACE_NOW_S = 0.01  # a slot this close is now
+# The ramp of N instances lasts N / rate seconds, longer if workers fall
+# behind: pacing holds this much past that.
+RAMP_MARGIN_S = 30.0
+LATE_S = 0.5  # a slot that comes later than this is taken again
 REPORT_CHUNK = 1000
 LOOP_S = 0.5
 VIEWS_EVERY_S = 1.0
@@ -143,42 +146,48 @@ class Outages(WorkerState):
         """The rows to start now; the others wait for their slot in their
         gateway's ramp and are reconciled again when it comes.
 
-        Coming up times a gateway's released instances in a ramp in the
-        database (``outages.mark_up``); this keeps its bound at dispatch, where
-        those times can bunch up (a worker busy for a second starts a second's
-        worth at once, a slow release finds its first slots past). While a
+        Coming up releases every waiting instance of a gateway at once
+        (``outages.mark_up``); the ramp is kept here, at dispatch: while the
         gateway ramps, every start takes the next free slot of
-        ``1 / connect_rate`` seconds, cluster-wide, so no second holds more
-        than the rate. Other gateways' instances are not paced: a restart
-        that needs no ramp reconnects as fast as the workers can.
+        ``1 / connect_rate`` seconds from a counter in Redis that every
+        worker shares, in random order and at a random point of its slot, so
+        no second holds more than the rate however the instances are spread
+        over workers. A slot that comes late (this worker was busy) is taken
+        again rather than started with the others that came late with it.
+        Other gateways' instances are not paced: a restart that needs no ramp
+        reconnects as fast as the workers can.
         """
         now = time.time()
+        if any(not row.gateway_down and self.gateway_is_down(row.gateway_id) for row in rows):
+            # The database says up, this worker's view still says down: it came up just now.
+            await self._refresh_gateways(force=True)
         rate = self.outage_policy.connect_rate
         ready: list[store.Row] = []
-        ramping: dict[int, list[store.Row]] = {}
+        ramping: dict[int, list[int]] = {}
         for row in rows:
             view = self.gateways.get(row.gateway_id)
             running = self.gateway_running.get(row.gateway_id, 0)
             if row.id in self._paced or view is None or not view.ramping(now, running, rate, RAMP_MARGIN_S):
                 ready.append(row)
             else:
-                ramping.setdefault(row.gateway_id, []).append(row)
-        interval = 1.0 / rate
-        loop = asyncio.get_running_loop()
-        for gateway_id, paced in ramping.items():
-            try:
-                first = await self._take_slots(gateway_id, len(paced))
-            except (RedisError, OSError):
-                ready.extend(paced)  # the database's ramp still spreads them
-                continue
-            for i, row in enumerate(paced):
-                delay = first + i * interval
-                if delay < PACE_NOW_S:
-                    ready.append(row)
-                else:
-                    self._pacing.add(row.id)
-                    loop.call_later(delay, self._slot_came, row.id)
+                ramping.setdefault(row.gateway_id, []).append(row.id)
+        for gateway_id, ids in ramping.items():
+            random.shuffle(ids)
+            await self._schedule_slots(gateway_id, ids)
         return ready
+
+    async def _schedule_slots(self, gateway_id: int, ids: list[int]) -> None:
+        interval = 1.0 / self.outage_policy.connect_rate
+        try:
+            first = await self._take_slots(gateway_id, len(ids))
+        except (RedisError, OSError):
+            first = 0.0  # no shared counter: this worker's own pace still holds
+        loop = asyncio.get_running_loop()
+        now = time.time()
+        for i, instance_id in enumerate(ids):
+            delay = first + (i + random.random()) * interval
+            self._pacing.add(instance_id)
+            loop.call_later(delay, self._slot_came, instance_id, gateway_id, now + delay)
 
     async def _take_slots(self, gateway_id: int, count: int) -> float:
         """Take ``count`` consecutive slots in the gateway's ramp: the seconds
@@ -189,10 +198,25 @@ class Outages(WorkerState):
         key = self._gateway_key(gateway_id, "pace")
         return float(await self.redis.eval(PACE, 1, key, 1.0 / rate, count, ttl_ms))
 
-    def _slot_came(self, instance_id: int) -> None:
+    def _slot_came(self, instance_id: int, gateway_id: int, due: float) -> None:
+        if time.time() - due > LATE_S and not self.stopping and instance_id not in self._retaken:
+            # Once: a worker too busy for any slot to come on time still starts them.
+            self._retaken.add(instance_id)
+            late = self._late_slots.setdefault(gateway_id, [])
+            late.append(instance_id)
+            if len(late) == 1:
+                self._spawn_task(self._retake_slots(gateway_id), f"retake-slots-{gateway_id}")
+            return
+        self._retaken.discard(instance_id)
         self._pacing.discard(instance_id)
         self._paced.add(instance_id)
         self.enqueue([instance_id], wake_senders=False)
+
+    async def _retake_slots(self, gateway_id: int) -> None:
+        await asyncio.sleep(0)  # gather every slot that came late in this turn of the loop
+        ids = self._late_slots.pop(gateway_id, [])
+        if ids:
+            await self._schedule_slots(gateway_id, ids)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -272,7 +296,6 @@ class Outages(WorkerState):
             now=now,
             actor=self.actor,
             policy=self.outage_policy,
-            horizon_s=self.config.retry_horizon,
         )
         await self._refresh_gateways(force=True)
         if release is None:
@@ -288,14 +311,12 @@ class Outages(WorkerState):
             "📶 gateway=%s up after %.0fs: %d instances released at %g per second, %d breakers closed",
             gateway_id,
             release.down_s,
-            release.released,
+            len(release.released),
             self.outage_policy.connect_rate,
             release.breakers_closed,
         )
-        if release.first_due:
-            await hints.send_async(
-                self.channel_layer, release.first_due, self.config.common_channel, self.config.hint_batch
-            )
+        if release.released:
+            await self.send_routed(release.released)
         await self._dispatch_alerts(delivery_ids)
 
     async def _dispatch_alerts(self, delivery_ids: list[int]) -> None:

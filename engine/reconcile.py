@@ -24,12 +24,16 @@ logger = logging.getLogger("blast.worker")
 
 
 class Reconciling(WorkerState):
-    def enqueue(self, ids: Iterable[int], wake_senders: bool = True) -> None:
+    def enqueue(self, ids: Iterable[int], wake_senders: bool = True, forwarded: bool = False) -> None:
         """Note instances to reconcile; the reconcile loop does the work. A
         hint may also mean new messages: the senders of held instances are
-        woken (not by the periodic audit, which would wake every sender)."""
+        woken (not by the periodic audit, which would wake every sender).
+        ``forwarded``: another worker sent them here as their owner, so they
+        are started here, not forwarded again."""
         ids = list(ids)
         self.pending.update(ids)
+        if forwarded:
+            self._forwarded.update(ids)
         self._wake.set()
         if wake_senders:
             for instance_id in ids:
@@ -85,18 +89,30 @@ class Reconciling(WorkerState):
             if held is not None:
                 self._reconcile_held(held, row, now)
         to_start: list[store.Row] = []
+        placed_elsewhere: list[int] = []
         for row in candidates:
             holder = holders.get(row.id)
             if holder is not None:
                 if holder[0] != self.worker_id:
                     forward[holder[0]].append(row.id)
                 continue
-            if not self.stopping:
-                to_start.append(row)
+            if self.stopping:
+                continue
+            if not row.running or row.id in self._forwarded or self.is_mine(row.id):
+                to_start.append(row)  # a stop is written by whoever reads it
+            else:
+                placed_elsewhere.append(row.id)
         for worker_id, owned in forward.items():
             # The owner acts on its own sessions (disconnect, force retry).
             channel = hints.worker_channel(self.config.common_channel, worker_id)
             await hints.send_async(self.channel_layer, owned, channel, self.config.hint_batch)
+        if placed_elsewhere:
+            await self.send_routed(placed_elsewhere)
+        self._forwarded.difference_update(ids)
+        if len(to_start) > self.room:
+            # Never more than this worker's capacity: the rest wait for room
+            # (the recovery jobs hint them again).
+            to_start = to_start[: self.room]
         if to_start:
             to_start = await self.pace(to_start)
         self._paced.difference_update(ids)

@@ -156,7 +156,7 @@ class GatewaySession:
             reason, retry_after = from_exception(exc)
             return SessionEnd(reason, _describe(exc), self.ready_at, retry_after)
         finally:
-            if self.stop_reason in (Reason.SHUTDOWN, Reason.LEASE_LOST):
+            if self.stop_reason in (Reason.SHUTDOWN, Reason.LEASE_LOST, Reason.HANDOFF):
                 self._close_code = 1001
             await self._close(self._close_code)
 

@@ -48,6 +48,7 @@ class WorkerConfig:
     hint_batch: int = 500
     retry_horizon: float = 5.0
     nack_retry_s: float = 30.0
+    capacity: int = 20000
 
     @classmethod
     def from_settings(cls) -> WorkerConfig:
@@ -62,6 +63,7 @@ class WorkerConfig:
             hint_batch=settings.BLAST_HINT_BATCH,
             retry_horizon=settings.BLAST_RECOVERY_PERIOD_S + 1.0,
             nack_retry_s=settings.BLAST_NACK_RETRY_S,
+            capacity=settings.BLAST_WORKER_CAPACITY,
         )
 
 
@@ -91,6 +93,7 @@ class Held:
     recent_sends: collections.deque[float] | None = None
     gateway_id: int = 0
     probe: bool = False  # this session probes its down gateway (engine.outages)
+    connected_at: float | None = None  # when this session became connected
 
     @property
     def epoch(self) -> int:
@@ -154,6 +157,20 @@ class WorkerState:
         # and those whose slot came (started without taking another).
         self._pacing: set[int] = set()
         self._paced: set[int] = set()
+        self._late_slots: dict[int, list[int]] = {}
+        self._retaken: set[int] = set()
+        # Scale-out (engine.balance): the live workers and their capacities,
+        # the running instances and where they are placed, sessions being
+        # handed off (instance -> new owner), hints forwarded to this worker.
+        self.capacity = config.capacity
+        self.members: dict[str, int] = {}
+        self.members_since = 0.0
+        self.running_ids: set[int] = set()
+        self.placement: dict[int, str] = {}
+        self._running_at = 0.0
+        self.handoffs: dict[int, str] = {}
+        self._move_budget = 0.0
+        self._forwarded: set[int] = set()
         self._views_at = 0.0
         self._counts_at = 0.0
         self._gateway_wake = asyncio.Event()

@@ -369,6 +369,11 @@ def apply(batch: Batch) -> int:
 # -- heartbeat -------------------------------------------------------------------
 
 
+def running_ids() -> set[int]:
+    """Every instance that should run: what placement spreads over the workers."""
+    return set(Instance.objects.filter(desired_state=DesiredState.RUNNING).values_list("id", flat=True))
+
+
 def heartbeat(
     worker_id: str,
     host: str,
@@ -425,24 +430,24 @@ def gateway_down(
 
 
 def gateway_up(
-    gateway_id: int, *, now: float, actor: str, policy: outages.OutagePolicy, horizon_s: float
+    gateway_id: int, *, now: float, actor: str, policy: outages.OutagePolicy
 ) -> tuple[outages.Release | None, list[int]]:
     """Record the gateway up, release its instances and raise its one
     ``gateway_up`` alert, in one transaction."""
     with transaction.atomic():
-        release = outages.mark_up(gateway_id, now=now, actor=actor, policy=policy, horizon_s=horizon_s)
+        release = outages.mark_up(gateway_id, now=now, actor=actor, policy=policy)
         if release is None:
             return None, []
         name = Gateway.objects.filter(id=gateway_id).values_list("name", flat=True).first() or str(gateway_id)
         _alert, ids = alerts.raise_alert(
             AlertKind.GATEWAY_UP,
             RESOLVED,
-            f"gateway {name} up again after {release.down_s:.0f}s: {release.released} instances reconnecting "
+            f"gateway {name} up again after {release.down_s:.0f}s: {len(release.released)} instances reconnecting "
             f"at {policy.connect_rate:g} per second",
             {
                 "gateway": {"id": gateway_id, "name": name},
                 "down_s": round(release.down_s, 3),
-                "released": release.released,
+                "released": len(release.released),
                 "breakers_closed": release.breakers_closed,
             },
             now=to_dt(now),

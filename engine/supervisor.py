@@ -37,6 +37,7 @@ from channels.db import database_sync_to_async
 from redis.exceptions import RedisError
 
 from engine import store
+from engine.balance import Balancing
 from engine.flush import Flushing
 from engine.hooks import SessionHooks
 from engine.outages import Outages
@@ -44,7 +45,6 @@ from engine.owning import Owning
 from engine.reconcile import Reconciling
 from engine.renewal import Renewing
 from engine.state import DB_ERRORS, Held, WorkerConfig, new_worker_id
-from instances import hints
 from instances.leases import LeaseManager
 from instances.reasons import Reason
 
@@ -53,7 +53,7 @@ __all__ = ["Held", "Supervisor", "WorkerConfig", "new_worker_id"]
 logger = logging.getLogger("blast.worker")
 
 
-class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages):
+class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages, Balancing):
     """The worker: its loops started and stopped; each step lives in its own
     module (see :mod:`engine.state`)."""
 
@@ -65,6 +65,10 @@ class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages)
             self.redis_url, socket_connect_timeout=2, socket_timeout=max(2.0, self.config.lease_ttl / 3)
         )
         self.leases = LeaseManager(self.redis, self.worker_id, self.config.lease_ttl, self.config.redis_prefix)
+        try:
+            await self.join()
+        except (*DB_ERRORS, RedisError, OSError) as exc:
+            logger.warning("⚠️ could not join the membership yet (%s); retrying every second", exc)
         for step in (
             self._reconcile_loop,
             self._renew_loop,
@@ -72,6 +76,8 @@ class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages)
             self._heartbeat_loop,
             self._audit_loop,
             self._gateway_loop,
+            self._members_loop,
+            self._balance_loop,
         ):
             self._tasks.append(asyncio.create_task(self._forever(step), name=step.__name__))
         logger.info("💓 worker %s started; listening on %s", self.worker_id, self.own_channel)
@@ -79,6 +85,9 @@ class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages)
     async def shutdown(self, drain_s: float = 10.0) -> None:
         """Close every session with 1001, write the last state, release leases."""
         self.stopping = True
+        # Leave first: the others place this worker's instances among
+        # themselves, and the hints below go straight to them.
+        await self.leave()
         held_ids = list(self.held)
         logger.info("worker %s stopping: closing %d sessions", self.worker_id, len(held_ids))
         for held in list(self.held.values()):
@@ -110,9 +119,9 @@ class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages)
             )
         except DB_ERRORS:
             logger.warning("⚠️ could not write the final heartbeat")
-        # Hand the instances to the other workers at once.
+        # Hand the instances to the workers that should hold them now, at once.
         if held_ids:
-            await hints.send_async(self.channel_layer, held_ids, self.config.common_channel, self.config.hint_batch)
+            await self.send_routed(held_ids)
         if self.redis is not None:
             await self.redis.aclose()
         Supervisor.current = None

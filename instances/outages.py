@@ -22,11 +22,11 @@ itself has a state (``Gateway.state``):
   makes a real attempt for one of its instances, backing off with jitter
   from ``probe_min_s`` to ``probe_max_s``.
 - **up** again when any session on it is answered with ``hello`` (the probe's,
-  or a forced attempt's): its waiting instances are released in a ramp of
-  ``connect_rate`` attempts per second, each at its own jittered slot, and
-  breakers opened by the outage's failures close.
+  or a forced attempt's): its waiting instances are released at once, and
+  the workers start them in a ramp of ``connect_rate`` attempts per second
+  (``engine.outages``); breakers opened by the outage's failures close.
 
-The rule, the probe delay and the ramp are pure functions; the transitions
+The rule and the probe delay are pure functions; the transitions
 below them are each one conditional update, so that however many workers
 see the outage at once, one of them records it.
 """
@@ -37,7 +37,6 @@ import datetime as dt
 import enum
 import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -135,15 +134,6 @@ def probe_delay(probe_count: int, policy: OutagePolicy, rand: Callable[[], float
     exceeds the cap."""
     base = min(policy.probe_max_s, policy.probe_min_s * 2 ** min(probe_count, 30))
     return min(policy.probe_max_s, base * (1 - JITTER + 2 * JITTER * rand()))
-
-
-def ramp(count: int, start: float, rate: float, rand: Callable[[], float] = random.random) -> list[float]:
-    """Attempt times for ``count`` released instances: slot ``i`` of width
-    ``1/rate`` from ``start``, at a random point inside it. Any whole second
-    holds at most ``rate`` of them (rounded up), so a cluster never opens
-    more upgrades per second than that, and no two workers' releases line up."""
-    width = 1.0 / rate
-    return [start + (i + rand()) * width for i in range(count)]
 
 
 # -- transitions (ORM) -----------------------------------------------------------
@@ -270,10 +260,9 @@ def probe_failed(
 class Release:
     """What coming back up did."""
 
-    released: int
+    released: list[int]  # the instances released, in random order: to be hinted now
     breakers_closed: int
     down_s: float
-    first_due: list[int]  # instances due before ``horizon``: to be hinted now
 
 
 def mark_up(
@@ -282,23 +271,19 @@ def mark_up(
     now: float,
     actor: str,
     policy: OutagePolicy,
-    horizon_s: float,
     rand: Callable[[], float] = random.random,
-    clock: Callable[[], float] = time.time,
 ) -> Release | None:
     """Record that the gateway answers again and release its instances.
 
     Conditional on it being down (one caller does it). In the same
-    transaction: every waiting instance of the gateway gets an attempt time
-    in a ramp of ``connect_rate`` per second from now, in random order, with
-    its retry count reset (the outage was not its failure), and breakers
-    opened by the outage's failures (opened after the outage's window began)
-    close. Returns None if the gateway was not down.
-
-    Writing thousands of attempt times takes a while; the ramp is meant to
-    start when they take effect, not when the writing began, or its first
-    seconds would all fall due at once. So before the commit, every released
-    instance's time moves by the time the writing took (one update).
+    transaction: every waiting instance of the gateway is due now, with its
+    retry count reset (the outage was not its failure), and breakers opened
+    by the outage's failures (opened after the outage's window began) close.
+    The ramp is kept at dispatch (``engine.outages``: every start takes a
+    slot of ``1 / connect_rate`` seconds, cluster-wide), not written here: one
+    update releases ten thousand instances at once, where writing each one's
+    time would take seconds and let the first of them fall due together.
+    Returns None if the gateway was not down.
     """
     when = _dt(now)
     with transaction.atomic():
@@ -339,37 +324,26 @@ def mark_up(
                 )
                 for _, instance_id in opened
             )
-        waiting = list(
-            Instance.objects.filter(
-                gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
-            ).values_list("id", flat=True)
+        waiting = Instance.objects.filter(
+            gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
         )
-        _shuffle(waiting, rand)
-        times = ramp(len(waiting), now, policy.connect_rate, rand)
-        rows = [Instance(id=i, next_retry_at=_dt(t), retry_count=0) for i, t in zip(waiting, times, strict=True)]
-        Instance.objects.bulk_update(rows, ["next_retry_at", "retry_count"], batch_size=500)
-        lag = max(0.0, clock() - now)
-        if rows and lag > 0:
-            released = Instance.objects.filter(
-                gateway_id=gateway_id, desired_state=DesiredState.RUNNING, status__in=sorted(attempts.WAITING)
-            )
-            released.update(next_retry_at=F("next_retry_at") + dt.timedelta(seconds=lag))
-            times = [t + lag for t in times]
+        released = list(waiting.values_list("id", flat=True))
+        waiting.update(next_retry_at=when, retry_count=0)
         GatewayEvent.objects.create(
             gateway_id=gateway_id,
             at=when,
             kind=GatewayEventKind.UP,
             actor=actor,
-            message=f"answered again after {now - down_since:.0f}s; {len(waiting)} instances released",
+            message=f"answered again after {now - down_since:.0f}s; {len(released)} instances released",
             data={
                 "down_s": round(now - down_since, 3),
-                "released": len(waiting),
+                "released": len(released),
                 "breakers_closed": len(opened),
                 "probes": gateway.probe_count,
             },
         )
-    first_due = [i for i, t in zip(waiting, times, strict=True) if t <= now + lag + horizon_s]
-    return Release(len(waiting), len(opened), now - down_since, first_due)
+    _shuffle(released, rand)
+    return Release(released, len(opened), now - down_since)
 
 
 def _shuffle(items: list[Any], rand: Callable[[], float]) -> None:

@@ -61,6 +61,7 @@ class Reason(enum.StrEnum):
     STOPPED = "stopped"
     LEASE_LOST = "lease_lost"
     SHUTDOWN = "shutdown"
+    HANDOFF = "handoff"  # moved to the worker that should hold it (scale-out)
 
 
 KINDS: dict[Reason, Kind] = {
@@ -84,6 +85,7 @@ KINDS: dict[Reason, Kind] = {
     Reason.STOPPED: Kind.CLEAN,
     Reason.LEASE_LOST: Kind.CLEAN,
     Reason.SHUTDOWN: Kind.CLEAN,
+    Reason.HANDOFF: Kind.CLEAN,
 }
 
 # PROTOCOL.md section 4. 1006 is never sent on the wire; websockets reports it

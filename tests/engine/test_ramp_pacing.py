@@ -7,6 +7,7 @@ pacers here play two connection workers on one Redis.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -36,13 +37,17 @@ class Pacer(Outages):
         self.gateway_running = {view.id: running}
         self._pacing: set[int] = set()
         self._paced: set[int] = set()
+        self._late_slots: dict[int, list[int]] = {}
+        self._retaken: set[int] = set()
+        self._session_tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
         self.came: list[tuple[int, float]] = []
 
     def enqueue(self, ids: Iterable[int], wake_senders: bool = True) -> None:
         self.came.extend((i, time.monotonic()) for i in ids)
 
 
-def _rows(ids: range) -> list[Row]:
+def _rows(ids: range, gateway_down: bool = False) -> list[Row]:
     return [
         Row(
             id=i,
@@ -54,6 +59,7 @@ def _rows(ids: range) -> list[Row]:
             breaker_state="closed",
             cooldown_until=None,
             gateway_id=GATEWAY,
+            gateway_down=gateway_down,
         )
         for i in ids
     ]
@@ -91,21 +97,36 @@ async def test_two_workers_take_consecutive_slots_of_one_ramp(client: aioredis.R
     assert 0.1 - elapsed - 1e-3 <= first_b <= 0.1 + 1e-3
 
 
-async def test_a_ramping_gateways_starts_are_spread_one_slot_apart_never_early(
+async def test_a_ramping_gateways_starts_are_one_per_slot_in_random_order_never_early(
     client: aioredis.Redis, prefix: str
 ) -> None:
     pacer = Pacer(client, prefix, _view(0), running=100, rate=20)
     began = time.monotonic()
-    ready = await pacer.pace(_rows(range(1, 6)))
-    assert [row.id for row in ready] == [1]
-    assert pacer._pacing == {2, 3, 4, 5}
-    await wait_for(lambda: len(pacer.came) == 4, timeout=10)
-    for n, (instance_id, at) in enumerate(pacer.came, start=1):
-        assert instance_id == n + 1
-        assert at - began >= n / 20 - 0.01
+    assert await pacer.pace(_rows(range(1, 11))) == []
+    assert pacer._pacing == set(range(1, 11))
+    await wait_for(lambda: len(pacer.came) == 10, timeout=10)
+    # The k-th start comes no sooner than k slots (of 1/20 s) from the first.
+    for k, (_, at) in enumerate(sorted(pacer.came, key=lambda came: came[1])):
+        assert at - began >= k / 20 - 0.01
+    assert sorted(i for i, _ in pacer.came) == list(range(1, 11))
     assert pacer._pacing == set()
     # Reconciled again when its slot came, an instance starts without a second slot.
-    assert [row.id for row in await pacer.pace(_rows(range(2, 6)))] == [2, 3, 4, 5]
+    assert [row.id for row in await pacer.pace(_rows(range(1, 11)))] == list(range(1, 11))
+
+
+async def test_a_slot_that_comes_late_is_taken_again_once(client: aioredis.Redis, prefix: str) -> None:
+    pacer = Pacer(client, prefix, _view(0), running=100, rate=20)
+    pacer._pacing.add(1)
+    # The worker was busy: the slot came a second late. Not started now, with
+    # whatever else came late, but given a new slot.
+    pacer._slot_came(1, GATEWAY, time.time() - 1.0)
+    assert pacer.came == []
+    await wait_for(lambda: len(pacer.came) == 1, timeout=10)
+    # Late again: started anyway, never put off for ever.
+    pacer._pacing.add(2)
+    pacer._retaken.add(2)
+    pacer._slot_came(2, GATEWAY, time.time() - 1.0)
+    assert [i for i, _ in pacer.came] == [1, 2]
 
 
 async def test_a_gateway_that_came_up_long_ago_or_is_down_is_not_paced(client: aioredis.Redis, prefix: str) -> None:
@@ -114,5 +135,5 @@ async def test_a_gateway_that_came_up_long_ago_or_is_down_is_not_paced(client: a
     assert len(await settled.pace(_rows(range(1, 50)))) == 49
     down = Pacer(client, prefix, _view(0), running=100, rate=20)
     down.gateways[GATEWAY] = GatewayView(GATEWAY, GatewayState.DOWN, None, 0, time.time(), time.time())
-    assert len(await down.pace(_rows(range(1, 50)))) == 49
+    assert len(await down.pace(_rows(range(1, 50), gateway_down=True))) == 49
     assert not [key async for key in client.scan_iter(match=f"{prefix}:*")]

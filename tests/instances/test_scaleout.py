@@ -1,0 +1,126 @@
+"""Scale-out: every live worker holds its share; joins and leaves hand off.
+
+Real processes: three (then four) connection workers, Celery with beat, the
+real Redis and database, the simulator. Shares are checked against the
+placement every worker computes (instances.placement, tested on its own for
+evenness), and the simulator says whether an instance ever had two sessions
+and how many times each message arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db.models import Count
+
+from campaigns.models import Message, MessageStatus
+from instances import placement
+from instances.models import Gateway, Instance, Status, Tenant
+from tests.fixtures.engine import Engine
+from tests.fixtures.platform import Platform, Process, wait_until
+
+COUNT = 120
+CAPACITY = 20_000
+
+
+@pytest.fixture
+def cluster(platform: Platform, gateway_sim: Any) -> Iterator[Engine]:
+    gateway = Gateway.objects.create(name="simulator", url=gateway_sim.url)
+    tenant = Tenant.objects.create(slug="acme", name="Acme")
+    eng = Engine(platform=platform, sim=gateway_sim, gateway=gateway, tenant=tenant)
+    for name in ("one", "two", "three"):
+        eng.workers.append(platform.start_worker(name))
+    eng.celery = platform.start_celery()
+    yield eng
+    eng.assert_worker_clean()
+
+
+def _held(instances: list[Instance]) -> dict[str, int]:
+    rows = (
+        Instance.objects.filter(pk__in=[i.pk for i in instances], status=Status.CONNECTED)
+        .values_list("owner")
+        .annotate(n=Count("id"))
+    )
+    return dict(rows.values_list("owner", "n"))
+
+
+def _expected(instances: list[Instance], workers: list[Process]) -> dict[str, int]:
+    live = {w.name: CAPACITY for w in workers if w.alive()}
+    return placement.shares(placement.assign([i.pk for i in instances], live))
+
+
+def _wait_shares(engine: Engine, instances: list[Instance], timeout: float) -> dict[str, int]:
+    expected = _expected(instances, engine.workers)
+    wait_until(
+        lambda: _held(instances) == expected,
+        timeout=timeout,
+        interval=0.5,
+        message=f"shares {expected} (held {_held(instances)})\n{engine.platform.logs()[-3000:]}",
+    )
+    return expected
+
+
+def _max_concurrent(engine: Engine, instances: list[Instance]) -> set[int]:
+    stats = engine.sim.control.stats()["instances"]
+    return {stats[str(i.key)]["max_concurrent"] for i in instances}
+
+
+def _queue(engine: Engine, instances: list[Instance]) -> list[Message]:
+    Message.objects.bulk_create(
+        Message(tenant=engine.tenant, instance=instance, to=f"+1555{n:07d}", text=f"moving {n}")
+        for n, instance in enumerate(instances)
+    )
+    return list(Message.objects.filter(tenant=engine.tenant))
+
+
+@pytest.mark.parametrize("gateway_sim", [("--start-paired", "--receipt-delay", "0")], indirect=True, ids=["paired"])
+def test_workers_hold_even_shares_and_a_joining_worker_takes_its_share_with_messages_sent_once(
+    cluster: Engine,
+) -> None:
+    engine = cluster
+    instances = engine.create_many(COUNT)
+    engine.wait_all(instances, Status.CONNECTED, timeout=120)
+    shares = _wait_shares(engine, instances, timeout=60)
+    assert len(shares) == 3
+    assert all(abs(n - COUNT / 3) <= 0.1 * COUNT / 3 for n in shares.values()), shares
+
+    # A fourth worker joins while every instance has a message on its way.
+    messages = _queue(engine, instances)
+    engine.workers.append(engine.platform.start_worker("four"))
+    from instances import hints
+
+    hints.send([i.pk for i in instances])
+    shares = _wait_shares(engine, instances, timeout=90)
+    assert len(shares) == 4
+    engine.wait_all(instances, Status.CONNECTED, timeout=60)
+    assert _max_concurrent(engine, instances) == {1}
+
+    wait_until(
+        lambda: Message.objects.filter(pk__in=[m.pk for m in messages], status=MessageStatus.READ).count()
+        == len(messages),
+        timeout=120,
+        message="every message read",
+    )
+    deliveries = engine.sim.control.stats()["deliveries"]
+    assert sorted(deliveries.values()) == [1] * len(messages)
+
+
+@pytest.mark.parametrize("gateway_sim", [("--start-paired",)], indirect=True, ids=["paired"])
+def test_a_worker_stopped_or_killed_leaves_its_instances_spread_over_the_others(cluster: Engine) -> None:
+    engine = cluster
+    instances = engine.create_many(COUNT)
+    engine.wait_all(instances, Status.CONNECTED, timeout=120)
+    _wait_shares(engine, instances, timeout=60)
+
+    # SIGTERM: its instances go to the two that remain, placed between them.
+    engine.workers[0].terminate()
+    shares = _wait_shares(engine, instances, timeout=30)
+    assert len(shares) == 2
+
+    # kill -9: the last one takes them once the leases expire.
+    engine.workers[1].kill()
+    shares = _wait_shares(engine, instances, timeout=30)
+    assert shares == {engine.workers[2].name: COUNT}
+    assert _max_concurrent(engine, instances) == {1}
