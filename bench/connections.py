@@ -21,8 +21,8 @@ instances in a database of its own (a fresh SQLite file under .run/, or
   then answers again. Printed: the attempts per instance during the outage
   (at the simulator), when the worker saw the gateway go down and come back
   (its ``GatewayEvent`` rows), the time after it answers again until 99% and
-  100% are connected, the peak attempts per second at the simulator after
-  it answers again (its counters, sampled every second; beside the
+  100% are connected, the peak upgrade requests per whole second at the
+  simulator after it answers again (its own per-second count; beside the
   configured ``BLAST_GATEWAY_CONNECT_RATE``), the breakers open at the end and
   the alerts raised.
 
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import itertools
 import json
 import os
 import sys
@@ -213,7 +212,9 @@ def main() -> int:
             for name, value in outage.figures().items():
                 print(f"{name:40s} {value}")
             histogram = " ".join(f"{s}s:{n}" for s, n in sorted(outage_per_second.items()))
-            print(f"attempts per second after the gateway answered again: {histogram}")
+            print(f"attempts per second after the gateway answered again (worker's events): {histogram}")
+            histogram = " ".join(f"{s}s:{n}" for s, n in outage.gateway_per_second.items())
+            print(f"upgrade requests per second after the gateway answered again (gateway's count): {histogram}")
         if args.json:
             result = {
                 "command": command_line(),
@@ -223,6 +224,7 @@ def main() -> int:
             }
             if args.outage_seconds > 0:
                 result["outage_attempts_per_second"] = outage_per_second
+                result["outage_gateway_attempts_per_second"] = outage.gateway_per_second
             Path(args.json).write_text(json.dumps(result, indent=2))
         if args.timeline:
             Path(args.timeline).write_text(
@@ -255,6 +257,7 @@ class Outage:
         self.breaker_states = breaker_states
         self.timeline: list[tuple[float, int, int | None]] = []  # (s since back, connected, attempts since fault)
         self.per_second: dict[int, int] = {}
+        self.gateway_per_second: dict[int, int] = {}
         self.result: dict[str, Any] = {}
 
     def connected(self) -> int:
@@ -321,7 +324,13 @@ class Outage:
         after.append((time.monotonic() - back_at, sum(self.attempts().values()) - sum(before.values())))
         self.timeline = [(round(t - (back_at - fault_at), 2), c, a) for t, c, a in samples]
 
-        rates = [(a2 - a1) / (t2 - t1) for (t1, a1), (t2, a2) in itertools.pairwise(after) if t2 - t1 >= 0.5]
+        # The gateway's own count of upgrade requests per whole second, from the second it answered again.
+        counted = self.control.stats()["attempts_per_second"]
+        self.gateway_per_second = {
+            int(second) - int(back_wall): n
+            for second, n in sorted(counted.items(), key=lambda kv: int(kv[0]))
+            if int(second) >= int(back_wall)
+        }
         events = list(GatewayEvent.objects.filter(gateway_id=self.gateway_id, at__gte=utc(fault_wall)).order_by("at"))
         downs = [e for e in events if e.kind == "down"]
         ups = [e for e in events if e.kind == "up"]
@@ -356,7 +365,7 @@ class Outage:
             "outage_probes": sum(int(e.data.get("probes", 0)) for e in ups),
             "outage_ready_99_percent_s": None if ready_99 is None else round(ready_99, 1),
             "outage_ready_all_s": None if ready_all is None else round(ready_all, 1),
-            "outage_peak_attempts_per_s": round(max(rates, default=0.0), 1),
+            "outage_peak_attempts_per_s": max(self.gateway_per_second.values(), default=0),
             "outage_worker_peak_attempts_per_s": max(self.per_second.values(), default=0),
             "gateway_connect_rate_per_s": float(settings.BLAST_GATEWAY_CONNECT_RATE),
             "outage_breakers": breakers,

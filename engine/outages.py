@@ -189,14 +189,35 @@ class Outages(WorkerState):
             self._pacing.add(instance_id)
             loop.call_later(delay, self._slot_came, instance_id, gateway_id, now + delay)
 
-    async def _take_slots(self, gateway_id: int, count: int) -> float:
+    async def _take_slots(self, gateway_id: int, count: int, counter: str = "pace") -> float:
         """Take ``count`` consecutive slots in the gateway's ramp: the seconds
         from now to the first one."""
         assert self.redis is not None
         rate = self.outage_policy.connect_rate
         ttl_ms = int(2000 * (self.gateway_running.get(gateway_id, 0) / rate + RAMP_MARGIN_S))
-        key = self._gateway_key(gateway_id, "pace")
+        key = self._gateway_key(gateway_id, counter)
         return float(await self.redis.eval(PACE, 1, key, 1.0 / rate, count, ttl_ms))
+
+    async def gate(self, gateway_id: int) -> None:
+        """The last step before an upgrade while the gateway ramps: wait for
+        the next free slot of a second counter that every worker shares.
+
+        The ramp's slots are taken when instances are reconciled; between a
+        slot and the upgrade lie a database claim and a lease, which a busy
+        database can hold up and then let through together. This gate spaces
+        the upgrades themselves ``1 / connect_rate`` apart, cluster-wide; a
+        pause leaves no credit behind, so no burst follows one either.
+        """
+        view = self.gateways.get(gateway_id)
+        rate = self.outage_policy.connect_rate
+        if view is None or not view.ramping(time.time(), self.gateway_running.get(gateway_id, 0), rate, RAMP_MARGIN_S):
+            return
+        try:
+            delay = await self._take_slots(gateway_id, 1, counter="gate")
+        except (RedisError, OSError):
+            return  # the ramp's own slots still spread them
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def _slot_came(self, instance_id: int, gateway_id: int, due: float) -> None:
         if time.time() - due > LATE_S and not self.stopping and instance_id not in self._retaken:

@@ -97,6 +97,7 @@ class Owning(WorkerState):
             self._flush_wake.set()
 
     async def _hold(self, held: Held) -> None:
+        await self.gate(held.gateway_id)  # while its gateway ramps back in (engine.outages)
         while True:
             session = GatewaySession(
                 instance_id=held.instance_id,

@@ -382,6 +382,7 @@ def heartbeat(
     last_progress: float | None,
     *,
     stopped: bool = False,
+    capacity: int = 0,
 ) -> None:
     now = timezone.now()
     fields: dict[str, Any] = {
@@ -389,6 +390,7 @@ def heartbeat(
         "pid": pid,
         "last_seen": now,
         "sessions_held": sessions_held,
+        "capacity": capacity,
         "last_progress_at": to_dt(last_progress),
         "stopped_at": now if stopped else None,
     }

@@ -144,6 +144,11 @@ class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages,
 
     async def _heartbeat_loop(self) -> None:
         await database_sync_to_async(store.heartbeat)(
-            self.worker_id, socket.gethostname(), os.getpid(), len(self.held), self.last_progress
+            self.worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            len(self.held),
+            self.last_progress,
+            capacity=self.capacity,
         )
         await asyncio.sleep(self.config.heartbeat_interval)

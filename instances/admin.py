@@ -905,10 +905,16 @@ class WorkerHeartbeatAdmin(OperatorOnlyAdmin, ReadOnlyAdmin):
         "host",
         "pid",
         "sessions_held",
+        "capacity",
+        "share_used",
         "last_seen",
         "last_progress_at",
         "stopped_at",
     ]
+
+    @admin.display(description="Of capacity")
+    def share_used(self, obj: WorkerHeartbeat) -> str:
+        return f"{100 * obj.sessions_held / obj.capacity:.0f} %" if obj.capacity else "-"
 
 
 class PeriodicTaskAdmin(OperatorOnlyAdmin, BeatPeriodicTaskAdmin):

@@ -488,6 +488,8 @@ class WorkerHeartbeat(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now, db_index=True)
     sessions_held = models.PositiveIntegerField(default=0)
+    # The most sessions it will hold (BLAST_WORKER_CAPACITY): its share follows it.
+    capacity = models.PositiveIntegerField(default=0)
     last_progress_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
 

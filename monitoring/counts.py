@@ -46,6 +46,8 @@ class InstanceCounts:
     # score's penalty counts the latter).
     open_breakers: int = 0
     open_breakers_expected: int = 0
+    # Desired running, whatever their status: what the workers' capacity must hold.
+    running: int = 0
 
     @property
     def score(self) -> int:
@@ -70,7 +72,7 @@ def is_expected(desired_state: str, status: str) -> bool:
 def _fold(groups: Iterable[tuple[str, str, str | None, int]]) -> InstanceCounts:
     by_status = {str(status): 0 for status in Status}
     breakers = {str(state): 0 for state in BreakerState}
-    total = expected = connected = open_all = open_expected = 0
+    total = expected = connected = open_all = open_expected = running = 0
     for desired, status, breaker_state, n in groups:
         # An instance without a breaker row has a closed breaker.
         breaker_state = breaker_state or BreakerState.CLOSED
@@ -79,6 +81,7 @@ def _fold(groups: Iterable[tuple[str, str, str | None, int]]) -> InstanceCounts:
         breakers[breaker_state] = breakers.get(breaker_state, 0) + n
         is_open = breaker_state == BreakerState.OPEN
         open_all += n if is_open else 0
+        running += n if desired == DesiredState.RUNNING else 0
         if is_expected(desired, status):
             expected += n
             connected += n if status == Status.CONNECTED else 0
@@ -91,6 +94,7 @@ def _fold(groups: Iterable[tuple[str, str, str | None, int]]) -> InstanceCounts:
         connected=connected,
         open_breakers=open_all,
         open_breakers_expected=open_expected,
+        running=running,
     )
 
 

@@ -22,7 +22,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
-from instances.models import ConnectionEvent, Gateway, Instance, Status, Tenant, access_of
+from instances.models import ConnectionEvent, Gateway, Instance, Status, Tenant, WorkerHeartbeat, access_of
 from monitoring import health
 from monitoring.counts import InstanceCounts, count_instances
 from monitoring.models import HealthSnapshot
@@ -189,6 +189,20 @@ def gateway_rows(tenant_id: int | None) -> list[dict[str, Any]]:
     ]
 
 
+def worker_rows(tenant_id: int | None, now: dt.datetime) -> list[dict[str, Any]]:
+    """Live connection workers with their sessions and capacity: operators
+    only (a tenant sees none; they are the platform's internals)."""
+    if tenant_id is not None:
+        return []
+    live = WorkerHeartbeat.objects.filter(stopped_at__isnull=True, last_seen__gte=now - health.worker_stale_after())
+    return [
+        {"worker": worker_id, "host": host, "sessions": held, "capacity": capacity}
+        for worker_id, host, held, capacity in live.order_by("worker_id").values_list(
+            "worker_id", "host", "sessions_held", "capacity"
+        )
+    ]
+
+
 def build_state(tenant_id: int | None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Every section of the dashboard, JSON-ready."""
     now = now or timezone.now()
@@ -196,6 +210,7 @@ def build_state(tenant_id: int | None, now: dt.datetime | None = None) -> dict[s
     return {
         "summary": head,
         "gateways": gateway_rows(tenant_id),
+        "workers": worker_rows(tenant_id, now),
         "instances": {"rows": instance_rows(tenant_id), "total": counts.total},
         "events": recent_events(tenant_id),
         "chart": chart(tenant_id, now),

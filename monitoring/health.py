@@ -189,12 +189,14 @@ def live_workers(now: dt.datetime) -> dict[str, Any]:
     return WorkerHeartbeat.objects.filter(stopped_at__isnull=True, last_seen__gte=now - worker_stale_after()).aggregate(
         live=Count("id"),
         sessions=Sum("sessions_held"),
+        total_capacity=Sum("capacity"),
+        unsized=Count("id", filter=Q(capacity=0)),
         oldest=Min("last_seen"),
         progress=Max("last_progress_at"),
     )
 
 
-def check_workers(now: dt.datetime) -> Check:
+def check_workers(now: dt.datetime, running: int = 0) -> Check:
     row = live_workers(now)
     live, sessions = row["live"], row["sessions"] or 0
     extra: dict[str, Any] = {"sessionsHeld": sessions}
@@ -211,6 +213,19 @@ def check_workers(now: dt.datetime) -> Check:
             0,
             "workers",
             output=f"no connection worker heartbeat in the last {window:g}s",
+            extra=extra,
+        )
+    capacity = row["total_capacity"] or 0
+    extra["capacity"] = capacity
+    # A worker that does not say its capacity (an older one) is not counted short.
+    if not row["unsized"] and capacity < running:
+        return Check(
+            "connection-workers:live",
+            "component",
+            WARN,
+            live,
+            "workers",
+            output=f"live workers hold at most {capacity} sessions, {running} instances should run",
             extra=extra,
         )
     return Check("connection-workers:live", "component", PASS, live, "workers", extra=extra)
@@ -317,7 +332,7 @@ def evaluate(now: dt.datetime | None = None) -> HealthReport:
     if checks[0].status == PASS:
         try:
             counts = count_instances()
-            checks += [check_workers(now), check_beat(now), *check_gateways(now)]
+            checks += [check_workers(now, counts.running), check_beat(now), *check_gateways(now)]
         except DatabaseError as exc:
             checks[0] = Check("database:responseTime", "datastore", FAIL, output=f"query failed: {exc}")
     checks.append(check_celery(now))

@@ -192,6 +192,21 @@ class PlatformCollector(Collector):
         live.add_metric(["stale"], workers["stale"])
         yield live
         yield _gauge("worker_sessions_held", "Sessions held by live connection workers.", workers["sessions"] or 0)
+        per_worker = GaugeMetricFamily(
+            f"{PREFIX}worker_sessions", "Sessions held by each live connection worker.", labels=["worker"]
+        )
+        capacity = GaugeMetricFamily(
+            f"{PREFIX}worker_capacity",
+            "The most sessions each live connection worker holds (BLAST_WORKER_CAPACITY).",
+            labels=["worker"],
+        )
+        for worker_id, held, most in WorkerHeartbeat.objects.filter(
+            stopped_at__isnull=True, last_seen__gte=stale_before
+        ).values_list("worker_id", "sessions_held", "capacity"):
+            per_worker.add_metric([worker_id], held)
+            capacity.add_metric([worker_id], most)
+        yield per_worker
+        yield capacity
         oldest = (
             WorkerHeartbeat.objects.filter(stopped_at__isnull=True, last_seen__gte=stale_before)
             .order_by("last_seen")

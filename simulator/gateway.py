@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -238,6 +239,7 @@ class Simulator:
         state = self.state
         inst = self.instance(key)
         inst.attempts += 1
+        state.count_attempt(time.time())
 
         fault = state.faults.take("refuse", key)
         if fault is not None:

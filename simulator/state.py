@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.faults import FaultBook
 
+ATTEMPT_SECONDS_KEPT = 3600
+
 if TYPE_CHECKING:
     from simulator.session import Session
 
@@ -78,6 +80,8 @@ class State:
         self.deliveries: dict[str, int] = {}
         self.malformed_received = 0
         self.sessions = 0
+        # Upgrade requests per whole second of the wall clock, the last hour.
+        self.attempts_per_second: dict[int, int] = {}
         self.max_sessions = 0
         self.hanging: set[asyncio.BaseTransport] = set()
         self.tasks: set[asyncio.Task[None]] = set()  # receipts, inbound sends
@@ -86,6 +90,12 @@ class State:
     def live_sessions(self) -> list[Session]:
         return [s for inst in self.instances.values() for s in inst.sessions]
 
+    def count_attempt(self, now: float) -> None:
+        second = int(now)
+        self.attempts_per_second[second] = self.attempts_per_second.get(second, 0) + 1
+        if len(self.attempts_per_second) > ATTEMPT_SECONDS_KEPT:
+            del self.attempts_per_second[min(self.attempts_per_second)]
+
     def stats(self) -> dict[str, Any]:
         return {
             "sessions": self.sessions,
@@ -93,6 +103,7 @@ class State:
             "hanging": len(self.hanging),
             "instances": {key: inst.as_json() for key, inst in self.instances.items()},
             "deliveries": dict(self.deliveries),
+            "attempts_per_second": {str(second): n for second, n in self.attempts_per_second.items()},
             "malformed_received": self.malformed_received,
             "faults": len(self.faults.as_json()),
         }

@@ -65,6 +65,17 @@
     });
   }
 
+  function renderWorkers(rows) {
+    var list = document.getElementById("workers");
+    if (!list) return;
+    list.replaceChildren();
+    (rows || []).forEach(function (w) {
+      var li = el("li", {"data-worker": w.worker});
+      li.append(el("span", {}, w.worker + " — " + w.sessions + " of " + w.capacity + " sessions"));
+      list.append(li);
+    });
+  }
+
   function renderInstances(section) {
     var body = document.getElementById("instances");
     var seen = {};
@@ -156,7 +167,7 @@
     box.append(legend);
   }
 
-  var renderers = {summary: renderSummary, gateways: renderGateways, instances: renderInstances, events: renderEvents, chart: renderChart};
+  var renderers = {summary: renderSummary, gateways: renderGateways, workers: renderWorkers, instances: renderInstances, events: renderEvents, chart: renderChart};
 
   function apply(sections) {
     Object.keys(renderers).forEach(function (name) {

@@ -179,6 +179,13 @@ def test_a_superuser_lists_everything(cast: AdminCast) -> None:
     assert "Rival Holdings" in html  # the tenant filter
 
 
+def test_operators_see_each_workers_sessions_and_capacity(cast: AdminCast) -> None:
+    WorkerHeartbeat.objects.create(worker_id="host-a-1-aa", host="a", pid=1, sessions_held=3000, capacity=20_000)
+    html = cast.login(cast.root).get(_changelist("instances_workerheartbeat")).content.decode()
+    assert "host-a-1-aa" in html and "Capacity" in html and "20000" in html
+    assert "15 %" in html  # of its capacity in use
+
+
 def test_gateways_are_named_in_filters_never_located(cast: AdminCast) -> None:
     Instance.objects.create(tenant=cast.acme, name="acme-legacy", gateway=cast.disabled_gateway)
     backup = Gateway.objects.create(name="gw-backup", url="ws://127.0.0.1:11")

@@ -15,6 +15,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from blast.asgi import application
 from instances.models import (
@@ -27,6 +28,7 @@ from instances.models import (
     Status,
     Tenant,
     TenantMembership,
+    WorkerHeartbeat,
 )
 from tests.fixtures.platform import Platform, Process
 from tests.monitoring.conftest import make_instances
@@ -134,6 +136,22 @@ def test_the_dashboard_shows_a_down_gateway_to_the_operator_and_to_tenants_using
 
     client.force_login(staff("acme-ops", tenant))
     assert [row["name"] for row in page_state(client)["gateways"]] == [gateway.name]
+
+
+@pytest.mark.django_db
+def test_operators_see_the_connection_workers_with_sessions_and_capacity_and_tenants_do_not(
+    client: Client, tenant: Tenant
+) -> None:
+    WorkerHeartbeat.objects.create(worker_id="host-a-1-aa", host="a", pid=1, sessions_held=3000, capacity=20_000)
+    WorkerHeartbeat.objects.create(worker_id="host-b-2-bb", host="b", pid=2, stopped_at=timezone.now())
+    client.force_login(staff("root", superuser=True))
+    state = page_state(client)
+    assert state["workers"] == [{"worker": "host-a-1-aa", "host": "a", "sessions": 3000, "capacity": 20_000}]
+    assert 'id="workers"' in client.get("/dashboard/").content.decode()
+
+    client.force_login(staff("acme-ops", tenant))
+    assert page_state(client)["workers"] == []
+    assert 'id="workers"' not in client.get("/dashboard/").content.decode()
 
 
 @pytest.fixture

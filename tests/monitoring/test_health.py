@@ -99,6 +99,21 @@ def test_no_live_worker_fails(client: Client, tenant: Tenant, gateway: Gateway) 
     assert (workers["observedValue"], workers["sessionsHeld"]) == (1, 3)
 
 
+def test_live_capacity_below_the_running_instances_warns(client: Client, tenant: Tenant, gateway: Gateway) -> None:
+    beat = make_platform_healthy()
+    make_instances(tenant, gateway, Status.CONNECTED, 5)
+    WorkerHeartbeat.objects.filter(pk=beat.pk).update(capacity=5, sessions_held=5)
+    code, body = get_health(client)
+    assert (code, body["status"]) == (200, "pass")
+    assert check(body, "connection-workers:live")["capacity"] == 5
+
+    make_instances(tenant, gateway, Status.BACKING_OFF, 1, prefix="extra")
+    code, body = get_health(client)
+    workers = check(body, "connection-workers:live")
+    assert (code, body["status"], workers["status"]) == (200, "warn", "warn")
+    assert "at most 5 sessions, 6 instances should run" in workers["output"]
+
+
 def test_stalled_recovery_jobs_warn(client: Client) -> None:
     make_platform_healthy()
     assert get_health(client)[1]["status"] == "pass"

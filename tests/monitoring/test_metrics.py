@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from instances.models import BreakerState, ConnectionEvent, EventKind, Gateway, Status, Tenant
+from instances.models import BreakerState, ConnectionEvent, EventKind, Gateway, Status, Tenant, WorkerHeartbeat
 from monitoring import alerts, retention
 from tests.monitoring.conftest import make_instances, make_platform_healthy
 
@@ -48,7 +48,8 @@ def test_every_metric_is_blast_prefixed_and_has_no_instance_label(
     assert samples
     assert all(name.startswith("blast_") for name, _ in samples)
     label_names = {label for _, labels in samples for label, _ in labels}
-    assert label_names <= {"status", "state", "reason", "to", "action", "dependency", "door"}
+    # A worker label is bounded by the workers, never by the instances.
+    assert label_names <= {"status", "state", "reason", "to", "action", "dependency", "door", "worker"}
     assert len(samples) < 120  # bounded whatever the number of instances
 
 
@@ -68,6 +69,24 @@ def test_gauges_follow_the_database(client: Client, tenant: Tenant, gateway: Gat
     assert value(samples, "blast_dependency_up", dependency="database") == 1
     assert value(samples, "blast_celery_heartbeat_age_seconds") < 30
     assert value(samples, "blast_beat_last_run_age_seconds") < 30
+
+
+def test_each_live_worker_has_its_sessions_and_capacity(client: Client) -> None:
+    beat = make_platform_healthy()
+    WorkerHeartbeat.objects.filter(pk=beat.pk).update(sessions_held=1200, capacity=20_000)
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(worker_id="host-b-2-bb", host="b", pid=2, sessions_held=900, capacity=5000)
+    # Stopped or silent workers are not exported.
+    WorkerHeartbeat.objects.create(worker_id="host-c-3-cc", host="c", pid=3, stopped_at=now, capacity=5000)
+    WorkerHeartbeat.objects.create(
+        worker_id="host-d-4-dd", host="d", pid=4, last_seen=now - dt.timedelta(minutes=5), capacity=5000
+    )
+    samples = scrape(client)
+    assert value(samples, "blast_worker_sessions", worker=beat.worker_id) == 1200
+    assert value(samples, "blast_worker_capacity", worker=beat.worker_id) == 20_000
+    assert value(samples, "blast_worker_sessions", worker="host-b-2-bb") == 900
+    exported = {dict(labels).get("worker") for name, labels in samples if name == "blast_worker_sessions"}
+    assert exported == {beat.worker_id, "host-b-2-bb"}
 
 
 def test_counters_count_events_and_survive_pruning(
