@@ -55,6 +55,8 @@ COMMANDS = {
     "--json bench/results/health-latency.json",
     "baseline": ".venv/bin/python bench/baseline.py --instances 100 --minutes 10 --outage-minutes 10 "
     "--json bench/results/baseline.json",
+    "scaleout": ".venv/bin/python bench/scaleout.py --instances 9000 --workers 3 "
+    "--database-url postgres://postgres@127.0.0.1:5432/postgres --json bench/results/scaleout.json",
     "chaos": ".venv/bin/python bench/chaos_soak.py --instances 1000 --minutes 30 --seed 1 "
     "--database-url postgres://postgres@127.0.0.1:5432/postgres "
     "| tee bench/results/chaos-soak.txt",
@@ -94,6 +96,12 @@ OUTAGE_SCENARIOS = ("outage", "refused", "timeout")
 BASELINE_OUTAGE_TARGETS = {
     "attempts_per_instance_mean": Target("<= 3 attempts per instance during the outage", _at_most(3)),
     "recovery_s": Target("all ready <= 30 s after the outage ends", _at_most(30)),
+}
+SCALEOUT_TARGETS = {
+    "largest_distance_from_even_percent": Target("every worker within 10 % of an even share", _at_most(10)),
+    "join_even_within_10_percent_s": Target("within 10 % again <= 60 s after a worker joins", _at_most(60)),
+    "max_concurrent_sessions_per_instance": Target("1", lambda value: value == 1),
+    "sigterm_all_connected_s": Target("all connected again <= 10 s after SIGTERM of one", _at_most(10)),
 }
 FLAPPING_TARGET = Target("about 10 attempts per instance in 10 minutes, as before", lambda v: _near(v, 10, 1))
 CPU_NOTE = (
@@ -142,6 +150,7 @@ class Page:
             self.health(),
             self.baseline(),
             self.outages(),
+            self.scaleout(),
             self.chaos(),
         ]
         head = [
@@ -399,6 +408,29 @@ class Page:
         return _join(out)
 
     # -- helpers ----------------------------------------------------------------
+
+    def scaleout(self) -> str:
+        out = ["## Scale-out: shares over workers, joins and leaves", ""]
+        data = self.load("scaleout.json")
+        if data is None:
+            self.missing_targets("scale-out", SCALEOUT_TARGETS)
+            return _join(out, not_measured("scaleout"))
+        self.judge("scale-out", data, SCALEOUT_TARGETS)
+        kill_bound = data.get("kill9_bound_s")
+        if kill_bound is not None:
+            target = Target(f"<= {fmt(kill_bound)} s, the lease TTL plus one recovery period", _at_most(kill_bound))
+            self.judge("scale-out", data, {"kill9_all_connected_s": target})
+        out += [
+            "Connection workers on one PostgreSQL database and one Redis hold the instances placed on them "
+            "(rendezvous hashing with bounded loads, `instances/placement.py`); a worker joins, one is stopped "
+            "with SIGTERM, one killed with `kill -9`. Moves are sessions closed with `handoff` by their old owner; "
+            "a gap runs from that close to the new session's `ready`. " + CPU_NOTE.format(cores=data.get("cores")),
+            "",
+            *_block(meta_block(data)),
+            figures_table(data, SCALEOUT_TARGETS),
+            "",
+        ]
+        return _join(out)
 
     def load(self, name: str) -> dict[str, Any] | None:
         path = self.results / name

@@ -86,7 +86,8 @@ return string.format('%.6f', first - now)
 # The ramp of N instances lasts N / rate seconds, longer if workers fall
 # behind: pacing holds this much past that.
 RAMP_MARGIN_S = 30.0
-LATE_S = 0.5  # a slot that comes later than this is taken again
+LATE_S = 0.5  # a ramp slot that comes later than this is taken again
+GATE_LATE_S = 0.05  # the same for the gate just before an upgrade
 REPORT_CHUNK = 1000
 LOOP_S = 0.5
 VIEWS_EVERY_S = 1.0
@@ -206,18 +207,25 @@ class Outages(WorkerState):
         slot and the upgrade lie a database claim and a lease, which a busy
         database can hold up and then let through together. This gate spaces
         the upgrades themselves ``1 / connect_rate`` apart, cluster-wide; a
-        pause leaves no credit behind, so no burst follows one either.
+        pause leaves no credit behind, and a session woken late by one takes
+        a new slot once, so no burst follows a pause either.
         """
         view = self.gateways.get(gateway_id)
         rate = self.outage_policy.connect_rate
         if view is None or not view.ramping(time.time(), self.gateway_running.get(gateway_id, 0), rate, RAMP_MARGIN_S):
             return
-        try:
-            delay = await self._take_slots(gateway_id, 1, counter="gate")
-        except (RedisError, OSError):
-            return  # the ramp's own slots still spread them
-        if delay > 0:
-            await asyncio.sleep(delay)
+        for _ in range(2):
+            try:
+                delay = await self._take_slots(gateway_id, 1, counter="gate")
+            except (RedisError, OSError):
+                return  # the ramp's own slots still spread them
+            due = time.time() + delay
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if time.time() - due <= GATE_LATE_S:
+                return
+            # Woken late with others that slept through the same pause: a new
+            # slot (once), or they would reach the gateway together.
 
     def _slot_came(self, instance_id: int, gateway_id: int, due: float) -> None:
         if time.time() - due > LATE_S and not self.stopping and instance_id not in self._retaken:

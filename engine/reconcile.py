@@ -98,10 +98,12 @@ class Reconciling(WorkerState):
                 continue
             if self.stopping:
                 continue
+            owner = self.owner_of(row.id)
             if not row.running or row.id in self._forwarded or self.is_mine(row.id):
                 to_start.append(row)  # a stop is written by whoever reads it
-            else:
+            elif owner is not None:
                 placed_elsewhere.append(row.id)
+            # else placed nowhere: the live capacity is full; it waits for room.
         for worker_id, owned in forward.items():
             # The owner acts on its own sessions (disconnect, force retry).
             channel = hints.worker_channel(self.config.common_channel, worker_id)

@@ -2,7 +2,7 @@
 # `make bench`: run the benchmarks, write their results into bench/results/
 # and regenerate docs/BENCHMARKS.md from them (bench/report.py).
 #
-#   scripts/bench.sh                      connections messages health baseline, then the report
+#   scripts/bench.sh                      connections messages health baseline scaleout, then the report
 #   scripts/bench.sh connections health   only these, then the report
 #   scripts/bench.sh chaos                the 30-minute chaos soak (never run by default)
 #   scripts/bench.sh report               only the report
@@ -12,10 +12,12 @@
 #                          database on (postgres://postgres@127.0.0.1:5432/postgres)
 #   BENCH_SESSIONS         connections: sessions held by one worker (10000)
 #   BENCH_MESSAGES, BENCH_MESSAGE_INSTANCES, BENCH_BATCH
-#                          messages: 20000 messages over 1000 instances, 500 a request
+#                          messages: 50000 messages over 1000 instances, 500 a request
 #   BENCH_HEALTH_INSTANCES, BENCH_HEALTH_CONCURRENCY, BENCH_HEALTH_SECONDS
 #                          health: 10000 instances, 50 clients, 30 s a phase
 #   BENCH_BASELINE_ARGS    extra arguments for bench/baseline.py
+#   BENCH_SCALEOUT_INSTANCES, BENCH_SCALEOUT_WORKERS
+#                          scaleout: 9000 instances over 3 workers (then a 4th joins)
 #   BENCH_RESULTS          results folder (bench/results)
 #
 # A benchmark that fails does not stop the others; the script exits 1 at the
@@ -23,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(connections messages health baseline)
+all=(connections messages health baseline scaleout)
 known=" ${all[*]} chaos report "
 steps=("$@")
 [[ ${#steps[@]} -gt 0 ]] || steps=("${all[@]}")
@@ -112,6 +114,12 @@ for step in "${steps[@]}"; do
         "$PY" bench/health_latency.py --instances "${BENCH_HEALTH_INSTANCES:-10000}" \
         --concurrency "${BENCH_HEALTH_CONCURRENCY:-50}" --seconds "${BENCH_HEALTH_SECONDS:-30}" \
         --json "$results/health-latency.json.new"
+      ;;
+    scaleout)
+      measure scaleout "$results/scaleout.json" \
+        "$PY" bench/scaleout.py --instances "${BENCH_SCALEOUT_INSTANCES:-9000}" \
+        --workers "${BENCH_SCALEOUT_WORKERS:-3}" --database-url "$BENCH_DATABASE_URL" \
+        --json "$results/scaleout.json.new"
       ;;
     baseline)
       if [[ -f bench/baseline.py ]]; then

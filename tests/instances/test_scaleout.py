@@ -17,7 +17,7 @@ from django.db.models import Count
 
 from campaigns.models import Message, MessageStatus
 from instances import placement
-from instances.models import Gateway, Instance, Status, Tenant
+from instances.models import Gateway, Instance, Status, Tenant, WorkerHeartbeat
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import Platform, Process, wait_until
 
@@ -124,3 +124,32 @@ def test_a_worker_stopped_or_killed_leaves_its_instances_spread_over_the_others(
     shares = _wait_shares(engine, instances, timeout=30)
     assert shares == {engine.workers[2].name: COUNT}
     assert _max_concurrent(engine, instances) == {1}
+
+
+@pytest.mark.parametrize("gateway_sim", [("--start-paired",)], indirect=True, ids=["paired"])
+def test_a_worker_never_holds_more_than_its_capacity_and_the_rest_wait_for_room(
+    platform: Platform, gateway_sim: Any
+) -> None:
+    gateway = Gateway.objects.create(name="simulator", url=gateway_sim.url)
+    tenant = Tenant.objects.create(slug="acme", name="Acme")
+    engine = Engine(platform=platform, sim=gateway_sim, gateway=gateway, tenant=tenant)
+    engine.workers.append(platform.start_worker("small", BLAST_WORKER_CAPACITY="10"))
+    engine.celery = platform.start_celery()
+    instances = engine.create_many(15)
+    wait_until(lambda: sum(_held(instances).values()) == 10, timeout=60, message="ten sessions held")
+    # Recovery jobs keep hinting the other five: still ten, never more.
+    held_at = WorkerHeartbeat.objects.get(worker_id=engine.workers[0].name)
+    wait_until(
+        lambda: WorkerHeartbeat.objects.get(pk=held_at.pk).last_seen > held_at.last_seen,
+        timeout=30,
+        message="a heartbeat after the ten",
+    )
+    assert _held(instances) == {engine.workers[0].name: 10}
+    assert WorkerHeartbeat.objects.get(pk=held_at.pk).capacity == 10
+
+    # Room arrives with a second worker: every instance connects.
+    engine.workers.append(platform.start_worker("more", BLAST_WORKER_CAPACITY="10"))
+    engine.wait_all(instances, Status.CONNECTED, timeout=60)
+    assert all(n <= 10 for n in _held(instances).values())
+    assert _max_concurrent(engine, instances) == {1}
+    engine.assert_worker_clean()
