@@ -8,6 +8,7 @@ pacers here play two connection workers on one Redis.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from engine.outages import Outages
+from engine.outages import GATE_LATE_S, Outages
 from engine.state import WorkerConfig
 from engine.store import Row
 from instances.models import DesiredState, GatewayState, Status
@@ -136,4 +137,35 @@ async def test_a_gateway_that_came_up_long_ago_or_is_down_is_not_paced(client: a
     down = Pacer(client, prefix, _view(0), running=100, rate=20)
     down.gateways[GATEWAY] = GatewayView(GATEWAY, GatewayState.DOWN, None, 0, time.time(), time.time())
     assert len(await down.pace(_rows(range(1, 50), gateway_down=True))) == 49
+    assert not [key async for key in client.scan_iter(match=f"{prefix}:*")]
+
+
+async def test_the_gate_spaces_upgrades_and_spreads_again_those_a_pause_woke_together(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    pacer = Pacer(client, prefix, _view(0), running=100, rate=5)
+    passed: list[float] = []
+
+    async def upgrade() -> None:
+        await pacer.gate(GATEWAY)
+        passed.append(time.monotonic())
+
+    tasks = [asyncio.create_task(upgrade()) for _ in range(6)]
+    await wait_for(lambda: len(passed) >= 1, timeout=10)
+    # The worker is busy for a second: every session asleep at the gate wakes
+    # late, together. Each takes a new slot instead of going through at once.
+    time.sleep(1.0)  # noqa: ASYNC251 - blocking the loop is the point: a busy worker
+    await asyncio.gather(*tasks)
+    gaps = [b - a for a, b in itertools.pairwise(sorted(passed))]
+    assert min(gaps) >= 1 / 5 - GATE_LATE_S - 0.01, gaps
+
+
+async def test_the_gate_lets_through_at_once_when_the_gateway_does_not_ramp(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    pacer = Pacer(client, prefix, _view(3600), running=100, rate=1)
+    began = time.monotonic()
+    for _ in range(5):
+        await pacer.gate(GATEWAY)
+    assert time.monotonic() - began < 1.0
     assert not [key async for key in client.scan_iter(match=f"{prefix}:*")]
