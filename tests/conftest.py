@@ -16,6 +16,7 @@ import redis
 from tests.fixtures.database import application_name, close_shared_sync_thread_connections, terminate_leftovers
 from tests.fixtures.engine import engine  # noqa: F401
 from tests.fixtures.platform import platform  # noqa: F401
+from tests.fixtures.redis_client import aredis  # noqa: F401
 from tests.fixtures.redis_server import private_redis  # noqa: F401
 from tests.fixtures.simulator import gateway_sim  # noqa: F401
 

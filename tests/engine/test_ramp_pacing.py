@@ -12,7 +12,6 @@ import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -30,8 +29,8 @@ GATEWAY = 7
 class Pacer(Outages):
     """The outage step of a worker, with what pacing reads and nothing else."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, view: GatewayView, running: int, rate: float) -> None:
-        self.redis = client
+    def __init__(self, aredis: aioredis.Redis, prefix: str, view: GatewayView, running: int, rate: float) -> None:
+        self.redis = aredis
         self.config = WorkerConfig(redis_prefix=prefix)
         self.outage_policy = OutagePolicy(connect_rate=rate)
         self.gateways = {view.id: view}
@@ -71,24 +70,17 @@ def _view(came_up_ago_s: float) -> GatewayView:
 
 
 @pytest.fixture
-async def client(settings: Any) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.REDIS_URL)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(client: aioredis.Redis) -> AsyncIterator[str]:
+async def prefix(aredis: aioredis.Redis) -> AsyncIterator[str]:
     prefix = f"blast-test-pacing-{uuid.uuid4().hex[:8]}"
     yield prefix
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    keys = [key async for key in aredis.scan_iter(match=f"{prefix}:*")]
     if keys:
-        await client.delete(*keys)
+        await aredis.delete(*keys)
 
 
-async def test_two_workers_take_consecutive_slots_of_one_ramp(client: aioredis.Redis, prefix: str) -> None:
-    a = Pacer(client, prefix, _view(0), running=1000, rate=100)
-    b = Pacer(client, prefix, _view(0), running=1000, rate=100)
+async def test_two_workers_take_consecutive_slots_of_one_ramp(aredis: aioredis.Redis, prefix: str) -> None:
+    a = Pacer(aredis, prefix, _view(0), running=1000, rate=100)
+    b = Pacer(aredis, prefix, _view(0), running=1000, rate=100)
     began = time.monotonic()
     first_a = await a._take_slots(GATEWAY, 10)
     first_b = await b._take_slots(GATEWAY, 10)
@@ -99,9 +91,9 @@ async def test_two_workers_take_consecutive_slots_of_one_ramp(client: aioredis.R
 
 
 async def test_a_ramping_gateways_starts_are_one_per_slot_in_random_order_never_early(
-    client: aioredis.Redis, prefix: str
+    aredis: aioredis.Redis, prefix: str
 ) -> None:
-    pacer = Pacer(client, prefix, _view(0), running=100, rate=20)
+    pacer = Pacer(aredis, prefix, _view(0), running=100, rate=20)
     began = time.monotonic()
     assert await pacer.pace(_rows(range(1, 11))) == []
     assert pacer._pacing == set(range(1, 11))
@@ -115,8 +107,8 @@ async def test_a_ramping_gateways_starts_are_one_per_slot_in_random_order_never_
     assert [row.id for row in await pacer.pace(_rows(range(1, 11)))] == list(range(1, 11))
 
 
-async def test_a_slot_that_comes_late_is_taken_again_once(client: aioredis.Redis, prefix: str) -> None:
-    pacer = Pacer(client, prefix, _view(0), running=100, rate=20)
+async def test_a_slot_that_comes_late_is_taken_again_once(aredis: aioredis.Redis, prefix: str) -> None:
+    pacer = Pacer(aredis, prefix, _view(0), running=100, rate=20)
     pacer._pacing.add(1)
     # The worker was busy: the slot came a second late. Not started now, with
     # whatever else came late, but given a new slot.
@@ -130,20 +122,20 @@ async def test_a_slot_that_comes_late_is_taken_again_once(client: aioredis.Redis
     assert [i for i, _ in pacer.came] == [1, 2]
 
 
-async def test_a_gateway_that_came_up_long_ago_or_is_down_is_not_paced(client: aioredis.Redis, prefix: str) -> None:
+async def test_a_gateway_that_came_up_long_ago_or_is_down_is_not_paced(aredis: aioredis.Redis, prefix: str) -> None:
     # 100 instances at 20 per second ramp in within 5 s (and a margin): an hour later, no pacing.
-    settled = Pacer(client, prefix, _view(3600), running=100, rate=20)
+    settled = Pacer(aredis, prefix, _view(3600), running=100, rate=20)
     assert len(await settled.pace(_rows(range(1, 50)))) == 49
-    down = Pacer(client, prefix, _view(0), running=100, rate=20)
+    down = Pacer(aredis, prefix, _view(0), running=100, rate=20)
     down.gateways[GATEWAY] = GatewayView(GATEWAY, GatewayState.DOWN, None, 0, time.time(), time.time())
     assert len(await down.pace(_rows(range(1, 50), gateway_down=True))) == 49
-    assert not [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    assert not [key async for key in aredis.scan_iter(match=f"{prefix}:*")]
 
 
 async def test_the_gate_spaces_upgrades_and_spreads_again_those_a_pause_woke_together(
-    client: aioredis.Redis, prefix: str
+    aredis: aioredis.Redis, prefix: str
 ) -> None:
-    pacer = Pacer(client, prefix, _view(0), running=100, rate=5)
+    pacer = Pacer(aredis, prefix, _view(0), running=100, rate=5)
     passed: list[float] = []
 
     async def upgrade() -> None:
@@ -161,11 +153,11 @@ async def test_the_gate_spaces_upgrades_and_spreads_again_those_a_pause_woke_tog
 
 
 async def test_the_gate_lets_through_at_once_when_the_gateway_does_not_ramp(
-    client: aioredis.Redis, prefix: str
+    aredis: aioredis.Redis, prefix: str
 ) -> None:
-    pacer = Pacer(client, prefix, _view(3600), running=100, rate=1)
+    pacer = Pacer(aredis, prefix, _view(3600), running=100, rate=1)
     began = time.monotonic()
     for _ in range(5):
         await pacer.gate(GATEWAY)
     assert time.monotonic() - began < 1.0
-    assert not [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    assert not [key async for key in aredis.scan_iter(match=f"{prefix}:*")]
