@@ -61,8 +61,9 @@ class Balancing(WorkerState):
             return None  # placed nowhere: the live capacity is full
         return placement.ranking(instance_id, self.members)[0]
 
-    def is_mine(self, instance_id: int) -> bool:
-        owner = self.owner_of(instance_id)
+    def is_mine(self, owner: str | None) -> bool:
+        """Whether ``owner`` (``owner_of``'s answer) means this worker: it is,
+        or no worker is known yet (a lone worker starting up takes all)."""
         return owner == self.worker_id or (owner is None and not self.members)
 
     @property
@@ -88,7 +89,8 @@ class Balancing(WorkerState):
         members.setdefault(self.worker_id, self.capacity)
         await self._place(members)
 
-    async def _place(self, members: dict[str, int], force: bool = False) -> None:
+    async def _place(self, members: dict[str, int]) -> None:
+        """Place again when the live workers or the running instances changed."""
         now = time.monotonic()
         changed = members != self.members
         if changed:
@@ -98,10 +100,11 @@ class Balancing(WorkerState):
                 logger.info("🧭 workers: %d live (joined %s, left %s)", len(members), joined or "-", left or "-")
             self.members = members
             self.members_since = now
-        if force or now - self._running_at >= RUNNING_EVERY_S:
-            self.running_ids = await database_sync_to_async(store.running_ids)()
+        if now - self._running_at >= RUNNING_EVERY_S:
+            running = await database_sync_to_async(store.running_ids)()
             self._running_at = now
-            changed = True
+            changed = changed or running != self.running_ids
+            self.running_ids = running
         if changed:
             self.placement = placement.assign(self.running_ids, self.members)
 
@@ -122,7 +125,7 @@ class Balancing(WorkerState):
             if moved >= budget:
                 break
             owner = self.owner_of(held.instance_id)
-            if owner is None or owner == self.worker_id or owner not in self.members:
+            if owner is None or owner == self.worker_id:
                 continue
             if held.session is None or held.instance_id in self.handoffs:
                 continue
@@ -137,29 +140,30 @@ class Balancing(WorkerState):
 
     async def _handed_off(self, instance_ids: Iterable[int]) -> None:
         """Leases released: hint each handed-off instance to its new owner."""
-        by_owner: dict[str, list[int]] = {}
+        by_owner: dict[str | None, list[int]] = {}
         for instance_id in instance_ids:
             owner = self.handoffs.pop(instance_id, None)
             if owner is not None:
                 by_owner.setdefault(owner, []).append(instance_id)
-        for owner, ids in by_owner.items():
-            channel = hints.worker_channel(self.config.common_channel, owner)
-            await hints.send_async(self.channel_layer, ids, channel, self.config.hint_batch, forwarded=True)
+        await self._hint_owners(by_owner)
 
     async def send_routed(self, ids: list[int]) -> None:
         """Hint ``ids`` to the workers that should hold them (the common
         channel for those placed nowhere or while no worker is known)."""
-        by_channel: dict[str, list[int]] = {}
+        by_owner: dict[str | None, list[int]] = {}
         for instance_id in ids:
             owner = self.owner_of(instance_id)
-            if owner is None or owner == self.worker_id:
-                channel = self.config.common_channel
+            by_owner.setdefault(None if owner == self.worker_id else owner, []).append(instance_id)
+        await self._hint_owners(by_owner)
+
+    async def _hint_owners(self, by_owner: dict[str | None, list[int]]) -> None:
+        """One hint per owner, marked forwarded; owner None: the common channel."""
+        for owner, ids in by_owner.items():
+            if owner is None:
+                await hints.send_async(self.channel_layer, ids, self.config.common_channel, self.config.hint_batch)
             else:
                 channel = hints.worker_channel(self.config.common_channel, owner)
-            by_channel.setdefault(channel, []).append(instance_id)
-        for channel, chunk in by_channel.items():
-            forwarded = channel != self.config.common_channel
-            await hints.send_async(self.channel_layer, chunk, channel, self.config.hint_batch, forwarded=forwarded)
+                await hints.send_async(self.channel_layer, ids, channel, self.config.hint_batch, forwarded=True)
 
     async def leave(self) -> None:
         """Leave the membership and place without this worker (SIGTERM)."""

@@ -99,7 +99,7 @@ class Reconciling(WorkerState):
             if self.stopping:
                 continue
             owner = self.owner_of(row.id)
-            if not row.running or row.id in self._forwarded or self.is_mine(row.id):
+            if not row.running or row.id in self._forwarded or self.is_mine(owner):
                 to_start.append(row)  # a stop is written by whoever reads it
             elif owner is not None:
                 placed_elsewhere.append(row.id)
