@@ -17,7 +17,12 @@ every worker. Then:
   owner hinted, which takes the lease with a newer epoch. Never two sessions
   for one instance, and the gap is a close and an open;
 - **leaving**: SIGTERM leaves the membership first, so that the hints of
-  its instances go straight to the workers that remain.
+  its instances go straight to the workers that remain;
+- **taking over**: a worker killed without leaving ages out of the
+  membership before its leases expire. Each survivor watches the sessions
+  the dead worker's rows still name that are now placed on it and starts
+  them as soon as their leases are gone, without waiting for the recovery
+  job's next run (which finds nothing left to do, or those placed nowhere).
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class Balancing(WorkerState):
 
     async def _members_loop(self) -> None:
         await self.join()
+        await self._take_over()
         await asyncio.sleep(MEMBERS_EVERY_S)
 
     async def join(self) -> None:
@@ -98,6 +104,10 @@ class Balancing(WorkerState):
                 joined = sorted(set(members) - set(self.members))
                 left = sorted(set(self.members) - set(members))
                 logger.info("🧭 workers: %d live (joined %s, left %s)", len(members), joined or "-", left or "-")
+                # Their sessions are watched until their leases have surely
+                # expired (a worker that only missed beats still renews them).
+                until = now + 2 * self.config.lease_ttl
+                self._departed.update({worker: until for worker in left if worker != self.worker_id})
             self.members = members
             self.members_since = now
         if now - self._running_at >= RUNNING_EVERY_S:
@@ -107,6 +117,24 @@ class Balancing(WorkerState):
             self.running_ids = running
         if changed:
             self.placement = placement.assign(self.running_ids, self.members)
+
+    async def _take_over(self) -> None:
+        """Start the sessions a departed worker left that are placed on this
+        worker, as soon as their leases are gone."""
+        now = time.monotonic()
+        self._departed = {w: until for w, until in self._departed.items() if until > now and w not in self.members}
+        if not self._departed or self.stopping:
+            return
+        left = await database_sync_to_async(store.left_behind)(sorted(self._departed))
+        mine = [i for i in left if i not in self.held and i not in self.starting and self.owner_of(i) == self.worker_id]
+        if not mine:
+            return
+        assert self.leases is not None
+        held_elsewhere = await self.leases.holders(mine)
+        free = [i for i in mine if i not in held_elsewhere]
+        if free:
+            logger.info("🧭 taking over %d sessions whose worker is gone", len(free))
+            self.enqueue(free, wake_senders=False)
 
     # -- handing off -----------------------------------------------------------------
 

@@ -171,6 +171,9 @@ class WorkerState:
         self.handoffs: dict[int, str] = {}
         self._move_budget = 0.0
         self._forwarded: set[int] = set()
+        # Workers gone from the membership without leaving (killed): when
+        # their sessions' placed owners stop looking for them.
+        self._departed: dict[str, float] = {}
         self._views_at = 0.0
         self._counts_at = 0.0
         self._gateway_wake = asyncio.Event()

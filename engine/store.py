@@ -272,6 +272,20 @@ def _claim_one(
     )
     if updated != 1:
         return None
+    if instance.status in attempts.LIVE:
+        # Nobody stands behind the live status: its worker died (or lost
+        # Redis), and this claim is the first to see it; the recovery job,
+        # conditional on the old epoch, now writes nothing for it.
+        events.append(
+            ConnectionEvent(
+                instance_id=instance.id,
+                at=when,
+                kind=EventKind.LOST,
+                actor=actor,
+                epoch=instance.lease_epoch,
+                message=f"lease vanished: {instance.owner or 'its worker'} gone",
+            )
+        )
     events.append(
         ConnectionEvent(
             instance_id=instance.id,
@@ -372,6 +386,16 @@ def apply(batch: Batch) -> int:
 def running_ids() -> set[int]:
     """Every instance that should run: what placement spreads over the workers."""
     return set(Instance.objects.filter(desired_state=DesiredState.RUNNING).values_list("id", flat=True))
+
+
+def left_behind(workers: list[str]) -> list[int]:
+    """Running instances whose row still names one of ``workers`` (gone from
+    the membership) as the owner of a live session."""
+    return list(
+        Instance.objects.filter(
+            desired_state=DesiredState.RUNNING, owner__in=workers, status__in=sorted(attempts.LIVE)
+        ).values_list("id", flat=True)
+    )
 
 
 def heartbeat(

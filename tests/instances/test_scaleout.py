@@ -17,7 +17,7 @@ from django.db.models import Count
 
 from campaigns.models import Message, MessageStatus
 from instances import placement
-from instances.models import Gateway, Instance, Status, Tenant, WorkerHeartbeat
+from instances.models import ConnectionEvent, EventKind, Gateway, Instance, Status, Tenant, WorkerHeartbeat
 from tests.fixtures.engine import Engine
 from tests.fixtures.platform import Platform, Process, wait_until
 
@@ -119,11 +119,22 @@ def test_a_worker_stopped_or_killed_leaves_its_instances_spread_over_the_others(
     shares = _wait_shares(engine, instances, timeout=30)
     assert len(shares) == 2
 
-    # kill -9: the last one takes them once the leases expire.
+    # kill -9: the last one takes them once the leases expire, by itself:
+    # beat is stopped first, so no recovery job can be what reconnects them.
+    assert engine.celery is not None
+    engine.celery.terminate()
+    killed, survivor = engine.workers[1].name, engine.workers[2].name
+    orphans = set(Instance.objects.filter(pk__in=[i.pk for i in instances], owner=killed).values_list("pk", flat=True))
+    assert orphans
     engine.workers[1].kill()
     shares = _wait_shares(engine, instances, timeout=30)
-    assert shares == {engine.workers[2].name: COUNT}
+    assert shares == {survivor: COUNT}
     assert _max_concurrent(engine, instances) == {1}
+    # Each of the killed worker's sessions is recorded lost once, by the
+    # worker that took it over.
+    lost = ConnectionEvent.objects.filter(instance_id__in=orphans, kind=EventKind.LOST)
+    assert sorted(lost.values_list("instance_id", flat=True)) == sorted(orphans)
+    assert set(lost.values_list("actor", flat=True)) == {f"worker:{survivor}"}
 
 
 @pytest.mark.parametrize("gateway_sim", [("--start-paired",)], indirect=True, ids=["paired"])
