@@ -88,6 +88,10 @@ return string.format('%.6f', first - now)
 RAMP_MARGIN_S = 30.0
 LATE_S = 0.5  # a ramp slot that comes later than this is taken again
 GATE_LATE_S = 0.05  # the same for the gate just before an upgrade
+# Slots are spaced for 1 % under the rate: the gateway counts upgrades by
+# when it reads them, a few milliseconds after they were sent, and no second
+# may hold more than the rate there either.
+RATE_HEADROOM = 0.99
 REPORT_CHUNK = 1000
 LOOP_S = 0.5
 VIEWS_EVERY_S = 1.0
@@ -197,9 +201,9 @@ class Outages(WorkerState):
         rate = self.outage_policy.connect_rate
         ttl_ms = int(2000 * (self.gateway_running.get(gateway_id, 0) / rate + RAMP_MARGIN_S))
         key = self._gateway_key(gateway_id, counter)
-        return float(await self.redis.eval(PACE, 1, key, 1.0 / rate, count, ttl_ms))
+        return float(await self.redis.eval(PACE, 1, key, 1.0 / (rate * RATE_HEADROOM), count, ttl_ms))
 
-    async def gate(self, gateway_id: int) -> None:
+    async def gate(self, gateway_id: int) -> float | None:
         """The last step before an upgrade while the gateway ramps: wait for
         the next free slot of a second counter that every worker shares.
 
@@ -209,23 +213,36 @@ class Outages(WorkerState):
         the upgrades themselves ``1 / connect_rate`` apart, cluster-wide; a
         pause leaves no credit behind, and a session woken late by one takes
         a new slot once, so no burst follows a pause either.
+
+        Returns when the slot was (epoch seconds), for :meth:`regate`; None
+        while the gateway does not ramp.
         """
         view = self.gateways.get(gateway_id)
         rate = self.outage_policy.connect_rate
         if view is None or not view.ramping(time.time(), self.gateway_running.get(gateway_id, 0), rate, RAMP_MARGIN_S):
-            return
+            return None
+        due: float | None = None
         for _ in range(2):
             try:
                 delay = await self._take_slots(gateway_id, 1, counter="gate")
             except (RedisError, OSError):
-                return  # the ramp's own slots still spread them
+                return due  # the ramp's own slots still spread them
             due = time.time() + delay
             if delay > 0:
                 await asyncio.sleep(delay)
             if time.time() - due <= GATE_LATE_S:
-                return
+                return due
             # Woken late with others that slept through the same pause: a new
             # slot (once), or they would reach the gateway together.
+        return due
+
+    async def regate(self, gateway_id: int, due: float) -> None:
+        """Right before the upgrade request is written, its TCP connection
+        open: a session held up since its slot (a pause of this worker's loop
+        while it connected) passes the gate again, or the sessions held up by
+        the same pause would reach the gateway together."""
+        if time.time() - due > GATE_LATE_S:
+            await self.gate(gateway_id)
 
     def _slot_came(self, instance_id: int, gateway_id: int, due: float) -> None:
         if time.time() - due > LATE_S and not self.stopping and instance_id not in self._retaken:

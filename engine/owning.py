@@ -5,6 +5,7 @@ what each end means: status, retry, breaker, events."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -97,7 +98,7 @@ class Owning(WorkerState):
             self._flush_wake.set()
 
     async def _hold(self, held: Held) -> None:
-        await self.gate(held.gateway_id)  # while its gateway ramps back in (engine.outages)
+        due = await self.gate(held.gateway_id)  # while its gateway ramps back in (engine.outages)
         while True:
             session = GatewaySession(
                 instance_id=held.instance_id,
@@ -105,7 +106,9 @@ class Owning(WorkerState):
                 token=held.token,
                 config=self.session_config,
                 hooks=self,
+                before_request=None if due is None else functools.partial(self.regate, held.gateway_id, due),
             )
+            due = None  # a reconnect within the hold is not part of the ramp
             held.session = session
             held.qr_logged = False
             end = await session.run()

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -86,6 +87,18 @@ class _connect(connect):
         return exc
 
 
+class _GatedConnection(ClientConnection):
+    """A client connection that awaits ``before_request`` once its TCP
+    connection is open, right before the upgrade request is written."""
+
+    before_request: Callable[[], Awaitable[None]] | None = None
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        if self.before_request is not None:
+            await self.before_request()
+        await super().handshake(*args, **kwargs)
+
+
 class _HelloTimeout(Exception):
     pass
 
@@ -103,8 +116,10 @@ class GatewaySession:
         token: str,
         config: SessionConfig,
         hooks: SessionHooks,
+        before_request: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.instance_id = instance_id
+        self._before_request = before_request
         self.url = url
         self._token = token
         self.config = config
@@ -203,11 +218,23 @@ class GatewaySession:
             max_size=self.config.max_frame_bytes,
             max_queue=8,
             user_agent_header="blast-worker",
+            create_connection=self._connection_factory(),
         )
         ws = self.ws
         await self._await_hello(ws)
         while True:
             self._handle(self._receive(await ws.recv()))
+
+    def _connection_factory(self) -> type[ClientConnection]:
+        if self._before_request is None:
+            return ClientConnection
+        before_request = self._before_request
+
+        class Gated(_GatedConnection):
+            pass
+
+        Gated.before_request = staticmethod(before_request)
+        return Gated
 
     async def _await_hello(self, ws: ClientConnection) -> None:
         try:

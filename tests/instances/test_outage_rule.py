@@ -98,6 +98,22 @@ def test_probe_delays_double_from_the_minimum_up_to_the_cap_and_jitter_never_exc
     assert max(draws) > 14.0
 
 
+def test_a_gateway_too_large_to_ramp_in_at_once_is_probed_more_often_but_never_below_the_minimum() -> None:
+    policy = OutagePolicy(probe_min_s=1.0, probe_max_s=15.0, connect_rate=200.0)
+    # Up to 1,000 instances ramp in within 5 s: the cap is the setting's.
+    assert outages.probe_cap(policy, 0) == 15.0
+    assert outages.probe_cap(policy, 1_000) == 15.0
+    assert outages.probe_cap(policy, 5_000) == pytest.approx(3.0)
+    assert outages.probe_cap(policy, 10_000) == pytest.approx(1.5)
+    assert outages.probe_cap(policy, 1_000_000) == 1.0
+    rng = random.Random(3)
+    draws = [outages.probe_delay(20, policy, rand=rng.random, waiting=10_000) for _ in range(1_000)]
+    assert max(draws) <= 1.5
+    assert min(draws) >= 0.8 * 1.5 - 1e-9
+    # Small gateways keep the full backoff.
+    assert outages.probe_delay(20, policy, rand=lambda: 0.5, waiting=100) == pytest.approx(15.0)
+
+
 # -- the transitions ---------------------------------------------------------------------
 
 
