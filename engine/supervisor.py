@@ -52,6 +52,9 @@ __all__ = ["Held", "Supervisor", "WorkerConfig", "new_worker_id"]
 
 logger = logging.getLogger("blast.worker")
 
+# While stopping, what has closed is flushed, released and handed on this often.
+DRAIN_FLUSH_S = 0.25
+
 
 class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages, Balancing):
     """The worker: its loops started and stopped; each step lives in its own
@@ -91,17 +94,30 @@ class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages,
         held_ids = list(self.held)
         logger.info("worker %s stopping: closing %d sessions", self.worker_id, len(held_ids))
         for held in list(self.held.values()):
+            owner = self.owner_of(held.instance_id)
+            if owner is not None and owner != self.worker_id:
+                # Hinted as soon as its last state is written and its lease
+                # released (the flushes below), not after the last one closed.
+                self.handoffs[held.instance_id] = owner
             if held.session is not None:
                 held.session.stop(Reason.SHUTDOWN)
-        if self._session_tasks:
-            await asyncio.wait(self._session_tasks, timeout=drain_s)
+        handing = set(self.handoffs)
         # A flush is never cancelled half-way (its thread would finish the
         # write anyway and the retry would write it twice): let the flush loop
-        # end by itself, cancel the others.
+        # end by itself (it does once stopping), then flush here while the
+        # sessions close; cancel the other loops.
+        self._flush_wake.set()
+        flushing = [task for task in self._tasks if task.get_name() == "_flush_loop"]
+        if flushing:
+            await asyncio.wait(flushing)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        while self._session_tasks and loop.time() < deadline:
+            await asyncio.wait(self._session_tasks, timeout=min(DRAIN_FLUSH_S, deadline - loop.time()))
+            await self._flush_once()
         for task in self._tasks:
             if task.get_name() != "_flush_loop":
                 task.cancel()
-        self._flush_wake.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for _ in range(3):
             if await self._flush_once():
@@ -119,9 +135,12 @@ class Supervisor(Reconciling, Owning, SessionHooks, Flushing, Renewing, Outages,
             )
         except DB_ERRORS:
             logger.warning("⚠️ could not write the final heartbeat")
-        # Hand the instances to the workers that should hold them now, at once.
-        if held_ids:
-            await self.send_routed(held_ids)
+        # Hand the rest to the workers that should hold them now, at once
+        # (those handed off as they closed were hinted by the flushes).
+        rest = [i for i in held_ids if i not in handing or i in self.handoffs]
+        self.handoffs.clear()
+        if rest:
+            await self.send_routed(rest)
         if self.redis is not None:
             await self.redis.aclose()
         Supervisor.current = None
