@@ -21,10 +21,13 @@ instances in a database of its own (a fresh SQLite file under .run/, or
   then answers again. Printed: the attempts per instance during the outage
   (at the simulator), when the worker saw the gateway go down and come back
   (its ``GatewayEvent`` rows), the time after it answers again until 99% and
-  100% are connected, the peak upgrade requests per whole second at the
-  simulator after it answers again (its own per-second count; beside the
-  configured ``BLAST_GATEWAY_CONNECT_RATE``), the breakers open at the end and
-  the alerts raised.
+  100% are connected, the peak upgrade requests per whole second after it
+  answers again as the platform sent them (the ramp's own count of what its
+  gate let through, cluster-wide) and as the simulator read them (its own
+  per-second count; a simulator that stalls on the shared cores reads a
+  second's requests in the next), beside the configured
+  ``BLAST_GATEWAY_CONNECT_RATE``, the breakers open at the end and the
+  alerts raised.
 
 ``--timeline`` writes connected-over-time for both phases (CSV: ``phase``
 restart, seconds since the restart; ``phase`` outage, seconds since the
@@ -213,6 +216,8 @@ def main() -> int:
                 print(f"{name:40s} {value}")
             histogram = " ".join(f"{s}s:{n}" for s, n in sorted(outage_per_second.items()))
             print(f"attempts per second after the gateway answered again (worker's events): {histogram}")
+            histogram = " ".join(f"{s}s:{n}" for s, n in outage.platform_per_second.items())
+            print(f"upgrade requests per second after the gateway answered again (platform's count): {histogram}")
             histogram = " ".join(f"{s}s:{n}" for s, n in outage.gateway_per_second.items())
             print(f"upgrade requests per second after the gateway answered again (gateway's count): {histogram}")
         if args.json:
@@ -225,6 +230,7 @@ def main() -> int:
             if args.outage_seconds > 0:
                 result["outage_attempts_per_second"] = outage_per_second
                 result["outage_gateway_attempts_per_second"] = outage.gateway_per_second
+                result["outage_platform_attempts_per_second"] = outage.platform_per_second
             Path(args.json).write_text(json.dumps(result, indent=2))
         if args.timeline:
             Path(args.timeline).write_text(
@@ -258,6 +264,7 @@ class Outage:
         self.timeline: list[tuple[float, int, int | None]] = []  # (s since back, connected, attempts since fault)
         self.per_second: dict[int, int] = {}
         self.gateway_per_second: dict[int, int] = {}
+        self.platform_per_second: dict[int, int] = {}
         self.result: dict[str, Any] = {}
 
     def connected(self) -> int:
@@ -331,6 +338,17 @@ class Outage:
             for second, n in sorted(counted.items(), key=lambda kv: int(kv[0]))
             if int(second) >= int(back_wall)
         }
+        # What the platform's ramp let through, per whole second, cluster-wide
+        # (engine.outages counts each upgrade right before its request is written).
+        import redis
+
+        key = f"{settings.BLAST_REDIS_PREFIX}:gw:{self.gateway_id}:sent"
+        sent = redis.Redis.from_url(settings.REDIS_URL).hgetall(key)
+        self.platform_per_second = {
+            int(second) - int(back_wall): int(n)
+            for second, n in sorted(sent.items(), key=lambda kv: int(kv[0]))
+            if int(second) >= int(back_wall)
+        }
         events = list(GatewayEvent.objects.filter(gateway_id=self.gateway_id, at__gte=utc(fault_wall)).order_by("at"))
         downs = [e for e in events if e.kind == "down"]
         ups = [e for e in events if e.kind == "up"]
@@ -365,7 +383,8 @@ class Outage:
             "outage_probes": sum(int(e.data.get("probes", 0)) for e in ups),
             "outage_ready_99_percent_s": None if ready_99 is None else round(ready_99, 1),
             "outage_ready_all_s": None if ready_all is None else round(ready_all, 1),
-            "outage_peak_attempts_per_s": max(self.gateway_per_second.values(), default=0),
+            "outage_peak_attempts_per_s": max(self.platform_per_second.values(), default=0),
+            "outage_gateway_peak_attempts_per_s": max(self.gateway_per_second.values(), default=0),
             "outage_worker_peak_attempts_per_s": max(self.per_second.values(), default=0),
             "gateway_connect_rate_per_s": float(settings.BLAST_GATEWAY_CONNECT_RATE),
             "outage_breakers": breakers,

@@ -187,7 +187,8 @@ def run_facts() -> dict[str, str]:
         return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False)
 
     commit = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
-    modified = git("diff", "--quiet", "HEAD", "--").returncode == 1
+    # Results written by earlier runs do not change what is measured.
+    modified = git("diff", "--quiet", "HEAD", "--", ".", ":(exclude)bench/results").returncode == 1
     return {
         "measured_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": commit + (" (tracked files modified)" if modified else ""),

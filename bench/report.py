@@ -92,6 +92,12 @@ OUTAGE_TARGETS = {
     "outage_breakers_open": Target("0", lambda value: value == 0),
 }
 OUTAGE_SCENARIOS = ("outage", "refused", "timeout")
+# The per-second series of the outage phase, shown under its table.
+OUTAGE_SERIES = {
+    "outage_platform_attempts_per_second": "Upgrade requests the platform sent per second",
+    "outage_gateway_attempts_per_second": "Upgrade requests the simulator read per second",
+    "outage_attempts_per_second": "Connection attempts per second (worker's events)",
+}
 # Blast's side of bench/baseline.py, per outage scenario.
 BASELINE_OUTAGE_TARGETS = {
     "attempts_per_instance_mean": Target("<= 3 attempts per instance during the outage", _at_most(3)),
@@ -270,28 +276,27 @@ class Page:
         if connections is None or "outage_ready_99_percent_s" not in connections:
             self.missing_targets("gateway outage (connections)", OUTAGE_TARGETS)
             return _join(out, not_measured("connections"))
-        figures = {k: v for k, v in connections.items() if is_outage_figure(k) and k != "outage_attempts_per_second"}
+        figures = {k: v for k, v in connections.items() if is_outage_figure(k) and k not in OUTAGE_SERIES}
         sessions = connections.get("sessions_requested")
         out += [
             f"{fmt(sessions)} sessions held past the flap window; the gateway restarts (every session closed with "
             f"1001) and refuses every upgrade with 503 for {fmt(connections.get('outage_s'))} s, then answers "
-            "again. Times are counted from the moment it answers again; attempts per second at the simulator are "
-            "its counters sampled every second, those of the worker its attempt events per whole second.",
+            "again. Times are counted from the moment it answers again. Peak attempts per second: the upgrade "
+            "requests the platform sent in one whole second (its ramp's own count, right before each request is "
+            "written, cluster-wide); the gateway's peak is the simulator's count of the requests it read in one "
+            "second, which a simulator stalled on the shared cores reads late, in the next second; the worker's "
+            "peak counts its attempt events, written when an attempt is claimed.",
             "",
             *_block(meta_block(connections)),
             figures_table(figures, OUTAGE_TARGETS),
             "",
         ]
         self.judge("gateway outage (connections)", connections, OUTAGE_TARGETS)
-        per_second = connections.get("outage_attempts_per_second") or {}
-        if per_second:
-            spread = " ".join(f"{s}s:{n}" for s, n in sorted(per_second.items(), key=lambda kv: int(kv[0])))
-            out += [
-                "Connection attempts per second after the gateway answered again (worker's events; second: attempts):",
-                "",
-                code(spread),
-                "",
-            ]
+        for series, what in OUTAGE_SERIES.items():
+            per_second = connections.get(series) or {}
+            if per_second:
+                spread = " ".join(f"{s}s:{n}" for s, n in sorted(per_second.items(), key=lambda kv: int(kv[0])))
+                out += [f"{what} after the gateway answered again (second: count):", "", code(spread), ""]
         timeline = self.results / "connections-timeline.csv"
         if timeline.exists() and outage_points(timeline):
             plot_outage(timeline, connections, self.outage_plot)

@@ -92,6 +92,7 @@ GATE_LATE_S = 0.05  # the same for the gate just before an upgrade
 # when it reads them, a few milliseconds after they were sent, and no second
 # may hold more than the rate there either.
 RATE_HEADROOM = 0.99
+SENT_KEPT_S = 3600
 REPORT_CHUNK = 1000
 LOOP_S = 0.5
 VIEWS_EVERY_S = 1.0
@@ -243,6 +244,10 @@ class Outages(WorkerState):
         the same pause would reach the gateway together."""
         if time.time() - due > GATE_LATE_S:
             await self.gate(gateway_id)
+        # The request is written right after this returns: count it.
+        per_second = self._sent.setdefault(gateway_id, {})
+        second = int(time.time())
+        per_second[second] = per_second.get(second, 0) + 1
 
     def _slot_came(self, instance_id: int, gateway_id: int, due: float) -> None:
         if time.time() - due > LATE_S and not self.stopping and instance_id not in self._retaken:
@@ -275,6 +280,7 @@ class Outages(WorkerState):
         self._gateway_wake.clear()
         await self._refresh_gateways()
         await self._push_reports()
+        await self._push_sent()
         await self._probe_due()
         await asyncio.sleep(0.05)  # reports arriving in a burst go in one batch
 
@@ -312,6 +318,22 @@ class Outages(WorkerState):
             running = self.gateway_running.get(gateway_id, 0)
             if outages.is_down(int(failing), int(answered), running, self.outage_policy, int(refused)):
                 await self._gateway_down(gateway_id, int(failing), running)
+
+    async def _push_sent(self) -> None:
+        """Add the upgrades this worker's gate let through to the cluster's
+        count per gateway and second (``<prefix>:gw:<id>:sent``, a hash of
+        epoch second -> upgrades, kept an hour): what the ramp sent, beside
+        what the gateway says it read."""
+        if not self._sent or self.redis is None:
+            return
+        sent, self._sent = self._sent, {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gateway_id, per_second in sent.items():
+                key = self._gateway_key(gateway_id, "sent")
+                for second, count in per_second.items():
+                    pipe.hincrby(key, str(second), count)
+                pipe.expire(key, SENT_KEPT_S)
+            await pipe.execute()
 
     async def _gateway_down(self, gateway_id: int, failing: int, running: int) -> None:
         now = time.time()

@@ -39,6 +39,7 @@ class Pacer(Outages):
         self._paced: set[int] = set()
         self._late_slots: dict[int, list[int]] = {}
         self._retaken: set[int] = set()
+        self._sent: dict[int, dict[int, int]] = {}
         self._session_tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.came: list[tuple[int, float]] = []
@@ -191,3 +192,9 @@ async def test_sessions_held_up_between_the_gate_and_the_request_pass_it_again_s
     counter = await aredis.get(f"{prefix}:gw:{GATEWAY}:gate")
     await asyncio.wait_for(pacer.regate(GATEWAY, time.time()), timeout=1)
     assert await aredis.get(f"{prefix}:gw:{GATEWAY}:gate") == counter
+    # Each upgrade let through is counted, per second, in the cluster's count.
+    await pacer._push_sent()
+    sent = await aredis.hgetall(f"{prefix}:gw:{GATEWAY}:sent")
+    assert sum(int(n) for n in sent.values()) == 4
+    assert all(abs(int(second) - time.time()) < 60 for second in sent)
+    assert pacer._sent == {}
