@@ -72,14 +72,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 # Take ``n`` consecutive slots of ``interval`` seconds in a gateway's ramp,
-# shared by every worker: the first is the later of now and the end of the
-# slots already taken. Returns the seconds from now to the first slot, as a
-# string (Redis would truncate a Lua number to an integer).
+# shared by every worker: the first is the end of the slots already taken,
+# or now if that is later (or, with a credit of ARGV[4] seconds, no earlier
+# than that long ago: slots a pause left unused are taken at once). Returns
+# the seconds from now to the first slot, as a string (Redis would truncate
+# a Lua number to an integer).
 PACE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local interval, n = tonumber(ARGV[1]), tonumber(ARGV[2])
-local first = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local interval, n, credit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local last = redis.call('GET', KEYS[1])
+local first = now
+if last then first = math.max(now - credit, tonumber(last)) end
 redis.call('SET', KEYS[1], string.format('%.6f', first + n * interval), 'PX', tonumber(ARGV[3]))
 return string.format('%.6f', first - now)
 """
@@ -87,12 +91,14 @@ return string.format('%.6f', first - now)
 # behind: pacing holds this much past that.
 RAMP_MARGIN_S = 30.0
 LATE_S = 0.5  # a ramp slot that comes later than this is taken again
-GATE_LATE_S = 0.05  # the same for the gate just before an upgrade
+# Unused gate slots a pause leaves behind, taken at once after it.
+GATE_CREDIT_S = 0.5
 # Slots are spaced for 1 % under the rate: the gateway counts upgrades by
 # when it reads them, a few milliseconds after they were sent, and no second
 # may hold more than the rate there either.
 RATE_HEADROOM = 0.99
 SENT_KEPT_S = 3600
+WINDOW_TRIES = 5  # seconds a request may be sent on into, then it goes anyway
 REPORT_CHUNK = 1000
 LOOP_S = 0.5
 VIEWS_EVERY_S = 1.0
@@ -195,59 +201,66 @@ class Outages(WorkerState):
             self._pacing.add(instance_id)
             loop.call_later(delay, self._slot_came, instance_id, gateway_id, now + delay)
 
-    async def _take_slots(self, gateway_id: int, count: int, counter: str = "pace") -> float:
+    async def _take_slots(self, gateway_id: int, count: int, counter: str = "pace", credit_s: float = 0.0) -> float:
         """Take ``count`` consecutive slots in the gateway's ramp: the seconds
-        from now to the first one."""
+        from now to the first one (negative: within the credit, at once)."""
         assert self.redis is not None
         rate = self.outage_policy.connect_rate
         ttl_ms = int(2000 * (self.gateway_running.get(gateway_id, 0) / rate + RAMP_MARGIN_S))
         key = self._gateway_key(gateway_id, counter)
-        return float(await self.redis.eval(PACE, 1, key, 1.0 / (rate * RATE_HEADROOM), count, ttl_ms))
+        interval = 1.0 / (rate * RATE_HEADROOM)
+        return float(await self.redis.eval(PACE, 1, key, interval, count, ttl_ms, credit_s))
 
-    async def gate(self, gateway_id: int) -> float | None:
+    async def gate(self, gateway_id: int) -> bool:
         """The last step before an upgrade while the gateway ramps: wait for
         the next free slot of a second counter that every worker shares.
+        True when the gateway ramps (the request then passes :meth:`regate`).
 
         The ramp's slots are taken when instances are reconciled; between a
         slot and the upgrade lie a database claim and a lease, which a busy
         database can hold up and then let through together. This gate spaces
-        the upgrades themselves ``1 / connect_rate`` apart, cluster-wide; a
-        pause leaves no credit behind, and a session woken late by one takes
-        a new slot once, so no burst follows a pause either.
-
-        Returns when the slot was (epoch seconds), for :meth:`regate`; None
-        while the gateway does not ramp.
+        the upgrades themselves ``1 / connect_rate`` apart, cluster-wide. A
+        pause leaves at most :data:`GATE_CREDIT_S` of unused slots behind,
+        taken at once afterwards (so a stalled second costs the ramp little);
+        :meth:`regate` keeps any second from holding more than the rate.
         """
         view = self.gateways.get(gateway_id)
         rate = self.outage_policy.connect_rate
         if view is None or not view.ramping(time.time(), self.gateway_running.get(gateway_id, 0), rate, RAMP_MARGIN_S):
-            return None
-        due: float | None = None
-        for _ in range(2):
-            try:
-                delay = await self._take_slots(gateway_id, 1, counter="gate")
-            except (RedisError, OSError):
-                return due  # the ramp's own slots still spread them
-            due = time.time() + delay
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if time.time() - due <= GATE_LATE_S:
-                return due
-            # Woken late with others that slept through the same pause: a new
-            # slot (once), or they would reach the gateway together.
-        return due
+            return False
+        try:
+            delay = await self._take_slots(gateway_id, 1, counter="gate", credit_s=GATE_CREDIT_S)
+        except (RedisError, OSError):
+            return True  # the ramp's own slots still spread them
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return True
 
-    async def regate(self, gateway_id: int, due: float) -> None:
+    async def regate(self, gateway_id: int) -> None:
         """Right before the upgrade request is written, its TCP connection
-        open: a session held up since its slot (a pause of this worker's loop
-        while it connected) passes the gate again, or the sessions held up by
-        the same pause would reach the gateway together."""
-        if time.time() - due > GATE_LATE_S:
-            await self.gate(gateway_id)
-        # The request is written right after this returns: count it.
-        per_second = self._sent.setdefault(gateway_id, {})
-        second = int(time.time())
-        per_second[second] = per_second.get(second, 0) + 1
+        open: the request takes its place in the cluster's count of this
+        second's upgrades (``<prefix>:gw:<id>:sent``, a hash of epoch second
+        -> upgrades, kept an hour). A second that already holds
+        ``connect_rate`` sends it on into the next one, so no second holds
+        more than the rate, whatever paused between the gate and here (a
+        busy loop, the credit after a stall)."""
+        if self.redis is None:
+            return
+        key = self._gateway_key(gateway_id, "sent")
+        rate = self.outage_policy.connect_rate
+        for _ in range(WINDOW_TRIES):
+            second = int(time.time())
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.hincrby(key, str(second), 1)
+                    pipe.expire(key, SENT_KEPT_S)
+                    count, _ = await pipe.execute()
+                if count <= rate:
+                    return
+                await self.redis.hincrby(key, str(second), -1)
+            except (RedisError, OSError):
+                return  # the gate's spacing still holds
+            await asyncio.sleep(max(0.0, second + 1 - time.time()) + random.random() / rate)
 
     def _slot_came(self, instance_id: int, gateway_id: int, due: float) -> None:
         if time.time() - due > LATE_S and not self.stopping and instance_id not in self._retaken:
@@ -280,7 +293,6 @@ class Outages(WorkerState):
         self._gateway_wake.clear()
         await self._refresh_gateways()
         await self._push_reports()
-        await self._push_sent()
         await self._probe_due()
         await asyncio.sleep(0.05)  # reports arriving in a burst go in one batch
 
@@ -318,22 +330,6 @@ class Outages(WorkerState):
             running = self.gateway_running.get(gateway_id, 0)
             if outages.is_down(int(failing), int(answered), running, self.outage_policy, int(refused)):
                 await self._gateway_down(gateway_id, int(failing), running)
-
-    async def _push_sent(self) -> None:
-        """Add the upgrades this worker's gate let through to the cluster's
-        count per gateway and second (``<prefix>:gw:<id>:sent``, a hash of
-        epoch second -> upgrades, kept an hour): what the ramp sent, beside
-        what the gateway says it read."""
-        if not self._sent or self.redis is None:
-            return
-        sent, self._sent = self._sent, {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for gateway_id, per_second in sent.items():
-                key = self._gateway_key(gateway_id, "sent")
-                for second, count in per_second.items():
-                    pipe.hincrby(key, str(second), count)
-                pipe.expire(key, SENT_KEPT_S)
-            await pipe.execute()
 
     async def _gateway_down(self, gateway_id: int, failing: int, running: int) -> None:
         now = time.time()

@@ -98,7 +98,7 @@ class Owning(WorkerState):
             self._flush_wake.set()
 
     async def _hold(self, held: Held) -> None:
-        due = await self.gate(held.gateway_id)  # while its gateway ramps back in (engine.outages)
+        ramping = await self.gate(held.gateway_id)  # while its gateway ramps back in (engine.outages)
         while True:
             session = GatewaySession(
                 instance_id=held.instance_id,
@@ -106,9 +106,9 @@ class Owning(WorkerState):
                 token=held.token,
                 config=self.session_config,
                 hooks=self,
-                before_request=None if due is None else functools.partial(self.regate, held.gateway_id, due),
+                before_request=functools.partial(self.regate, held.gateway_id) if ramping else None,
             )
-            due = None  # a reconnect within the hold is not part of the ramp
+            ramping = False  # a reconnect within the hold is not part of the ramp
             held.session = session
             held.qr_logged = False
             end = await session.run()

@@ -159,9 +159,6 @@ class WorkerState:
         self._paced: set[int] = set()
         self._late_slots: dict[int, list[int]] = {}
         self._retaken: set[int] = set()
-        # Upgrades let through by the ramp's gate, per gateway and second,
-        # until the gateway loop adds them to the cluster's count in Redis.
-        self._sent: dict[int, dict[int, int]] = {}
         # Scale-out (engine.balance): the live workers and their capacities,
         # the running instances and where they are placed, sessions being
         # handed off (instance -> new owner), hints forwarded to this worker.
