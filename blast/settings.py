@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "monitoring",
     "engine",
     "simulator",
+    "media",
     # The API docs page's JavaScript and CSS, served from this host (no CDN).
     "drf_spectacular_sidecar",
 ]
@@ -102,6 +103,44 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BLAST_MAX_BODY_BYTES", 2_621_440, minimum=1024)
+
+# --- Media (docs/API.md, "Media") -------------------------------------------
+
+# Where a tenant's files are kept: this folder, or an S3-compatible bucket
+# when BLAST_MEDIA_S3_BUCKET is set (credentials as boto3 reads them:
+# AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or the machine's role).
+BLAST_MEDIA_ROOT = env_str("BLAST_MEDIA_ROOT", str(RUN_DIR / "media"))
+BLAST_MEDIA_S3_BUCKET = env_str("BLAST_MEDIA_S3_BUCKET", "")
+BLAST_MEDIA_S3_ENDPOINT_URL = env_str("BLAST_MEDIA_S3_ENDPOINT_URL", "")
+BLAST_MEDIA_S3_REGION = env_str("BLAST_MEDIA_S3_REGION", "")
+if BLAST_MEDIA_S3_BUCKET:
+    STORAGES["media"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": BLAST_MEDIA_S3_BUCKET,
+            "endpoint_url": BLAST_MEDIA_S3_ENDPOINT_URL or None,
+            "region_name": BLAST_MEDIA_S3_REGION or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+else:
+    STORAGES["media"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": BLAST_MEDIA_ROOT, "base_url": None},
+    }
+# The largest file a message may carry (each type has its own lower limit
+# too: images 5 MiB, audio and video 16 MiB).
+BLAST_MEDIA_MAX_BYTES = env_int("BLAST_MEDIA_MAX_BYTES", 16 * 1024 * 1024, minimum=1024)
+# How long a gateway's link to a file works (a fresh one goes with every send).
+BLAST_MEDIA_LINK_TTL_S = env_float("BLAST_MEDIA_LINK_TTL_S", 900.0, minimum=1.0)
+# Fetching a file by URL: the time limit, and whether private addresses may
+# be fetched (off: only public hosts; on for files on the platform's own network).
+BLAST_MEDIA_FETCH_TIMEOUT_S = env_float("BLAST_MEDIA_FETCH_TIMEOUT_S", 20.0, minimum=0.5)
+BLAST_MEDIA_FETCH_PRIVATE = env_bool("BLAST_MEDIA_FETCH_PRIVATE", False)
+# Where gateways reach this platform's web process (for the media links).
+BLAST_PUBLIC_URL = env_str("BLAST_PUBLIC_URL", f"http://127.0.0.1:{env_str('WEB_PORT', '8000')}")
 
 # --- Security (docs/OPERATIONS.md, "Security") ----------------------------
 

@@ -368,7 +368,7 @@ class MessageAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
     list_filter = ["status", "failure_reason", "tenant"]
     search_fields = ["key", "to", "idempotency_key", "server_id"]
     list_select_related = ["instance", "campaign"]
-    raw_id_fields = ["instance", "campaign", "contact"]
+    raw_id_fields = ["instance", "campaign", "contact", "media"]
     show_full_result_count = False
 
 

@@ -32,6 +32,7 @@ from campaigns.failures import record_created_failed
 from campaigns.models import FailureReason, Message, MessageStatus
 from instances import hints
 from instances.models import Instance, Tenant
+from media.models import Media
 
 
 class QuotaExceeded(Exception):
@@ -72,6 +73,7 @@ class NewMessage:
     text: str
     idempotency_key: str = ""
     expires_at: dt.datetime | None = None
+    media: Media | None = None  # the tenant's; ``text`` is then its caption
 
 
 def accept(
@@ -82,6 +84,7 @@ def accept(
     idempotency_key: str = "",
     now: dt.datetime | None = None,
     expires_at: dt.datetime | None = None,
+    media: Media | None = None,
 ) -> Accepted:
     """Store a message for ``instance`` (which must be ``tenant``'s) to
     ``to`` (E.164, already normalised) with ``text`` (already validated).
@@ -90,7 +93,7 @@ def accept(
     room and :class:`IdempotencyMismatch` when the key names a different
     message. The instance's owner is hinted after commit.
     """
-    return _accept(tenant, [NewMessage(instance, to, text, idempotency_key, expires_at)], now)[0]
+    return _accept(tenant, [NewMessage(instance, to, text, idempotency_key, expires_at, media)], now)[0]
 
 
 def accept_many(tenant: Tenant, items: Sequence[NewMessage], now: dt.datetime | None = None) -> list[Accepted]:
@@ -140,12 +143,15 @@ def _replay(tenant: Tenant, items: Sequence[NewMessage]) -> list[Accepted | None
     stored: dict[str, Message] = {}
     for start in range(0, len(keys), 900):  # under SQLite's parameter limit
         rows = Message.objects.filter(tenant=tenant, idempotency_key__in=keys[start : start + 900])
-        stored.update((m.idempotency_key, m) for m in rows.select_related("instance", "campaign"))
+        stored.update((m.idempotency_key, m) for m in rows.select_related("instance", "campaign", "media"))
     answers: list[Accepted | None] = []
     for index, item in enumerate(items):
         existing = stored.get(item.idempotency_key) if item.idempotency_key else None
         if existing is not None and (
-            existing.instance_id != item.instance.pk or existing.to != item.to or existing.text != item.text
+            existing.instance_id != item.instance.pk
+            or existing.to != item.to
+            or existing.text != item.text
+            or existing.media_id != (item.media.pk if item.media is not None else None)
         ):
             raise IdempotencyMismatch(existing, index)
         answers.append(Accepted(existing, created=False) if existing is not None else None)
@@ -175,6 +181,7 @@ def _build(tenant: Tenant, item: NewMessage, opted_out: bool, now: dt.datetime) 
         instance=item.instance,
         to=item.to,
         text=item.text,
+        media=item.media,
         idempotency_key=item.idempotency_key,
         expires_at=item.expires_at,
         created_at=now,

@@ -191,6 +191,7 @@ class FailureReason(models.TextChoices):
     INSTANCE_STOPPED = "instance_stopped", "Instance stopped for good"
     CANCELLED = "cancelled", "Campaign cancelled before it was sent"
     INVALID_TEXT = "invalid_text", "The template rendered an empty or too long text"
+    MEDIA_UNSUPPORTED = "media_unsupported", "The instance's gateway does not send media"
 
 
 class Message(models.Model):
@@ -200,7 +201,8 @@ class Message(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
     key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
     to = models.CharField(max_length=20, help_text="E.164")
-    text = models.TextField(max_length=4096)
+    text = models.TextField(max_length=4096, blank=True, help_text="the text, or the caption of the media")
+    media = models.ForeignKey("media.Media", on_delete=models.PROTECT, null=True, blank=True, related_name="messages")
     status = models.CharField(max_length=12, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
     failure_reason = models.CharField(max_length=24, choices=FailureReason.choices, blank=True)
     error = models.CharField(max_length=500, blank=True)

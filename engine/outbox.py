@@ -22,9 +22,21 @@ from campaigns.due import instances_with_due_messages
 from campaigns.failures import fail_unsent
 from campaigns.models import Campaign, FailureReason, Message, MessageEvent, MessageStatus
 from instances.models import Instance
+from media.models import Media
 
 # Rows per statement in the bulk writes: well under SQLite's parameter limit.
 CHUNK = 500
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """A message's file, as its ``send`` frame describes it (protocol v1.1)."""
+
+    id: int
+    kind: str
+    mime: str
+    filename: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -34,9 +46,10 @@ class Outgoing:
     id: int
     client_id: str
     to: str
-    text: str
+    text: str  # with ``media``, its caption
     delay_min_s: float
     delay_max_s: float
+    media: MediaRef | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,7 @@ def next_batches(requests: list[tuple[int, list[int], int]], now: float) -> list
 
 
 _FIELDS = ("id", "key", "to", "text", "expires_at", "campaign_delay_min_s", "campaign_delay_max_s")
+_MEDIA = ("media_id", "media_kind", "media_mime", "media_filename", "media_size")
 _POLICY = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap")
 
 
@@ -104,8 +118,13 @@ def _read_one(instance_id: int, exclude: list[int], limit: int, when: dt.datetim
         .order_by("id")
         .values(
             *_FIELDS[:5],
+            "media_id",
             campaign_delay_min_s=F("campaign__send_delay_min_s"),
             campaign_delay_max_s=F("campaign__send_delay_max_s"),
+            media_kind=F("media__kind"),
+            media_mime=F("media__mime"),
+            media_filename=F("media__filename"),
+            media_size=F("media__size"),
             **{name: F(f"instance__{name}") for name in _POLICY},
         )[:limit]
     )
@@ -117,11 +136,12 @@ def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.dateti
     sql = f"""
         SELECT r.instance_id, m.id, m.key, m.{q("to")}, m.text, m.expires_at,
                c.send_delay_min_s, c.send_delay_max_s,
+               m.media_id, f.kind, f.mime, f.filename, f.size,
                i.send_delay_min_s, i.send_delay_max_s, i.hourly_cap, i.daily_cap
         FROM unnest(%s::bigint[], %s::int[]) AS r(instance_id, lim)
         JOIN {q(Instance._meta.db_table)} i ON i.id = r.instance_id
         CROSS JOIN LATERAL (
-            SELECT id, key, {q("to")}, text, expires_at, campaign_id
+            SELECT id, key, {q("to")}, text, expires_at, campaign_id, media_id
             FROM {q(Message._meta.db_table)}
             WHERE instance_id = r.instance_id AND status = %s
               AND (not_before IS NULL OR not_before <= %s)
@@ -130,9 +150,10 @@ def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.dateti
             LIMIT r.lim
         ) m
         LEFT JOIN {q(Campaign._meta.db_table)} c ON c.id = m.campaign_id
+        LEFT JOIN {q(Media._meta.db_table)} f ON f.id = m.media_id
         ORDER BY r.instance_id, m.id
     """
-    names = (*_FIELDS, *_POLICY)
+    names = (*_FIELDS, *_MEDIA, *_POLICY)
     found: dict[int, list[dict[str, Any]]] = {}
     with connection.cursor() as cursor:
         cursor.execute(
@@ -166,11 +187,33 @@ def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
             text=row["text"],
             delay_min_s=policy.delay_min_s if row["campaign_delay_min_s"] is None else row["campaign_delay_min_s"],
             delay_max_s=policy.delay_max_s if row["campaign_delay_max_s"] is None else row["campaign_delay_max_s"],
+            media=_media(row),
         )
         for row in rows
         if not _expired(row, when)
     ]
     return policy, batch, len(rows) >= limit
+
+
+def _media(row: dict[str, Any]) -> MediaRef | None:
+    if row["media_id"] is None:
+        return None
+    return MediaRef(row["media_id"], row["media_kind"], row["media_mime"], row["media_filename"], row["media_size"])
+
+
+MEDIA_UNSUPPORTED = "the instance's gateway did not announce media (protocol v1.1): it cannot send files"
+
+
+def fail_media_unsupported(message_id: int, now: float) -> bool:
+    """Fail a claimed message whose file the session's gateway cannot send."""
+    failed = fail_unsent(
+        Message.objects.filter(id=message_id),
+        FailureReason.MEDIA_UNSUPPORTED,
+        MEDIA_UNSUPPORTED,
+        _dt(now),
+        attempted=True,
+    )
+    return bool(failed)
 
 
 def claim(ids: list[int], now: float) -> list[int]:

@@ -60,6 +60,10 @@ MALFORMED_WINDOW_S = 60.0
 MAX_FRAME_BYTES = 64 * 1024
 # Optional frames (PROTOCOL.md section 6) a gateway announces in ``hello``.
 PAIR_CODE = "pair_code"
+# Protocol v1.1 (PROTOCOL.md section 2.4).
+MEDIA = "media"
+CHECK = "check"
+PRESENCE = "presence"
 MAX_FEATURES = 32
 MAX_FEATURE_CHARS = 64
 PAIR_CODE_RE = re.compile(r"[A-Z0-9-]{1,16}")
@@ -283,6 +287,19 @@ class ClientProtocol:
         with a ``nack`` or an ``error``.
         """
         return _encode({"type": "send", "id": client_id, "to": to, "text": text})
+
+    def supports(self, feature: str) -> bool:
+        """Whether this session's ``hello`` announced ``feature``."""
+        return self.hello is not None and feature in self.hello.features
+
+    def send_media(self, client_id: str, to: str, media: dict[str, Any], caption: str) -> str:
+        """The ``send`` frame of a message with a file (v1.1 ``media``): the
+        caller sends it only when :meth:`supports` says ``media``. ``media``
+        holds ``kind``, ``url``, ``mime``, ``filename`` and ``size``."""
+        frame: dict[str, Any] = {"type": "send", "id": client_id, "to": to, "media": media}
+        if caption:
+            frame["caption"] = caption
+        return _encode(frame)
 
     def pair_code_refusal(self) -> str | None:
         """Why a ``pair_code`` request may not be sent now, or None when it may.

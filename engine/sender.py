@@ -19,13 +19,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from channels.db import database_sync_to_async
 
 from campaigns.pacing import Pacing, next_send_at
 from engine import outbox
-from engine.protocol import Ack, MessageUpdate, Nack
+from engine.protocol import MEDIA, Ack, MessageUpdate, Nack
+from media.links import media_frame
 
 logger = logging.getLogger("blast.sender")
 
@@ -109,7 +110,9 @@ class MessageSession(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    async def send_message(self, client_id: str, to: str, text: str) -> bool: ...
+    async def send_message(self, client_id: str, to: str, text: str, media: dict[str, Any] | None = None) -> bool: ...
+
+    def supports(self, feature: str) -> bool: ...
 
 
 class Sender:
@@ -228,7 +231,13 @@ class Sender:
                 continue
             if not self.session.ready:
                 return False
-            if not await self.session.send_message(message.client_id, message.to, message.text):
+            frame_media: dict[str, Any] | None = None
+            if message.media is not None:
+                if not self.session.supports(MEDIA):
+                    await self._media_unsupported(message)
+                    continue
+                frame_media = media_frame(message.media)
+            if not await self.session.send_message(message.client_id, message.to, message.text, frame_media):
                 return False
             sent = time.time()
             self.hold[message.id] = sent + RESEND_AFTER_S
@@ -238,6 +247,17 @@ class Sender:
             self.recent.append(sent)
         self._wake_flush()
         return True
+
+    async def _media_unsupported(self, message: outbox.Outgoing) -> None:
+        """A message with a file on a session whose gateway did not announce
+        ``media``: failed at once with its reason, never sent as a frame the
+        gateway cannot read."""
+        logger.warning(
+            "📎 instance=%s message=%s has a file, but the gateway did not announce media: failed",
+            self.instance_id,
+            message.client_id,
+        )
+        await database_sync_to_async(outbox.fail_media_unsupported)(message.id, time.time())
 
     async def _wait_turn(self, pacing: Pacing) -> None:
         """Sleep until pacing allows the next send. One random draw per

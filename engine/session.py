@@ -285,17 +285,26 @@ class GatewaySession:
             case _:
                 pass  # malformed (already reported), ignored frames, a hello again
 
-    async def send_message(self, client_id: str, to: str, text: str) -> bool:
+    async def send_message(self, client_id: str, to: str, text: str, media: dict[str, Any] | None = None) -> bool:
         """Send one message's ``send`` frame if the session is ready; False
-        if it is not (or the socket closed meanwhile)."""
+        if it is not (or the socket closed meanwhile). With ``media`` (the
+        frame's ``media`` object), ``text`` is its caption."""
         ws = self.ws
         if not self.ready or ws is None:
             return False
+        if media is None:
+            frame = self.protocol.send(client_id, to, text)
+        else:
+            frame = self.protocol.send_media(client_id, to, media, text)
         try:
-            await ws.send(self.protocol.send(client_id, to, text))
+            await ws.send(frame)
         except ConnectionClosed:
             return False
         return True
+
+    def supports(self, feature: str) -> bool:
+        """Whether the gateway announced ``feature`` in this session's ``hello``."""
+        return self.protocol.supports(feature)
 
     async def request_pair_code(self, phone: str) -> str | None:
         """Ask the gateway for a pairing code for ``phone`` (E.164).

@@ -28,6 +28,8 @@ class SimConfig:
     heartbeat_s: int = 20  # announced in `hello`
     pair_code: bool = True  # announce and serve the optional `pair_code` frame
     pair_code_delay: float = 5.0  # seconds from a pairing code to pairing; <= 0: only the control API pairs
+    v11: bool = True  # announce and serve protocol v1.1: media, check, presence
+    fetch_media: bool = True  # fetch a media send's link before acking it
     seed: int | None = None  # seeds session ids, QR codes, accounts, server ids
 
     def __post_init__(self) -> None:
@@ -73,6 +75,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.pair_code_delay,
         help="seconds from a pairing code to pairing, as if typed on the phone; <= 0: only the control API pairs",
     )
+    parser.add_argument(
+        "--v1",
+        dest="v11",
+        action="store_false",
+        help="announce none of protocol v1.1's features (media, check, presence): a version 1 gateway",
+    )
+    parser.add_argument(
+        "--no-fetch-media",
+        dest="fetch_media",
+        action="store_false",
+        help="ack media sends without fetching their link (the file is not checked)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible ids and codes")
 
 
@@ -88,5 +102,7 @@ def config_from_options(options: Mapping[str, Any]) -> SimConfig:
         heartbeat_s=options["heartbeat_s"],
         pair_code=bool(options["pair_code"]),
         pair_code_delay=options["pair_code_delay"],
+        v11=bool(options.get("v11", True)),
+        fetch_media=bool(options.get("fetch_media", True)),
         seed=options["seed"],
     )

@@ -175,6 +175,10 @@ class SimulatorControl:
         result: dict[str, Any] = self._call("POST", f"instances/{instance}/inbound", body)
         return result
 
+    def set_absent_numbers(self, phones: list[str]) -> None:
+        """From now on, `check` answers ``phones`` as not on the network."""
+        self._call("POST", "numbers", {"absent": phones})
+
     def forget_token(self, instance: str) -> None:
         """Forget the token remembered for ``instance``; the next one seen is trusted."""
         self._call("POST", f"instances/{instance}/forget-token", {})

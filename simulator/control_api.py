@@ -27,7 +27,7 @@ from aiohttp import web
 from simulator.faults import parse_fault
 from simulator.gateway import Simulator, json_error
 from simulator.inputs import BadRequest, Conflict, NotFound, Params, parse_close_code
-from simulator.protocol import ABORT, MAX_TEXT_CHARS, canonical_key
+from simulator.protocol import ABORT, E164_RE, MAX_TEXT_CHARS, canonical_key
 from simulator.session import Session
 from simulator.state import State
 
@@ -57,6 +57,7 @@ class ControlAPI:
         app.router.add_post(c + "/instances/{instance_key}/close", self.c_close)
         app.router.add_post(c + "/instances/{instance_key}/inbound", self.c_inbound)
         app.router.add_post(c + "/instances/{instance_key}/forget-token", self.c_forget_token)
+        app.router.add_post(f"{c}/numbers", self.c_numbers)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
@@ -157,6 +158,17 @@ class ControlAPI:
         frame = {"type": "inbound", "server_id": server_id, "from": sender, "text": text}
         self.sim.background(self._send_frame(session, frame), self.sim.state.tasks)
         return web.json_response({"server_id": server_id, "session_id": session.session_id})
+
+    async def c_numbers(self, request: web.Request) -> web.Response:
+        """``{"absent": [E.164, ...]}``: the numbers `check` answers as not on
+        the network from now on (replacing the previous list)."""
+        data = await self._body(request)
+        Params(data, ("absent",))
+        absent = data.get("absent", [])
+        if not isinstance(absent, list) or not all(isinstance(p, str) and E164_RE.fullmatch(p) for p in absent):
+            raise BadRequest("absent must be a list of E.164 numbers")
+        self.sim.state.absent_numbers = set(absent)
+        return web.json_response({"absent": sorted(absent)})
 
     async def _send_frame(self, session: Session, frame: Mapping[str, Any]) -> None:
         await session.send(frame)

@@ -24,16 +24,24 @@ import math
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
 from simulator.faults import MALFORMED_FRAMES
 from simulator.protocol import (
     ABORT,
+    CHECK,
     E164_RE,
+    MAX_CHECK_PHONES,
     MAX_TEXT_CHARS,
+    MEDIA,
     MESSAGE_ID_RE,
     PAIR_CODE,
+    PRESENCE,
+    PRESENCE_STATES,
     PROTOCOL_VERSION,
+    V11_FEATURES,
+    media_problem,
     valid_close_code,
 )
 
@@ -42,6 +50,8 @@ if TYPE_CHECKING:
     from simulator.state import Instance
 
 logger = logging.getLogger(__name__)
+
+MEDIA_FETCH_TIMEOUT_S = 10.0
 
 
 class Session:
@@ -165,8 +175,11 @@ class Session:
                     "paired": self.instance.paired,
                     "heartbeat_s": self.sim.config.heartbeat_s,
                 }
-                if self.sim.config.pair_code:
-                    hello["features"] = [PAIR_CODE]
+                features = [PAIR_CODE] if self.sim.config.pair_code else []
+                if self.sim.config.v11:
+                    features += V11_FEATURES
+                if features:
+                    hello["features"] = features
                 await self.send(hello)
                 if self.instance.paired:
                     await self.become_ready()
@@ -264,6 +277,10 @@ class Session:
             await self._on_send(frame)
         elif kind == "pair_code":
             await self._on_pair_code(frame)
+        elif kind == CHECK and self.sim.config.v11:
+            await self._on_check(frame)
+        elif kind == PRESENCE and self.sim.config.v11:
+            await self._on_presence(frame)
         elif kind == "logout":
             logger.info("LOGOUT instance=%s session=%s", self.instance.key, self.session_id)
             self.sim.unpair_instance(self.instance, why="logout")
@@ -294,6 +311,61 @@ class Session:
         if delay > 0:
             self.spawn(self._pair_by_code(phone, delay))
 
+    async def _fetch_media(self, media: dict[str, Any]) -> int | None:
+        """GET the media's link, as a gateway does before handing the file to
+        the network: the bytes read when it answered 200 with ``size``
+        bytes, else None."""
+        try:
+            timeout = aiohttp.ClientTimeout(total=MEDIA_FETCH_TIMEOUT_S)
+            async with aiohttp.ClientSession(timeout=timeout) as client, client.get(media["url"]) as reply:
+                if reply.status != 200:
+                    logger.info("MEDIA-FETCH instance=%s answered %s", self.instance.key, reply.status)
+                    return None
+                body = b""
+                while len(body) <= media["size"] and (chunk := await reply.content.read(64 * 1024)):
+                    body += chunk
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            logger.info("MEDIA-FETCH instance=%s failed: %s", self.instance.key, type(exc).__name__)
+            return None
+        self.sim.state.media_bytes_fetched += len(body)
+        if len(body) != media["size"]:
+            logger.info("MEDIA-FETCH instance=%s got %d bytes, not %d", self.instance.key, len(body), media["size"])
+            return None
+        return len(body)
+
+    async def _on_check(self, frame: dict[str, Any]) -> None:
+        """A v1.1 ``check``: which numbers are on the network (all but the
+        ones the control API marked absent)."""
+        check_id, phones = frame.get("id"), frame.get("phones")
+        ref = {"id": check_id} if isinstance(check_id, str) and len(check_id) <= 64 else {}
+        if self.ready_at is None:
+            await self.error("not_ready", "check is accepted only after ready", **ref)
+            return
+        if not isinstance(check_id, str) or not MESSAGE_ID_RE.fullmatch(check_id):
+            await self.error("invalid_check", "id must be 1-64 characters of [A-Za-z0-9_-]", **ref)
+            return
+        if (
+            not isinstance(phones, list)
+            or not 1 <= len(phones) <= MAX_CHECK_PHONES
+            or not all(isinstance(p, str) and E164_RE.fullmatch(p) for p in phones)
+            or len(set(phones)) != len(phones)
+        ):
+            await self.error("invalid_check", f"phones must be 1-{MAX_CHECK_PHONES} distinct E.164 numbers", **ref)
+            return
+        self.instance.checks += 1
+        absent = self.sim.state.absent_numbers
+        await self.send({"type": "check_result", "id": check_id, "results": {p: p not in absent for p in phones}})
+
+    async def _on_presence(self, frame: dict[str, Any]) -> None:
+        to, state = frame.get("to"), frame.get("state")
+        if self.ready_at is None:
+            await self.error("not_ready", "presence is accepted only after ready")
+            return
+        if not isinstance(to, str) or not E164_RE.fullmatch(to) or state not in PRESENCE_STATES:
+            await self.error("invalid_presence", "to must be E.164 and state composing or paused")
+            return
+        self.instance.presence.append((to, str(state)))
+
     async def _pair_by_code(self, phone: str, delay: float) -> None:
         """The code is typed on the phone ``delay`` seconds later: the account is ``phone``."""
         await asyncio.sleep(delay)
@@ -307,13 +379,24 @@ class Session:
             await self.error("not_ready", "send is accepted only after ready", **ref)
             return
         to, text = frame.get("to"), frame.get("text")
+        media = frame.get("media") if self.sim.config.v11 and MEDIA in frame else None
         if not isinstance(message_id, str) or not MESSAGE_ID_RE.fullmatch(message_id):
             await self.error("invalid_send", "id must be 1-64 characters of [A-Za-z0-9_-]", **ref)
             return
         if not isinstance(to, str) or not E164_RE.fullmatch(to):
             await self.error("invalid_send", "to must be an E.164 number: + then 8-15 digits", **ref)
             return
-        if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT_CHARS:
+        if media is None and MEDIA in frame and self.sim.config.v11:
+            await self.error("invalid_send", "media must be an object", **ref)
+            return
+        if media is not None:
+            problem = media_problem(media, frame.get("caption"))
+            if problem is None and "text" in frame:
+                problem = "a media send carries a caption, not a text"
+            if problem is not None:
+                await self.error("invalid_send", problem, **ref)
+                return
+        elif not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT_CHARS:
             await self.error("invalid_send", f"text must be 1-{MAX_TEXT_CHARS} characters", **ref)
             return
         instance = self.instance
@@ -322,6 +405,20 @@ class Session:
             instance.duplicates += 1
             await self.send({"type": "ack", "id": message_id, "server_id": server_id})
             return
+        if media is not None:
+            fetched = await self._fetch_media(media) if self.sim.config.fetch_media else None
+            if self.sim.config.fetch_media and fetched is None:
+                instance.media_fetch_failures += 1
+                await self.send({"type": "nack", "id": message_id, "error": "media_unavailable", "permanent": False})
+                return
+            if message_id in instance.accepted:  # the same id, sent again while this one fetched
+                await self.send({"type": "ack", "id": message_id, "server_id": instance.accepted[message_id]})
+                return
+            instance.media[message_id] = {
+                **{k: media[k] for k in ("kind", "mime", "filename", "size", "url")},
+                "caption": frame.get("caption", ""),
+                "fetched_bytes": fetched,
+            }
         fault = self.sim.state.faults.take("nack", instance.key)
         if fault is not None:
             instance.nacked += 1

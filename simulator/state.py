@@ -43,6 +43,10 @@ class Instance:
     malformed_received: int = 0
     pair_code_requests: int = 0  # `pair_code` frames received, served or not
     pair_codes: int = 0  # pairing codes sent
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)  # client id -> what its media send carried
+    media_fetch_failures: int = 0
+    checks: int = 0  # `check` requests answered
+    presence: list[tuple[str, str]] = field(default_factory=list)  # (to, state) as received
 
     def ready_session(self) -> Session | None:
         """The newest live session that reached `ready` and is not being closed."""
@@ -68,6 +72,10 @@ class Instance:
             "malformed_received": self.malformed_received,
             "pair_code_requests": self.pair_code_requests,
             "pair_codes": self.pair_codes,
+            "media": dict(self.media),
+            "media_fetch_failures": self.media_fetch_failures,
+            "checks": self.checks,
+            "presence": [list(p) for p in self.presence[-100:]],
         }
 
 
@@ -78,6 +86,9 @@ class State:
         self.instances: dict[str, Instance] = {}
         self.faults = FaultBook()
         self.deliveries: dict[str, int] = {}
+        # Numbers `check` answers as not on the network (POST /_control/numbers).
+        self.absent_numbers: set[str] = set()
+        self.media_bytes_fetched = 0
         self.malformed_received = 0
         self.sessions = 0
         # Upgrade requests per whole second of the wall clock, the last hour.
@@ -105,5 +116,7 @@ class State:
             "deliveries": dict(self.deliveries),
             "attempts_per_second": {str(second): n for second, n in self.attempts_per_second.items()},
             "malformed_received": self.malformed_received,
+            "media_bytes_fetched": self.media_bytes_fetched,
+            "absent_numbers": sorted(self.absent_numbers),
             "faults": len(self.faults.as_json()),
         }

@@ -8,6 +8,7 @@ different message a 422."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,12 +24,15 @@ from rest_framework.response import Response
 
 from api.serializers import StrictCharField, StrictDateTimeField, StrictSerializerMixin, StrictUUIDField
 from campaigns.api.base import INSTANCE_ID, MESSAGE_ID, CampaignsView, errors
-from campaigns.api.fields import PhoneField, scoped_tenant
+from campaigns.api.fields import PhoneField, TenantObjectField, scoped_tenant
 from campaigns.messages import IdempotencyMismatch, NewMessage, QuotaExceeded, accept, accept_many
 from campaigns.models import HOLD, FailureReason, Message, MessageStatus
 from instances.models import Instance
+from media.models import Media
 
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
+NEEDS_TEXT = "A message needs a text, or a media with an optional caption."
 
 
 class MessageCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
@@ -38,7 +42,12 @@ class MessageCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]
     text = StrictCharField(
         max_length=MAX_TEXT,
         trim_whitespace=False,
-        help_text="1-4096 characters, not only spaces.",
+        required=False,
+        allow_blank=True,
+        help_text=("1-4096 characters, not only spaces; with `media`, the optional caption (at most 1024 characters)."),
+    )
+    media = TenantObjectField(
+        Media, "media", required=False, allow_null=True, help_text="One of your media (POST /api/v1/media)."
     )
 
     expires_at = StrictDateTimeField(
@@ -47,10 +56,20 @@ class MessageCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]
         help_text="Optional, in the future: not sent after this time; then it fails with reason `expired`.",
     )
 
-    def validate_text(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("The text may not be empty or only spaces.")
-        return value
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = "text" in attrs
+        text = attrs.setdefault("text", "")
+        if attrs.get("media") is None:
+            attrs["media"] = None
+            if not given:
+                raise serializers.ValidationError({"text": [f"This field is required. {NEEDS_TEXT}"]})
+            if text == "":
+                raise serializers.ValidationError({"text": [f"This field may not be blank. {NEEDS_TEXT}"]})
+            if not text.strip():
+                raise serializers.ValidationError({"text": [f"The text may not be empty or only spaces. {NEEDS_TEXT}"]})
+        elif len(text) > MAX_CAPTION:
+            raise serializers.ValidationError({"text": [f"A caption may be at most {MAX_CAPTION} characters."]})
+        return attrs
 
     def validate_expires_at(self, value: dt.datetime | None) -> dt.datetime | None:
         if value is not None and value <= timezone.now():
@@ -75,6 +94,8 @@ class MessageBatchItemSerializer(MessageCreateSerializer):
     fields, plus its instance and, optionally, its idempotency key."""
 
     instance = StrictUUIDField(help_text="The public id of one of your instances.")
+    # Looked up for the whole batch at once (MessageBatchSerializer).
+    media = StrictUUIDField(required=False, allow_null=True, help_text="One of your media (POST /api/v1/media).")
     idempotency_key = StrictCharField(
         required=False,
         trim_whitespace=False,
@@ -109,8 +130,11 @@ class MessageBatchSerializer(StrictSerializerMixin, serializers.Serializer[Any])
         return fields
 
     def validate_messages(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        tenant = scoped_tenant(self.context)
         wanted = {item["instance"] for item in items}
-        found = {i.key: i for i in Instance.objects.filter(tenant=scoped_tenant(self.context), key__in=wanted)}
+        found = {i.key: i for i in Instance.objects.filter(tenant=tenant, key__in=wanted)}
+        wanted_media = {item["media"] for item in items if isinstance(item["media"], uuid.UUID)}
+        media = {m.key: m for m in Media.objects.filter(tenant=tenant, key__in=wanted_media)} if wanted_media else {}
         errors: list[dict[str, list[str]]] = [{} for _ in items]
         first_of_key: dict[str, int] = {}
         for index, item in enumerate(items):
@@ -118,6 +142,11 @@ class MessageBatchSerializer(StrictSerializerMixin, serializers.Serializer[Any])
             if instance is None:
                 errors[index]["instance"] = [f"No instance with id {item['instance']}."]
             item["instance"] = instance
+            if item["media"] is not None:
+                key = item["media"]
+                item["media"] = media.get(key)
+                if item["media"] is None:
+                    errors[index]["media"] = [f"No media with id {key}."]
             key = item.setdefault("idempotency_key", "")
             if key and key in first_of_key:
                 errors[index]["idempotency_key"] = [
@@ -136,6 +165,7 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
     id = serializers.UUIDField(source="key", read_only=True)
     instance = serializers.UUIDField(source="instance.key", read_only=True)
     campaign = serializers.SerializerMethodField()
+    media = serializers.SerializerMethodField()
     status = serializers.ChoiceField(choices=MessageStatus.choices, read_only=True)
     failure_reason = serializers.ChoiceField(
         choices=[("", ""), *FailureReason.choices], read_only=True, help_text="Why it failed; empty unless failed."
@@ -151,6 +181,7 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
             "campaign",
             "to",
             "text",
+            "media",
             "status",
             "failure_reason",
             "error",
@@ -170,6 +201,10 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
     @extend_schema_field({"type": "string", "format": "uuid", "nullable": True})
     def get_campaign(self, message: Message) -> str | None:
         return str(message.campaign.key) if message.campaign_id is not None else None  # type: ignore[union-attr]
+
+    @extend_schema_field({"type": "string", "format": "uuid", "nullable": True, "description": "Its media, if any."})
+    def get_media(self, message: Message) -> str | None:
+        return str(message.media.key) if message.media_id is not None else None  # type: ignore[union-attr]
 
     @extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
     def get_not_before(self, message: Message) -> str | None:
@@ -270,6 +305,7 @@ class InstanceMessagesView(CampaignsView):
                 serializer.validated_data["text"],
                 key,
                 expires_at=serializer.validated_data.get("expires_at"),
+                media=serializer.validated_data["media"],
             )
         message = accepted.message
         message.instance = instance
@@ -317,7 +353,7 @@ class MessageListView(CampaignsView, generics.ListAPIView):  # type: ignore[type
     def get_queryset(self) -> QuerySet[Message]:
         queryset = (
             Message.objects.filter(tenant=self.tenant)
-            .select_related("instance", "campaign")
+            .select_related("instance", "campaign", "media")
             .order_by("-created_at", "-id")
         )
         blank = [n for n in MessageListQuerySerializer().fields if self.request.query_params.get(n, "x").strip() == ""]
@@ -357,6 +393,6 @@ class MessageDetailView(CampaignsView):
     )
     def get(self, request: Request, id: str) -> Response:
         message = self.tenant_object(
-            Message.objects.filter(tenant=self.tenant).select_related("instance", "campaign"), id, "message"
+            Message.objects.filter(tenant=self.tenant).select_related("instance", "campaign", "media"), id, "message"
         )
         return Response(MessageSerializer(message).data)
