@@ -16,8 +16,8 @@ from django.core.files.storage import storages
 from django.core.signals import setting_changed
 from django.db import models
 from django.dispatch import receiver
-from django.utils.functional import LazyObject, empty
 from django.utils import timezone
+from django.utils.functional import LazyObject, empty
 
 from instances.models import Tenant
 from media.kinds import Kind
