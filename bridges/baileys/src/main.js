@@ -23,6 +23,21 @@ function die(message) {
   process.exit(BAD_SETTINGS);
 }
 
+/**
+ * Libraries under Baileys write to the console directly: libsignal prints
+ * "Closing session: SessionEntry {...}" with the session's private keys,
+ * past the logger's redaction. Console output goes through the logger at
+ * debug level instead, with the leading text only, never the objects.
+ */
+export function quietConsole(log) {
+  for (const method of ['log', 'info', 'warn', 'error', 'debug', 'trace']) {
+    console[method] = (first) => {
+      const text = typeof first === 'string' ? first.slice(0, 80) : typeof first;
+      log.debug({ text }, 'LIBRARY-CONSOLE');
+    };
+  }
+}
+
 async function main() {
   let config;
   try {
@@ -39,6 +54,7 @@ async function main() {
     if (err instanceof StoreKeyMismatch) die(`BRIDGE_STORE_KEY: does not open the store at ${config.store.path} (it was written with another key)`);
     die(`BRIDGE_STORE: cannot open ${config.store.path}: ${err.message}`);
   }
+  quietConsole(log);
   process.on('unhandledRejection', (err) => log.error(errorFields(err), 'UNHANDLED-REJECTION'));
   process.on('uncaughtException', (err) => log.error(errorFields(err), 'UNCAUGHT-EXCEPTION'));
 

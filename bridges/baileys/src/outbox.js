@@ -12,7 +12,11 @@
  *   nacked   WhatsApp acked it with an error -> a resend gets the same `nack`
  *
  * A send that throws never left: its record is removed and it is nacked with
- * `permanent: false`, so the platform may send the same id again. A record
+ * `permanent: false`, so the platform may send the same id again. A message
+ * that needs preparing first (a media send fetches its file) is prepared
+ * after the dedupe check and before its record is written: a preparation
+ * that fails is a transient nack with the error it names
+ * (`media_unavailable`) and leaves nothing behind. A record
  * left in `sending` or `sent` by a socket that ended (a drop, a bridge crash)
  * is in doubt: WhatsApp may have the message. It is never sent again; a
  * resend is answered with `ack` and the derived id, and logged `IN-DOUBT`
@@ -22,7 +26,8 @@
  * duplicate that arrives while the first send is still in flight, on the
  * same session or on the one that replaced it, waits for that send's outcome
  * instead of sending again. A `channel` is what a session lends the outbox:
- * `transmit(waId, to, text)` (Baileys' `sendMessage`) and `reply(frame)`.
+ * `transmit(waId, to, content)` (Baileys' `sendMessage`; `content` is what
+ * the message's `prepare()` gave, or `{text}`) and `reply(frame)`.
  */
 import { createHash } from 'node:crypto';
 import { errorFields } from './log.js';
@@ -52,8 +57,11 @@ export class Outbox {
   }
 
   /**
-   * Sends `message` ({id, to, text}) at most once over `channel`, answering
-   * every `send` of that id (this one and duplicates) with `ack` or `nack`.
+   * Sends `message` at most once over `channel`, answering every `send` of
+   * that id (this one and duplicates) with `ack` or `nack`. `message` is
+   * `{id, to, text}`, or `{id, to, prepare}` where `prepare()` resolves with
+   * the content to transmit (a media send's file) and may reject with an
+   * error whose `nackError` names the transient nack to answer.
    */
   async submit(message, channel) {
     const inFlight = this.flights.get(message.id);
@@ -79,6 +87,14 @@ export class Outbox {
         this.settle(flight, this.answerFor(flight.clientId, record));
         return;
       }
+    } catch (err) {
+      this.log.error({ instance: this.instance, id: flight.clientId, ...errorFields(err) }, 'STORE-FAILED');
+      this.settle(flight, { type: 'nack', error: 'store_unavailable', permanent: false });
+      return;
+    }
+    const content = await this.prepare(flight, message);
+    if (content === null) return;
+    try {
       await this.store.putSent(this.instance, flight.clientId, { wa_id: flight.waId, state: 'sending', to: message.to });
     } catch (err) {
       this.log.error({ instance: this.instance, id: flight.clientId, ...errorFields(err) }, 'STORE-FAILED');
@@ -92,12 +108,38 @@ export class Outbox {
       this.settle(flight, { type: 'nack', error: 'send_failed', permanent: false });
       return;
     }
-    await this.transmit(flight, message);
+    await this.transmit(flight, message, content);
   }
 
-  async transmit(flight, message) {
+  /**
+   * The content to transmit for `message`, or null when it could not be
+   * prepared (the flight is then answered). Nothing is stored yet, so a
+   * failure here leaves no record: a resend is sent.
+   */
+  async prepare(flight, message) {
+    if (typeof message.prepare !== 'function') return { text: message.text };
+    flight.state = 'preparing';
+    let content;
     try {
-      await flight.channel.transmit(flight.waId, message.to, message.text);
+      content = await message.prepare();
+    } catch (err) {
+      const error = typeof err?.nackError === 'string' ? err.nackError : 'send_failed';
+      const marker = error === 'media_unavailable' ? 'MEDIA-UNAVAILABLE' : 'PREPARE-FAILED';
+      this.log.warn({ instance: this.instance, id: flight.clientId, ...errorFields(err) }, marker);
+      this.settle(flight, { type: 'nack', error, permanent: false });
+      return null;
+    }
+    if (flight.channelEnded) {
+      // Its socket ended while the file was fetched: nothing was sent or stored.
+      this.settle(flight, { type: 'nack', error: 'send_failed', permanent: false });
+      return null;
+    }
+    return content;
+  }
+
+  async transmit(flight, message, content) {
+    try {
+      await flight.channel.transmit(flight.waId, message.to, content);
     } catch (err) {
       this.log.warn({ instance: this.instance, id: flight.clientId, ...errorFields(err) }, 'SEND-FAILED');
       await this.forget(flight);
@@ -114,7 +156,7 @@ export class Outbox {
   async serverAck(waId, error) {
     const flight = this.byWaId.get(waId);
     const update = error ? { state: 'nacked', error: waError(error) } : { state: 'acked' };
-    if (!flight || flight.state === 'checking') {
+    if (!flight || flight.state === 'checking' || flight.state === 'preparing') {
       await this.lateAck(waId, update);
       return;
     }
@@ -154,7 +196,7 @@ export class Outbox {
       if (flight.channel !== channel) continue;
       flight.channelEnded = true;
       if (flight.state === 'sent') this.settleInDoubt(flight);
-      // 'checking' and 'sending' settle when their store read or transmit returns.
+      // 'checking', 'preparing' and 'sending' settle when their store read, preparation or transmit returns.
     }
   }
 

@@ -14,6 +14,11 @@
  *   receipt  delivered / read from `messages.update`
  *   inbound  received 1:1 text messages
  *
+ * and the worker's frames become Baileys calls: `send` (a text, or a media
+ * file the bridge fetches from the send's link, media.js) through the
+ * outbox, `check` as `onWhatsApp` answered with `check_result`, `presence`
+ * as `sendPresenceUpdate`, `pair_code` and `logout`.
+ *
  * and when Baileys closes, the worker's socket is closed with the code from
  * codes.js (a 401 deletes the stored credentials first). Every handler runs
  * guarded: an error ends this session with 1011, never the process.
@@ -22,7 +27,20 @@ import { makeCacheableSignalKeyStore, makeWASocket, normalizeMessageContent, isL
 import { accountOf, loadAuth } from './auth.js';
 import { closeCodeFor, LOGGED_OUT } from './codes.js';
 import { errorFields } from './log.js';
-import { E164_RE, FEATURES, HEARTBEAT_S, PROTOCOL_VERSION, e164FromJid, echoId, jidFromE164, readClientFrame, sendProblem } from './protocol.js';
+import { fetchMedia, mediaContent } from './media.js';
+import {
+  E164_RE,
+  FEATURES,
+  HEARTBEAT_S,
+  PROTOCOL_VERSION,
+  checkProblem,
+  e164FromJid,
+  echoId,
+  jidFromE164,
+  presenceProblem,
+  readClientFrame,
+  sendProblem,
+} from './protocol.js';
 
 /** Baileys shows the first QR for 60 s and each next one for 20 s (Socket/socket.js, qrTimeout unset). */
 const FIRST_QR_TTL_S = 60;
@@ -32,6 +50,10 @@ const RECEIPT_STATUS = { 3: 'delivered', 4: 'read', 5: 'read' };
 /** How long ending a Baileys socket may take before the session lets go of it. */
 const END_GRACE_MS = 3000;
 const INTERNAL_ERROR = 1011;
+/** How long a number check waits for WhatsApp: the platform gives up on an answer after 30 s. */
+const CHECK_TIMEOUT_MS = 25_000;
+/** How long Baileys' upload of a media file to WhatsApp may sit idle. */
+const MEDIA_UPLOAD_TIMEOUT_MS = 60_000;
 
 /** Baileys' status code of a disconnect error (a Boom), or undefined. */
 function statusCodeOf(error) {
@@ -43,6 +65,16 @@ function upgradeRefused(status) {
   const err = new Error(`WhatsApp answered the WebSocket upgrade with HTTP ${status}`);
   err.output = { statusCode: 408 };
   return err;
+}
+
+/** `promise`, or a rejection with `message` after `ms`; a late rejection of `promise` is ignored. */
+function withTimeout(promise, ms, message) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  promise.catch(() => {});
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 export class Session {
@@ -74,7 +106,7 @@ export class Session {
     this.firstQr = null;
     // What the outbox may do with this session.
     this.channel = {
-      transmit: (waId, to, text) => this.transmit(waId, to, text),
+      transmit: (waId, to, content) => this.transmit(waId, to, content),
       reply: (frame) => this.send(frame),
     };
   }
@@ -232,10 +264,16 @@ export class Session {
 
   // messages
 
-  async transmit(waId, to, text) {
+  /** Hands one message to Baileys: `content` is `{text}`, or `{media}` with the content mediaContent() made. */
+  async transmit(waId, to, content) {
     if (!this.sock) throw new Error('no WhatsApp connection');
+    if (content.media) {
+      // Baileys encrypts the file, uploads it to WhatsApp's media host, then sends the message.
+      await this.sock.sendMessage(jidFromE164(to), content.media, { messageId: waId, mediaUploadTimeoutMs: MEDIA_UPLOAD_TIMEOUT_MS });
+      return;
+    }
     // linkPreview null: the bridge never fetches a URL that a message mentions.
-    await this.sock.sendMessage(jidFromE164(to), { text, linkPreview: null }, { messageId: waId });
+    await this.sock.sendMessage(jidFromE164(to), { text: content.text, linkPreview: null }, { messageId: waId });
   }
 
   async onServerAck(node) {
@@ -308,9 +346,11 @@ export class Session {
       this.error('malformed_frame', malformed);
       return;
     }
-    if (frame.type === 'send') this.onSend(frame);
-    else if (frame.type === 'logout') return this.onLogout();
-    else if (frame.type === 'pair_code') return this.onPairCode(frame);
+    if (frame.type === 'send') return this.onSend(frame);
+    if (frame.type === 'check') return this.onCheck(frame);
+    if (frame.type === 'presence') return this.onPresence(frame);
+    if (frame.type === 'logout') return this.onLogout();
+    if (frame.type === 'pair_code') return this.onPairCode(frame);
     // any other type is ignored (PROTOCOL.md section 2)
   }
 
@@ -324,7 +364,76 @@ export class Session {
       this.error('invalid_send', problem, echoId(frame));
       return;
     }
-    return this.instance.outbox.submit({ id: frame.id, to: frame.to, text: frame.text }, this.channel);
+    if (frame.media === undefined || frame.media === null) {
+      return this.instance.outbox.submit({ id: frame.id, to: frame.to, text: frame.text }, this.channel);
+    }
+    // The file is fetched only once the outbox knows the id is new: a resend
+    // of a message already sent is answered from its record, link unused.
+    const { kind, url, mime, filename, size } = frame.media;
+    const media = { kind, url, mime, filename, size };
+    const caption = frame.caption ?? undefined;
+    const prepare = async () => ({ media: mediaContent(media, caption, await fetchMedia(media)) });
+    return this.instance.outbox.submit({ id: frame.id, to: frame.to, prepare }, this.channel);
+  }
+
+  /**
+   * `check`: which of up to 50 numbers have a WhatsApp account. One
+   * `check_result` with an entry for every number asked, or an `error`
+   * (`not_ready`, `invalid_check`, `check_failed`). Never throws.
+   */
+  async onCheck(frame) {
+    if (!this.ready) {
+      this.error('not_ready', 'check is accepted only after ready', echoId(frame));
+      return;
+    }
+    const problem = checkProblem(frame);
+    if (problem) {
+      this.error('invalid_check', problem, echoId(frame));
+      return;
+    }
+    const { id, phones } = frame;
+    let found;
+    try {
+      found = await withTimeout(this.sock.onWhatsApp(...phones.map(jidFromE164)), CHECK_TIMEOUT_MS, 'WhatsApp did not answer within 25 s');
+      if (!Array.isArray(found)) throw new Error('WhatsApp answered the query without a result');
+    } catch (err) {
+      if (this.closing) return; // a request open when the session ends is not answered
+      this.log.warn({ id, ...errorFields(err) }, 'CHECK-FAILED');
+      this.error('check_failed', 'WhatsApp did not answer the number check', { id });
+      return;
+    }
+    if (this.closing) return;
+    // Baileys lists only the numbers that have an account ({jid, exists: true}).
+    const results = Object.fromEntries(phones.map((phone) => [phone, false]));
+    for (const entry of found) {
+      const phone = e164FromJid(entry?.jid);
+      if (phone !== null && Object.hasOwn(results, phone) && entry.exists === true) results[phone] = true;
+    }
+    const onWhatsApp = Object.values(results).filter(Boolean).length;
+    this.log.info({ id, asked: phones.length, on_whatsapp: onWhatsApp }, 'CHECK');
+    this.send({ type: 'check_result', id, results });
+  }
+
+  /**
+   * `presence`: typing (`composing`) or not (`paused`) in the chat with
+   * `to`. No answer; a bad frame gets an `error`, and a failure of Baileys
+   * is logged. Never throws.
+   */
+  async onPresence(frame) {
+    if (!this.ready) {
+      this.error('not_ready', 'presence is accepted only after ready');
+      return;
+    }
+    const problem = presenceProblem(frame);
+    if (problem) {
+      this.error('invalid_presence', problem);
+      return;
+    }
+    try {
+      await this.sock.sendPresenceUpdate(frame.state, jidFromE164(frame.to));
+    } catch (err) {
+      this.log.warn({ state: frame.state, ...errorFields(err) }, 'PRESENCE-FAILED');
+    }
   }
 
   async onLogout() {

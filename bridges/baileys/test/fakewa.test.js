@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import https from 'node:https';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
@@ -13,6 +14,7 @@ import makeWASocket, { proto } from 'baileys';
 import pino from 'pino';
 import { createMemoryAuthState, createTestRoot, rootEnvironment, startFakeWhatsApp, trustTestRoot } from './fakewa/index.js';
 import { issueCertChain } from './fakewa/certs.js';
+import { FakeMediaHost } from './fakewa/media.js';
 import { isValidSignature } from './fakewa/xeddsa.js';
 
 const WAIT_MS = 5000;
@@ -374,5 +376,59 @@ describe('messages', () => {
         assert.equal(messages[0].message.conversation, 'hi Blast');
         const receipt = await conn.waitFor(n => n.tag === 'receipt' && n.attrs.id === id);
         assert.equal(receipt.attrs.to, contact.pnJid);
+    });
+});
+
+describe('media, number checks and presence', () => {
+    test('a media message is uploaded encrypted to the media host, then sent with its key', async () => {
+        const contact = wa.addContact('6289876543210');
+        const host = await wa.startMediaHost();
+        // Baileys uploads with https and this agent: the test trusts the host's certificate.
+        const client = connect(await pairedAuth(), { fetchAgent: new https.Agent({ ca: host.certificate }) });
+        await update(client, u => u.receivedPendingNotifications === true, 'receivedPendingNotifications');
+        const file = Buffer.from('%PDF-1.4 not really a catalogue\n'.repeat(50));
+        const received = new Promise(resolve => wa.once('message', resolve));
+        await client.sock.sendMessage(contact.pnJid, { document: file, mimetype: 'application/pdf', fileName: 'catalogue.pdf', caption: 'New' });
+        const message = await received;
+        message.ack();
+        const { documentMessage } = message.content;
+        assert.equal(documentMessage.fileName, 'catalogue.pdf');
+        assert.equal(documentMessage.mimetype, 'application/pdf');
+        assert.equal(documentMessage.caption, 'New');
+        assert.equal(host.uploads.length, 1);
+        assert.equal(host.uploads[0].type, 'document');
+        assert.deepEqual(await FakeMediaHost.decrypt(host.uploads[0], documentMessage.mediaKey), file);
+    });
+
+    test('media_conn fails without a media host, and so does the send', async () => {
+        const contact = wa.addContact('6289876543210');
+        const client = await loggedIn();
+        await assert.rejects(client.sock.sendMessage(contact.pnJid, { image: Buffer.from('x'), mimetype: 'image/png' }));
+    });
+
+    test('onWhatsApp lists the numbers that have an account', async () => {
+        wa.addContact('6289876543210');
+        const client = await loggedIn();
+        const found = await client.sock.onWhatsApp('6289876543210@s.whatsapp.net', '15550000001@s.whatsapp.net');
+        assert.deepEqual(found, [{ jid: '6289876543210@s.whatsapp.net', exists: true }]);
+    });
+
+    test('refused usync iqs make onWhatsApp throw', async () => {
+        const client = await loggedIn();
+        const restore = wa.refuseIqs('usync');
+        try {
+            await assert.rejects(client.sock.onWhatsApp('6289876543210@s.whatsapp.net'));
+        } finally {
+            restore();
+        }
+    });
+
+    test('a presence update reaches the server as a chatstate', async () => {
+        const contact = wa.addContact('6289876543210');
+        const client = await loggedIn();
+        await client.sock.sendPresenceUpdate('composing', contact.pnJid);
+        const node = await wa.loggedIn().waitFor(n => n.tag === 'chatstate');
+        assert.equal(node.attrs.to, contact.pnJid);
+        assert.equal(node.content[0].tag, 'composing');
     });
 });

@@ -14,8 +14,8 @@ function channel() {
   const ch = {
     transmits: [],
     replies: [],
-    transmit(waId, to, text) {
-      return new Promise((resolve, reject) => ch.transmits.push({ waId, to, text, resolve, reject }));
+    transmit(waId, to, content) {
+      return new Promise((resolve, reject) => ch.transmits.push({ waId, to, text: content.text, content, resolve, reject }));
     },
     reply(frame) {
       ch.replies.push(frame);
@@ -189,5 +189,120 @@ describe('receipts', () => {
     assert.equal(await outbox.receipt(waId, 'delivered'), null, 'no going back');
     assert.equal(await outbox.receipt(waId, 'read'), null);
     assert.equal(await outbox.receipt('3EB0FROMTHEPHONE000000', 'read'), null);
+  });
+});
+
+describe('messages prepared before sending (media sends)', () => {
+  /** A media send whose file "fetch" is held until the test settles it; `prepares` counts the fetches. */
+  function mediaMessage(id = 'media-1') {
+    const message = {
+      id,
+      to: '+6281234567890',
+      prepares: [],
+      prepare: () => new Promise((resolve, reject) => message.prepares.push({ resolve, reject })),
+    };
+    return message;
+  }
+  const unavailable = () => Object.assign(new Error('the link answered HTTP 404'), { nackError: 'media_unavailable' });
+
+  test('the prepared content is transmitted, after the record is written', async () => {
+    const { instance, store, outbox } = await setup();
+    const ch = channel();
+    const message = mediaMessage();
+    const done = outbox.submit(message, ch);
+    await settled(() => message.prepares.length === 1, 'prepared');
+    assert.equal(await store.getSent(instance, message.id), null, 'nothing stored while the file is fetched');
+    const content = { media: { image: Buffer.from('x'), mimetype: 'image/png' } };
+    message.prepares[0].resolve(content);
+    await settled(() => ch.transmits.length === 1, 'transmitted');
+    assert.equal(ch.transmits[0].content, content);
+    assert.equal((await store.getSent(instance, message.id)).state, 'sending');
+    ch.transmits[0].resolve();
+    await done;
+    await outbox.serverAck(waIdFor(instance, message.id));
+    assert.deepEqual(ch.replies, [{ type: 'ack', id: message.id, server_id: waIdFor(instance, message.id) }]);
+  });
+
+  test('a failed preparation is a transient nack with its error, leaves no record, and a resend goes out', async () => {
+    const { instance, store, outbox } = await setup();
+    const ch = channel();
+    const message = mediaMessage();
+    const done = outbox.submit(message, ch);
+    await settled(() => message.prepares.length === 1, 'prepared');
+    message.prepares[0].reject(unavailable());
+    await done;
+    assert.deepEqual(ch.replies, [{ type: 'nack', id: message.id, error: 'media_unavailable', permanent: false }]);
+    assert.equal(await store.getSent(instance, message.id), null);
+    assert.equal(ch.transmits.length, 0);
+    const retry = outbox.submit(message, ch);
+    await settled(() => message.prepares.length === 2, 'prepared again');
+    message.prepares[1].resolve({ media: {} });
+    await settled(() => ch.transmits.length === 1, 'sent on the resend');
+    ch.transmits[0].resolve();
+    await retry;
+  });
+
+  test('a preparation that fails without naming an error is send_failed', async () => {
+    const { outbox } = await setup();
+    const ch = channel();
+    const message = mediaMessage();
+    const done = outbox.submit(message, ch);
+    await settled(() => message.prepares.length === 1, 'prepared');
+    message.prepares[0].reject(new Error('boom'));
+    await done;
+    assert.deepEqual(ch.replies, [{ type: 'nack', id: message.id, error: 'send_failed', permanent: false }]);
+  });
+
+  test('a duplicate while the file is fetched waits: one fetch, one send, both answered', async () => {
+    const { instance, outbox } = await setup();
+    const first = channel();
+    const second = channel();
+    const message = mediaMessage();
+    const done = outbox.submit(message, first);
+    await settled(() => message.prepares.length === 1, 'prepared');
+    await outbox.submit(message, second);
+    message.prepares[0].resolve({ media: {} });
+    await settled(() => first.transmits.length === 1, 'transmitted');
+    first.transmits[0].resolve();
+    await done;
+    await outbox.serverAck(waIdFor(instance, message.id));
+    assert.equal(message.prepares.length, 1);
+    const ack = { type: 'ack', id: message.id, server_id: waIdFor(instance, message.id) };
+    assert.deepEqual(first.replies, [ack]);
+    assert.deepEqual(second.replies, [ack]);
+  });
+
+  test('a resend of a sent media message is answered from its record without fetching', async () => {
+    const { instance, outbox } = await setup();
+    const ch = channel();
+    const message = mediaMessage();
+    const done = outbox.submit(message, ch);
+    await settled(() => message.prepares.length === 1, 'prepared');
+    message.prepares[0].resolve({ media: {} });
+    await settled(() => ch.transmits.length === 1, 'transmitted');
+    ch.transmits[0].resolve();
+    await done;
+    await outbox.serverAck(waIdFor(instance, message.id));
+    await outbox.submit(message, ch);
+    assert.equal(message.prepares.length, 1);
+    assert.equal(ch.transmits.length, 1);
+    assert.equal(ch.replies.length, 2);
+    assert.deepEqual(ch.replies[1], ch.replies[0]);
+  });
+
+  test('a socket that ended while the file was fetched: nothing sent or stored, a transient nack', async () => {
+    const { instance, store, outbox } = await setup();
+    const dropped = channel();
+    const next = channel();
+    const message = mediaMessage();
+    const done = outbox.submit(message, dropped);
+    await settled(() => message.prepares.length === 1, 'prepared');
+    await outbox.submit(message, next);
+    outbox.channelEnded(dropped);
+    message.prepares[0].resolve({ media: {} });
+    await done;
+    assert.equal(dropped.transmits.length, 0);
+    assert.deepEqual(next.replies, [{ type: 'nack', id: message.id, error: 'send_failed', permanent: false }]);
+    assert.equal(await store.getSent(instance, message.id), null);
   });
 });

@@ -71,6 +71,7 @@ describe('the upgrade and the session', () => {
     assert.equal(hello.v, 1);
     assert.equal(hello.paired, false);
     assert.match(hello.session_id, /^sess-[0-9a-f]{16}$/);
+    assert.deepEqual(hello.features, ['pair_code', 'media', 'check', 'presence']);
     assert.equal(await client.close(1000), 1000, 'a client close is answered with its code');
   });
 
@@ -112,6 +113,22 @@ describe('the upgrade and the session', () => {
       message: 'send is accepted only after ready',
       id: 'cmp-9',
     });
+    await client.close();
+  });
+
+  test('media sends, checks and presences before ready are refused with not_ready', async () => {
+    const client = await bridge.connect(newInstanceKey(), newToken());
+    await client.next('hello');
+    const media = { kind: 'image', url: 'https://blast.example/m/x', mime: 'image/jpeg', filename: 'a.jpg', size: 10 };
+    client.send({ type: 'send', id: 'cmp-10', to: '+6281234567890', media });
+    assert.deepEqual(await client.next('error'), { type: 'error', code: 'not_ready', message: 'send is accepted only after ready', id: 'cmp-10' });
+    client.send({ type: 'check', id: 'c-1', phones: ['+6281234567890'] });
+    assert.deepEqual(await client.next('error'), { type: 'error', code: 'not_ready', message: 'check is accepted only after ready', id: 'c-1' });
+    client.send({ type: 'check', id: 'x'.repeat(65), phones: 'junk' });
+    assert.equal((await client.next('error')).id, undefined, 'an id longer than 64 characters is not echoed');
+    client.send({ type: 'presence', to: '+6281234567890', state: 'composing' });
+    assert.deepEqual(await client.next('error'), { type: 'error', code: 'not_ready', message: 'presence is accepted only after ready' });
+    assert.equal(client.closeCode, null);
     await client.close();
   });
 

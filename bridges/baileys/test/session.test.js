@@ -7,14 +7,12 @@
  * `test/fakewa/trust-test-root.js`; nothing in src/ knows about it.
  */
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import makeWASocket, { BufferJSON } from 'baileys';
-import pino from 'pino';
 import { waIdFor } from '../src/outbox.js';
 import { openStore } from '../src/store.js';
-import { createMemoryAuthState, createTestRoot, rootEnvironment, startFakeWhatsApp, trustTestRoot } from './fakewa/index.js';
-import { newInstanceKey, newStoreKey, newToken, startBridge, tempDir, waitFor } from './support/bridge.js';
+import { createTestRoot, rootEnvironment, startFakeWhatsApp, trustTestRoot } from './fakewa/index.js';
+import { newInstanceKey, newToken, startBridge, waitFor } from './support/bridge.js';
+import { pairedStore } from './support/paired.js';
 
 const ACCOUNT = '+6281234567890'; // the fake's phone
 const CONTACT = '+6289876543210';
@@ -29,34 +27,6 @@ after(() => restoreRoot());
 
 function bridgeFor(wa, env = {}) {
   return startBridge({ BRIDGE_WA_URL: wa.url, ...rootEnvironment(root), ...env }, { nodeArgs: PRELOAD });
-}
-
-/**
- * A store holding a pairing made in this process, as a bridge that paired
- * earlier would have left it. `accountSyncCounter` 1 says the first history
- * sync is behind it, so Baileys does not hold events back for 20 s waiting
- * for a history notification the fake never sends.
- */
-async function pairedStore(wa, instance) {
-  const auth = createMemoryAuthState();
-  const sock = makeWASocket({ auth, waWebSocketUrl: wa.url, logger: pino({ level: 'silent' }) });
-  let scanned = null;
-  const closed = new Promise((resolve) => {
-    sock.ev.on('connection.update', (update) => {
-      if (update.qr && !scanned) scanned = wa.scanQr(update.qr);
-      if (update.connection === 'close') resolve(update.lastDisconnect?.error?.output?.statusCode);
-    });
-  });
-  assert.equal(await closed, 515);
-  await scanned;
-  auth.creds.accountSyncCounter = 1;
-  const dir = tempDir();
-  const storeKey = newStoreKey();
-  const spec = { kind: 'sqlite', path: path.join(dir, 'bridge.sqlite3') };
-  const store = await openStore(spec, Buffer.from(storeKey, 'hex'));
-  await store.setCreds(instance, JSON.stringify(auth.creds, BufferJSON.replacer));
-  await store.close();
-  return { spec, env: { BRIDGE_STORE: `sqlite:${spec.path}`, BRIDGE_STORE_KEY: storeKey } };
 }
 
 describe('pairing through the bridge', () => {

@@ -59,7 +59,7 @@ for (const { name, endpoint, code, status, marker } of CASES) {
       const first = await session(bridge);
       assert.deepEqual(
         { ...first.hello, session_id: typeof first.hello.session_id },
-        { type: 'hello', v: 1, session_id: 'string', paired: false, heartbeat_s: 20, features: ['pair_code'] },
+        { type: 'hello', v: 1, session_id: 'string', paired: false, heartbeat_s: 20, features: ['pair_code', 'media', 'check', 'presence'] },
       );
       assert.equal(first.code, code);
       const closed = bridge.lines().find((line) => line.msg === 'WA-CLOSED');

@@ -143,8 +143,27 @@ function md(iq, connection) {
     return errorReply(iq, 400, 'bad-request');
 }
 
+/**
+ * Where to upload media: the fake's media host when a test started one
+ * (media.js); without one, the query fails as any unknown iq does.
+ */
+function mediaConn(iq, connection) {
+    const host = connection.server.mediaHost;
+    if (!host || !getBinaryNodeChild(iq, 'media_conn')) {
+        return errorReply(iq, 501, 'feature-not-implemented');
+    }
+    return result(iq, [
+        {
+            tag: 'media_conn',
+            attrs: { auth: host.auth, ttl: '300', auth_ttl: '3600', max_buckets: '12' },
+            content: [{ tag: 'host', attrs: { hostname: host.hostname, maxContentLengthBytes: String(100 * 1024 * 1024) } }]
+        }
+    ]);
+}
+
 const HANDLERS = {
     'w:p': ping,
+    'w:m': mediaConn,
     passive,
     encrypt,
     usync,
@@ -158,9 +177,14 @@ const HANDLERS = {
 /**
  * The reply to `iq`, undefined for none; iqs of other namespaces get
  * feature-not-implemented, so a client waiting on one fails fast and
- * visibly instead of timing out.
+ * visibly instead of timing out. A namespace the test refused
+ * (`wa.refuseIqs`) gets that error instead.
  */
 export function answerIq(iq, connection) {
+    const refusal = connection.server.iqRefusals.get(iq.attrs.xmlns);
+    if (refusal) {
+        return errorReply(iq, refusal.code, refusal.text);
+    }
     const handler = HANDLERS[iq.attrs.xmlns];
     return handler ? handler(iq, connection) : errorReply(iq, 501, 'feature-not-implemented');
 }

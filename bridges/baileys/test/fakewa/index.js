@@ -6,3 +6,5 @@ export { createTestRoot } from './certs.js';
 export { FakeWhatsApp, startFakeWhatsApp } from './server.js';
 export { rootEnvironment, trustTestRoot } from './trust.js';
 export { createMemoryAuthState } from './memory-auth.js';
+export { FakeMediaHost } from './media.js';
+export { selfSignedCertificate, writeCertificate } from './tls.js';

@@ -34,8 +34,13 @@ export class OutgoingMessage {
 
     /** The text as the addressee's own device reads it. */
     get text() {
+        return textOf(this.content);
+    }
+
+    /** The whole WhatsApp Message as the addressee's own device reads it (e.g. its imageMessage). */
+    get content() {
         const addressee = this.recipients.find(r => r.addressee && r.message);
-        return textOf(addressee?.message);
+        return addressee?.message?.deviceSentMessage?.message ?? addressee?.message;
     }
 
     /** The server's acceptance: `<ack class="message">`. */

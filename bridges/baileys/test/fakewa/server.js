@@ -13,6 +13,10 @@
  *     wa.on('login', conn => conn.fail(403));
  *     wa.on('message', msg => msg.reject(479));
  *
+ * `wa.startMediaHost()` adds the HTTPS host media messages are uploaded to
+ * (media.js); `wa.refuseIqs(xmlns, code)` answers that namespace's iqs with
+ * an error (e.g. 'usync', for a failing number check).
+ *
  * Events: 'connection' (every completed handshake), 'register' and 'login'
  * (the same, by kind), 'message' (an OutgoingMessage, decrypted),
  * 'pairing-code-request' (connection, request), 'logout' (the companion
@@ -25,6 +29,7 @@ import { issueCertChain } from './certs.js';
 import { FakeConnection } from './connection.js';
 import { FakeContact } from './contact.js';
 import { Directory } from './directory.js';
+import { FakeMediaHost } from './media.js';
 import { OutgoingMessage, openParticipants } from './messages.js';
 import { FakePhone } from './phone.js';
 
@@ -42,7 +47,25 @@ export class FakeWhatsApp extends EventEmitter {
         this.connections = new Set();
         /** Protocol errors that ended a connection, for tests to assert on. */
         this.faults = [];
+        /** iq namespace -> the error every iq of it is answered with. */
+        this.iqRefusals = new Map();
+        /** @type {FakeMediaHost | undefined} */
+        this.mediaHost = undefined;
         this.wss = undefined;
+    }
+
+    /** Starts the media host that media_conn names; resolves with it. */
+    async startMediaHost() {
+        if (!this.mediaHost) {
+            this.mediaHost = await new FakeMediaHost().listen();
+        }
+        return this.mediaHost;
+    }
+
+    /** Answers every iq of `xmlns` with error `code` until the returned function runs. */
+    refuseIqs(xmlns, code = 500, text = 'internal-server-error') {
+        this.iqRefusals.set(xmlns, { code, text });
+        return () => this.iqRefusals.delete(xmlns);
     }
 
     async listen() {
@@ -128,6 +151,7 @@ export class FakeWhatsApp extends EventEmitter {
             connection.socket.terminate();
         }
         await new Promise(resolve => this.wss.close(resolve));
+        await this.mediaHost?.close();
     }
 }
 
