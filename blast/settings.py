@@ -474,6 +474,9 @@ BLAST_METRICS_MESSAGE_MODEL = env_str("BLAST_METRICS_MESSAGE_MODEL", "campaigns.
 
 # --- Messages and campaigns (docs/CAMPAIGNS.md) ---------------------------
 
+# An inbound message is a reply to the last message its instance sent to the
+# sender within this many hours (linked, and counted in the campaign's report).
+BLAST_REPLY_WINDOW_H = env_float("BLAST_REPLY_WINDOW_H", 72.0, minimum=0)
 # Messages per tenant per calendar month (UTC); 0: unlimited.
 BLAST_TENANT_MONTHLY_QUOTA = env_int("BLAST_TENANT_MONTHLY_QUOTA", 0, minimum=0)
 # Most messages one POST /api/v1/messages/batch may hold.

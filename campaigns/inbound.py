@@ -13,6 +13,7 @@ keyword, never one the tenant added.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import unicodedata
 
@@ -21,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from campaigns import optouts, phones
-from campaigns.models import InboundAction, InboundMessage, OptOutSource
+from campaigns.models import InboundAction, InboundMessage, Message, OptOutSource
 from instances.models import Instance
 
 logger = logging.getLogger("blast.campaigns")
@@ -51,6 +52,18 @@ def action_of(text: str) -> str:
     return InboundAction.NONE
 
 
+def _replied_to(instance_id: int, phone: str, now: dt.datetime) -> tuple[int, int | None] | None:
+    """(message id, campaign id) of the last message this instance sent to
+    ``phone`` within the reply window, or None."""
+    since = now - dt.timedelta(hours=float(settings.BLAST_REPLY_WINDOW_H))
+    return (
+        Message.objects.filter(instance_id=instance_id, to=phone, sent_at__gte=since)
+        .order_by("-sent_at", "-id")
+        .values_list("id", "campaign_id")
+        .first()
+    )
+
+
 def handle_inbound(instance_id: int, server_id: str, sender: str, text: str) -> None:
     """Store one inbound message and apply its stop/start keyword.
 
@@ -71,6 +84,7 @@ def handle_inbound(instance_id: int, server_id: str, sender: str, text: str) -> 
         phone = None
     action = action_of(text) if phone is not None else InboundAction.NONE
     now = timezone.now()
+    replied = _replied_to(instance_id, phone, now) if phone is not None else None
     try:
         with transaction.atomic():
             InboundMessage.objects.create(
@@ -81,6 +95,8 @@ def handle_inbound(instance_id: int, server_id: str, sender: str, text: str) -> 
                 text=text,
                 action=action,
                 received_at=now,
+                in_reply_to_id=replied[0] if replied else None,
+                campaign_id=replied[1] if replied else None,
             )
     except IntegrityError:
         return  # seen before: its keyword was applied then

@@ -239,6 +239,8 @@ class Message(models.Model):
             models.Index(fields=["status", "instance"], name="message_status_instance"),
             models.Index(fields=["tenant", "-created_at"], name="message_tenant_recent"),
             models.Index(fields=["campaign", "status"], name="message_campaign_status"),
+            # What an inbound message replies to: the recipient's last message from the instance.
+            models.Index(fields=["to", "instance"], name="message_recipient"),
         ]
 
     def __str__(self) -> str:
@@ -319,14 +321,20 @@ class InboundMessage(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="inbound_messages")
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="inbound_messages")
+    key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
     server_id = models.CharField(max_length=100)
     sender = models.CharField(max_length=20)
     text = models.TextField(max_length=4096, blank=True)
     action = models.CharField(max_length=8, choices=InboundAction.choices, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
+    # The last message this instance sent to the sender before, within the
+    # reply window (BLAST_REPLY_WINDOW_H): what this is a reply to.
+    in_reply_to = models.ForeignKey("Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies")
+    campaign = models.ForeignKey(Campaign, on_delete=models.SET_NULL, null=True, blank=True, related_name="replies")
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [models.Index(fields=["instance", "sender", "-received_at"], name="inbound_conversation")]
         constraints = [
             models.UniqueConstraint(
                 fields=["instance", "server_id"], condition=~Q(server_id=""), name="inbound_once_per_server_id"
@@ -375,6 +383,7 @@ class TenantWebhook(models.Model):
     url = models.CharField("URL", max_length=500, validators=[validate_webhook_url, validate_public_url])
     message_events = models.BooleanField(default=True, help_text="Message status changes.")
     instance_events = models.BooleanField(default=True, help_text="Connection events of instances.")
+    inbound_events = models.BooleanField(default=True, help_text="Messages the instances received.")
     # Fernet-encrypted (instances.tokens); signs bodies, shown once.
     secret_encrypted = models.TextField(editable=False)
     enabled = models.BooleanField(default=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Min, Q
 
-from campaigns.models import Campaign, CampaignStatus, Contact, Message, MessageStatus
+from campaigns.models import Campaign, CampaignStatus, Contact, InboundMessage, Message, MessageStatus
 
 FINAL = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 RECENT_S = 600
@@ -51,6 +51,20 @@ def _sending_end(campaign: Campaign, last_sent: dt.datetime, now: dt.datetime) -
     """Where the campaign's rates end: now while it may still send, its last
     send once it is completed or cancelled (so that its figures stay put)."""
     return last_sent if campaign.status in FINISHED else max(now, last_sent)
+
+
+def _replies(campaign: Campaign) -> dict[str, Any]:
+    """Inbound messages that replied to the campaign's messages: how many,
+    from how many recipients, and that share of the recipients sent to."""
+    found = InboundMessage.objects.filter(campaign=campaign).aggregate(
+        n=Count("id"), senders=Count("sender", distinct=True)
+    )
+    sent = Message.objects.filter(campaign=campaign, sent_at__isnull=False).count()
+    return {
+        "messages": found["n"],
+        "recipients": found["senders"],
+        "rate_percent": round(100.0 * found["senders"] / sent, 1) if sent else None,
+    }
 
 
 def report(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
@@ -120,6 +134,7 @@ def report(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
             "queued": queued,
         },
         "failures": {reason or "unknown": n for reason, n in sorted(failures.items())},
+        "replies": _replies(campaign),
         "started_at": campaign.started_at,
         "completed_at": campaign.completed_at,
         "cancelled_at": campaign.cancelled_at,

@@ -49,7 +49,7 @@ from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
-from campaigns.models import FeedCursor, MessageEvent, TenantWebhook, WebhookDelivery
+from campaigns.models import FeedCursor, InboundMessage, MessageEvent, TenantWebhook, WebhookDelivery
 from instances.models import ConnectionEvent
 from monitoring import delivery, outbound
 from monitoring.models import DeliveryStatus
@@ -59,6 +59,7 @@ logger = logging.getLogger("blast.webhooks")
 
 MESSAGE_FEED = "message_events"
 INSTANCE_FEED = "connection_events"
+INBOUND_FEED = "inbound_messages"
 CHUNK = 1000
 USER_AGENT = "Blast-Webhooks/1"
 # How long a gap in an event log (an id taken by a transaction not yet
@@ -92,6 +93,24 @@ def message_event(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def inbound_event(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``message.inbound`` event (docs/CAMPAIGNS.md): a message an instance received."""
+    return {
+        "id": f"im_{row['id']}",
+        "type": "message.inbound",
+        "at": _iso(row["received_at"]),
+        "instance": {"id": str(row["instance__key"]), "name": row["instance__name"]},
+        "inbound": {
+            "id": str(row["key"]),
+            "from": row["sender"],
+            "text": row["text"],
+            "action": row["action"],
+            "in_reply_to": str(row["in_reply_to__key"]) if row["in_reply_to__key"] else None,
+            "campaign": str(row["campaign__key"]) if row["campaign__key"] else None,
+        },
+    }
+
+
 def instance_event(row: dict[str, Any]) -> dict[str, Any]:
     """An ``instance.event`` event (docs/CAMPAIGNS.md)."""
     return {
@@ -111,6 +130,7 @@ class Feed:
     fields: tuple[str, ...]
     tenant_field: str
     build: Callable[[dict[str, Any]], dict[str, Any]]
+    at_field: str = "at"
 
 
 FEEDS = (
@@ -151,6 +171,28 @@ FEEDS = (
         ),
         "instance__tenant_id",
         instance_event,
+    ),
+    Feed(
+        INBOUND_FEED,
+        InboundMessage,
+        "inbound_events",
+        (
+            "id",
+            "key",
+            "received_at",
+            "sender",
+            "text",
+            "action",
+            "tenant_id",
+            "instance_id",
+            "instance__key",
+            "instance__name",
+            "in_reply_to__key",
+            "campaign__key",
+        ),
+        "tenant_id",
+        inbound_event,
+        at_field="received_at",
     ),
 )
 
@@ -193,7 +235,10 @@ def _fan_out_feed(feed: Feed, now: dt.datetime) -> list[int]:
             events: dict[int, list[dict[str, Any]]] = defaultdict(list)
             for row in rows:
                 for webhook in by_tenant.get(row[feed.tenant_field], ()):
-                    if webhook["instance_id"] not in (None, row["instance_id"]) or row["at"] < webhook["created_at"]:
+                    if (
+                        webhook["instance_id"] not in (None, row["instance_id"])
+                        or row[feed.at_field] < webhook["created_at"]
+                    ):
                         continue
                     events[webhook["id"]].append(feed.build(row))
             keys = {w["id"]: str(w["key"]) for w in webhooks}

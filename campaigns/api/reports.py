@@ -28,6 +28,11 @@ class ReportSerializer(serializers.Serializer[Any]):
         percent = serializers.FloatField()
         expanded = serializers.BooleanField(help_text="Every contact has its message row.")
 
+    class RepliesSerializer(serializers.Serializer[Any]):
+        messages = serializers.IntegerField(help_text="Replies received.")
+        recipients = serializers.IntegerField(help_text="Recipients who replied.")
+        rate_percent = serializers.FloatField(allow_null=True, help_text="Recipients who replied, of those sent to.")
+
     class ThroughputSerializer(serializers.Serializer[Any]):
         sent = serializers.IntegerField(help_text="Messages accepted by the network so far.")
         first_sent_at = serializers.DateTimeField(allow_null=True)
@@ -61,6 +66,7 @@ class ReportSerializer(serializers.Serializer[Any]):
     progress = ProgressSerializer()
     throughput = ThroughputSerializer()
     failures = serializers.DictField(child=serializers.IntegerField(), help_text="Failed messages by reason.")
+    replies = RepliesSerializer(help_text="Inbound messages that replied to the campaign's messages.")
     started_at = serializers.DateTimeField(allow_null=True)
     completed_at = serializers.DateTimeField(allow_null=True)
     cancelled_at = serializers.DateTimeField(allow_null=True)

@@ -31,11 +31,22 @@ class WebhookSerializer(StrictSerializerMixin, serializers.ModelSerializer[Tenan
     )
     message_events = StrictBooleanField(required=False, help_text="Message status changes.")
     instance_events = StrictBooleanField(required=False, help_text="Connection events of instances.")
+    inbound_events = StrictBooleanField(required=False, help_text="Messages the instances received.")
     enabled = StrictBooleanField(required=False)
 
     class Meta:
         model = TenantWebhook
-        fields = ["id", "name", "url", "instance", "message_events", "instance_events", "enabled", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "url",
+            "instance",
+            "message_events",
+            "instance_events",
+            "inbound_events",
+            "enabled",
+            "created_at",
+        ]
         read_only_fields = ["created_at"]
 
     def validate_url(self, value: str) -> str:
