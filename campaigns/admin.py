@@ -382,10 +382,11 @@ class MessageEventAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
 
 @admin.register(InboundMessage)
 class InboundMessageAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
-    list_display = ["received_at", "sender", "instance", "action", "text"]
+    list_display = ["received_at", "sender", "instance", "action", "text", "campaign"]
     list_filter = [("action", titled(ChoicesFieldListFilter, "action taken")), "tenant"]
-    search_fields = ["sender", "server_id"]
-    list_select_related = ["instance"]
+    search_fields = ["sender", "server_id", "key"]
+    list_select_related = ["instance", "campaign"]
+    raw_id_fields = ["in_reply_to", "campaign"]
 
 
 @admin.register(OptOut)
