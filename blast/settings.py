@@ -477,6 +477,12 @@ BLAST_METRICS_MESSAGE_MODEL = env_str("BLAST_METRICS_MESSAGE_MODEL", "campaigns.
 # An inbound message is a reply to the last message its instance sent to the
 # sender within this many hours (linked, and counted in the campaign's report).
 BLAST_REPLY_WINDOW_H = env_float("BLAST_REPLY_WINDOW_H", 72.0, minimum=0)
+# Number checks (POST /api/v1/instances/{id}/number-checks): the most numbers
+# one request names, how long an answer is reused for the tenant, and the
+# pause between two `check` frames of one instance (50 numbers each).
+BLAST_NUMBER_CHECK_MAX = env_int("BLAST_NUMBER_CHECK_MAX", 1000, minimum=1)
+BLAST_NUMBER_CHECK_CACHE_H = env_float("BLAST_NUMBER_CHECK_CACHE_H", 168.0, minimum=0)
+BLAST_NUMBER_CHECK_PACE_S = env_float("BLAST_NUMBER_CHECK_PACE_S", 1.0, minimum=0)
 # Messages per tenant per calendar month (UTC); 0: unlimited.
 BLAST_TENANT_MONTHLY_QUOTA = env_int("BLAST_TENANT_MONTHLY_QUOTA", 0, minimum=0)
 # Most messages one POST /api/v1/messages/batch may hold.

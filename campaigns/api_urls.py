@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from campaigns.api import campaigns, contact_lists, inbound, messages, opt_outs, quota, reports, webhooks
+from campaigns.api import campaigns, contact_lists, inbound, messages, numbers, opt_outs, quota, reports, webhooks
 
 app_name = "campaigns"
 
@@ -24,6 +24,9 @@ urlpatterns = [
     path("api/v1/messages/batch", messages.MessageBatchView.as_view(), name="messages-batch"),
     path("api/v1/messages/<str:id>", messages.MessageDetailView.as_view(), name="message"),
     path("api/v1/quota", quota.QuotaView.as_view(), name="quota"),
+    # Number checks.
+    path("api/v1/instances/<str:id>/number-checks", numbers.NumberCheckCreateView.as_view(), name="number-checks"),
+    path("api/v1/number-checks/<str:id>", numbers.NumberCheckDetailView.as_view(), name="number-check"),
     # Inbound messages.
     path("api/v1/inbound", inbound.InboundListView.as_view(), name="inbound-list"),
     path("api/v1/inbound/<str:id>", inbound.InboundDetailView.as_view(), name="inbound"),

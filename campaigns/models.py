@@ -459,3 +459,47 @@ class FeedCursor(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class NumberCheckStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class NumberCheck(models.Model):
+    """A tenant's question to one instance's gateway: which of these numbers
+    are on the network (protocol v1.1 ``check``, 50 at a time)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="number_checks")
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="number_checks")
+    key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
+    phones = models.JSONField(default=list, help_text="E.164 numbers asked, in order")
+    results = models.JSONField(default=dict, help_text="number -> on the network, as answered so far")
+    status = models.CharField(max_length=8, choices=NumberCheckStatus.choices, default=NumberCheckStatus.PENDING)
+    error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["instance", "status", "id"], name="number_check_queue")]
+
+    def __str__(self) -> str:
+        return f"{len(self.phones)} numbers: {self.status}"
+
+
+class KnownNumber(models.Model):
+    """What a check answered for a number, kept per tenant for
+    ``BLAST_NUMBER_CHECK_CACHE_H`` hours."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="known_numbers")
+    phone = models.CharField(max_length=20)
+    on_network = models.BooleanField()
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "phone"], name="known_number_once_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.phone}: {'on' if self.on_network else 'not on'} the network"

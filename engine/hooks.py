@@ -4,10 +4,12 @@ sender's work. Hooks run inside the session's read loop and never block it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from engine import protocol, store
 from engine.sender import Sender
@@ -158,6 +160,31 @@ class SessionHooks(WorkerState):
             self._pair_code_failed(held, refusal)
             return
         logger.info("🔢 instance=%s pairing code requested", held.instance_id)
+
+    async def _run_checks(self, held: Held, session: GatewaySession) -> None:
+        """Ask the instance's pending number checks, 50 numbers per ``check``
+        frame, paced, while this session is the instance's ready one."""
+        from campaigns import numbers
+
+        try:
+            while held.session is session and session.ready and not self.stopping:
+                batch = await database_sync_to_async(numbers.next_batch)(held.instance_id)
+                if batch is None:
+                    return
+                check_id, phones = batch
+                answer = await session.check(phones)
+                if isinstance(answer, str):
+                    if not session.ready:
+                        return  # asked again on the next session
+                    logger.info("☎️ instance=%s number check failed: %s", held.instance_id, answer)
+                    await database_sync_to_async(numbers.fail)(check_id, answer)
+                    continue
+                await database_sync_to_async(numbers.record)(check_id, answer)
+                await asyncio.sleep(settings.BLAST_NUMBER_CHECK_PACE_S)
+        except DB_ERRORS:
+            logger.warning("⚠️ instance=%s number checks paused: database unavailable", held.instance_id)
+        finally:
+            self._checking.discard(held.instance_id)
 
     def on_frame(self, session: GatewaySession, event: protocol.MessageUpdate | protocol.Inbound) -> None:
         """Message events: outcomes for the sender, inbound messages stored."""

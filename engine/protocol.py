@@ -158,6 +158,15 @@ class Error:
 
     code: str
     message: str
+    id: str = ""  # the client frame's id, when the gateway echoed one
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The answer to a v1.1 ``check``: number -> on the network."""
+
+    id: str
+    results: dict[str, bool]
 
 
 @dataclass(frozen=True)
@@ -189,7 +198,21 @@ class Malformed:
 
 # What the gateway says about a message the client sent.
 MessageUpdate = Ack | Nack | Receipt
-Event = Hello | Qr | Paired | Ready | Ack | Nack | Receipt | Inbound | Error | PairCode | PairCodeFailed | Malformed
+Event = (
+    Hello
+    | Qr
+    | Paired
+    | Ready
+    | Ack
+    | Nack
+    | Receipt
+    | Inbound
+    | Error
+    | PairCode
+    | PairCodeFailed
+    | CheckResult
+    | Malformed
+)
 
 
 class ClientProtocol:
@@ -300,6 +323,11 @@ class ClientProtocol:
         if caption:
             frame["caption"] = caption
         return _encode(frame)
+
+    def check(self, check_id: str, phones: list[str]) -> str:
+        """The v1.1 ``check`` frame asking which of ``phones`` (at most 50)
+        are on the network; sent only when :meth:`supports` says ``check``."""
+        return _encode({"type": "check", "id": check_id, "phones": phones})
 
     def pair_code_refusal(self) -> str | None:
         """Why a ``pair_code`` request may not be sent now, or None when it may.
@@ -436,7 +464,22 @@ def _inbound(frame: dict[str, Any]) -> Inbound | None:
 
 
 def _error(frame: dict[str, Any]) -> Error:
-    return Error(code=str(frame.get("code"))[:200], message=str(frame.get("message"))[:200])
+    ref = frame.get("id")
+    return Error(
+        code=str(frame.get("code"))[:200],
+        message=str(frame.get("message"))[:200],
+        id=ref[:64] if isinstance(ref, str) else "",
+    )
+
+
+def _check_result(frame: dict[str, Any]) -> CheckResult | None:
+    ref, results = frame.get("id"), frame.get("results")
+    if not isinstance(ref, str) or not isinstance(results, dict):
+        return None
+    return CheckResult(
+        id=ref[:64],
+        results={k[:20]: v for k, v in results.items() if isinstance(k, str) and isinstance(v, bool)},
+    )
 
 
 _READERS: dict[str, Callable[[dict[str, Any]], Event | None]] = {
@@ -447,4 +490,5 @@ _READERS: dict[str, Callable[[dict[str, Any]], Event | None]] = {
     "receipt": _receipt,
     "inbound": _inbound,
     "error": _error,
+    "check_result": _check_result,
 }

@@ -168,6 +168,9 @@ class Reconciling(WorkerState):
             self._spawn_task(
                 self._request_pair_code(held, held.session, row.pair_phone), f"pair-code-{held.instance_id}"
             )
+        if row.checks_pending and held.instance_id not in self._checking:
+            self._checking.add(held.instance_id)
+            self._spawn_task(self._run_checks(held, held.session), f"number-checks-{held.instance_id}")
 
     def _is_starting(self, instance_id: int) -> bool:
         started = self.starting.get(instance_id)

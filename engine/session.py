@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +38,8 @@ from instances.reasons import Reason, from_exception
 logger = logging.getLogger("blast.session")
 
 SUBPROTOCOL = Subprotocol(protocol.SUBPROTOCOL)
+# PROTOCOL.md section 2.4: a client waits up to 30 s for a `check_result`.
+CHECK_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class GatewaySession:
             max_frame_bytes=config.max_frame_bytes,
         )
         self._close_code = 1000
+        self._checks: dict[str, asyncio.Future[dict[str, bool] | str]] = {}
 
     def __repr__(self) -> str:
         return f"<GatewaySession instance={self.instance_id}>"
@@ -278,6 +282,14 @@ class GatewaySession:
                 self.hooks.on_pair_code(self, code)
             case protocol.PairCodeFailed(code=code, message=message):
                 self.hooks.on_pair_code_failed(self, code, message)
+            case protocol.CheckResult(id=check_id, results=results):
+                waiting = self._checks.pop(check_id, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(results)
+            case protocol.Error(code=code, message=message, id=ref) if ref in self._checks:
+                waiting = self._checks.pop(ref)
+                if not waiting.done():
+                    waiting.set_result(f"{code}: {message}")
             case protocol.Error(code=code, message=message):
                 logger.warning("gateway complaint instance=%s code=%s message=%s", self.instance_id, code, message)
             case protocol.Ack() | protocol.Nack() | protocol.Receipt() | protocol.Inbound():
@@ -305,6 +317,27 @@ class GatewaySession:
     def supports(self, feature: str) -> bool:
         """Whether the gateway announced ``feature`` in this session's ``hello``."""
         return self.protocol.supports(feature)
+
+    async def check(self, phones: list[str]) -> dict[str, bool] | str:
+        """Ask the gateway which of ``phones`` (at most 50) are on the
+        network (v1.1 ``check``): the answer, or why there is none."""
+        ws = self.ws
+        if not self.ready or ws is None:
+            return "the session is not ready"
+        if not self.supports(protocol.CHECK):
+            return "the gateway did not announce check (protocol v1.1)"
+        check_id = uuid.uuid4().hex[:16]
+        waiting: asyncio.Future[dict[str, bool] | str] = asyncio.get_running_loop().create_future()
+        self._checks[check_id] = waiting
+        try:
+            await ws.send(self.protocol.check(check_id, phones))
+            return await asyncio.wait_for(waiting, CHECK_TIMEOUT_S)
+        except ConnectionClosed:
+            return "the session closed"
+        except TimeoutError:
+            return f"the gateway did not answer within {CHECK_TIMEOUT_S:g} s"
+        finally:
+            self._checks.pop(check_id, None)
 
     async def request_pair_code(self, phone: str) -> str | None:
         """Ask the gateway for a pairing code for ``phone`` (E.164).

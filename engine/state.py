@@ -153,6 +153,7 @@ class WorkerState:
         self._gateway_last_failing: dict[int, int] = {}
         self._last_reason: dict[int, str] = {}
         self._probing: set[int] = set()
+        self._checking: set[int] = set()  # instances whose number checks run
         # Released instances waiting for their slot in their gateway's ramp,
         # and those whose slot came (started without taking another).
         self._pacing: set[int] = set()

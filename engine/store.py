@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 
+from campaigns.models import NumberCheck, NumberCheckStatus
 from instances import attempts, outages
 from instances import breaker as breakers
 from instances.breaker import Breaker
@@ -69,6 +70,7 @@ class Row:
     pair_phone: str = ""
     gateway_id: int = 0
     gateway_down: bool = False
+    checks_pending: bool = False  # number checks wait for this instance's session
 
     @property
     def running(self) -> bool:
@@ -105,19 +107,25 @@ class Row:
 
 
 def load_rows(ids: list[int]) -> list[Row]:
-    rows = Instance.objects.filter(id__in=ids).values_list(
-        "id",
-        "desired_state",
-        "status",
-        "lease_epoch",
-        "next_retry_at",
-        "force_retry",
-        "breaker__state",
-        "breaker__cooldown_until",
-        "pair_state",
-        "pair_phone",
-        "gateway_id",
-        "gateway__state",
+    pending = NumberCheck.objects.filter(instance=OuterRef("pk"), status=NumberCheckStatus.PENDING)
+    rows = (
+        Instance.objects.filter(id__in=ids)
+        .annotate(checks_pending=Exists(pending))
+        .values_list(
+            "id",
+            "desired_state",
+            "status",
+            "lease_epoch",
+            "next_retry_at",
+            "force_retry",
+            "breaker__state",
+            "breaker__cooldown_until",
+            "pair_state",
+            "pair_phone",
+            "gateway_id",
+            "gateway__state",
+            "checks_pending",
+        )
     )
     return [
         Row(
@@ -133,8 +141,9 @@ def load_rows(ids: list[int]) -> list[Row]:
             pair_phone=pp,
             gateway_id=g,
             gateway_down=gs == GatewayState.DOWN,
+            checks_pending=cp,
         )
-        for i, d, s, e, n, f, b, c, ps, pp, g, gs in rows
+        for i, d, s, e, n, f, b, c, ps, pp, g, gs, cp in rows
     ]
 
 
