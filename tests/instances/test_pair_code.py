@@ -22,7 +22,8 @@ from tests.fixtures.simulator import gateway_sim_args
 PHONE = "+6281234567890"
 # No pairing by the QR code in these tests: only a code pairs.
 BY_CODE = gateway_sim_args("--auto-pair-after", "0", "--pair-code-delay", "1")
-NO_FEATURE = gateway_sim_args("--auto-pair-after", "0", "--no-pair-code")
+NO_FEATURE = gateway_sim_args("--auto-pair-after", "0", "--no-pair-code", "--v1")
+ALL_FEATURES = ["check", "media", "pair_code", "presence"]
 
 
 def _api(engine: Engine) -> APIClient:
@@ -53,7 +54,7 @@ def _pair_code(client: APIClient, instance: Instance) -> dict[str, Any]:
 @BY_CODE
 def test_a_code_asked_through_the_api_pairs_the_phone_and_the_instance_connects(engine: Engine) -> None:
     client = _api(engine)
-    instance = _awaiting_pairing(engine, "by-code", ["pair_code"])
+    instance = _awaiting_pairing(engine, "by-code", ALL_FEATURES)
     response = client.post(f"/api/v1/instances/{instance.key}/pair-code", {"phone": PHONE}, format="json")
     assert response.status_code == 202, response.content
     assert response.json()["state"] == "requested"
@@ -79,7 +80,7 @@ def test_a_code_asked_through_the_api_pairs_the_phone_and_the_instance_connects(
 @BY_CODE
 def test_the_gateways_refusal_is_recorded_as_the_requests_failure(engine: Engine) -> None:
     client = _api(engine)
-    instance = _awaiting_pairing(engine, "refused", ["pair_code"])
+    instance = _awaiting_pairing(engine, "refused", ALL_FEATURES)
     engine.sim.control.set_fault("pair_code", instance=str(instance.key), message="try later", count=1)
     response = client.post(f"/api/v1/instances/{instance.key}/pair-code", {"phone": PHONE}, format="json")
     assert response.status_code == 202

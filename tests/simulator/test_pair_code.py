@@ -22,7 +22,7 @@ def pair_code(phone: object = PHONE) -> str:
 async def test_hello_announces_pair_code(gateway_sim: GatewaySim) -> None:
     async with gateway_sim.connect(new_instance_key()) as ws:
         hello = await recv_json(ws)
-    assert hello["features"] == ["pair_code"]
+    assert hello["features"] == ["pair_code", "media", "check", "presence"]
 
 
 @gateway_sim_args("--qr-ttl", "0.25", "--auto-pair-after", "4", "--pair-code-delay", "0.5")
@@ -80,7 +80,7 @@ async def test_a_paired_account_gets_no_code(gateway_sim: GatewaySim) -> None:
     assert gateway_sim.control.stats(key)["pair_codes"] == 0
 
 
-@gateway_sim_args("--no-pair-code", "--auto-pair-after", "0")
+@gateway_sim_args("--no-pair-code", "--v1", "--auto-pair-after", "0")
 async def test_without_the_feature_nothing_is_announced_and_the_frame_is_ignored(gateway_sim: GatewaySim) -> None:
     key = new_instance_key()
     async with gateway_sim.connect(key) as ws:
