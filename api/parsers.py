@@ -26,18 +26,22 @@ def max_body_bytes() -> int:
     return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440)
 
 
+def declared_length(parser_context: dict[str, Any] | None) -> int:
+    """The request's ``Content-Length``, 0 when absent or not a number."""
+    request = (parser_context or {}).get("request")
+    meta = getattr(request, "META", {}) if request is not None else {}
+    try:
+        return int(meta.get("CONTENT_LENGTH") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 class BoundedJSONParser(JSONParser):
     """JSON bodies of at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
         limit = max_body_bytes()
-        request = (parser_context or {}).get("request")
-        meta = getattr(request, "META", {}) if request is not None else {}
-        try:
-            declared = int(meta.get("CONTENT_LENGTH") or 0)
-        except (TypeError, ValueError):
-            declared = 0
-        if declared > limit:
+        if declared_length(parser_context) > limit:
             raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:

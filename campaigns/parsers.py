@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework.parsers import BaseParser, MultiPartParser
 
-from api.parsers import PayloadTooLarge
+from api.parsers import PayloadTooLarge, declared_length
 
 # Room for the multipart boundaries and the form's other fields.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -20,15 +20,6 @@ def _limit() -> int:
     return int(settings.BLAST_CSV_MAX_BYTES)
 
 
-def _declared(parser_context: dict[str, Any] | None) -> int:
-    request = (parser_context or {}).get("request")
-    meta = getattr(request, "META", {}) if request is not None else {}
-    try:
-        return int(meta.get("CONTENT_LENGTH") or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 class CsvParser(BaseParser):
     """``Content-Type: text/csv``: the body is the file (bytes)."""
 
@@ -36,7 +27,7 @@ class CsvParser(BaseParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
         limit = _limit()
-        if _declared(parser_context) > limit:
+        if declared_length(parser_context) > limit:
             raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
@@ -49,6 +40,6 @@ class BoundedMultiPartParser(MultiPartParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
         limit = _limit()
-        if _declared(parser_context) > limit + MULTIPART_OVERHEAD:
+        if declared_length(parser_context) > limit + MULTIPART_OVERHEAD:
             raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
         return super().parse(stream, media_type, parser_context)

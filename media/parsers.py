@@ -9,6 +9,7 @@ from typing import Any
 from rest_framework import exceptions
 from rest_framework.parsers import MultiPartParser
 
+from api.parsers import declared_length
 from media import kinds
 
 # Room for the multipart boundaries and the form's other fields.
@@ -17,13 +18,7 @@ MULTIPART_OVERHEAD = 64 * 1024
 
 class MediaUploadParser(MultiPartParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
-        request = (parser_context or {}).get("request")
-        meta = getattr(request, "META", {}) if request is not None else {}
-        try:
-            declared = int(meta.get("CONTENT_LENGTH") or 0)
-        except (TypeError, ValueError):
-            declared = 0
         limit = kinds.max_bytes()
-        if declared > limit + MULTIPART_OVERHEAD:
+        if declared_length(parser_context) > limit + MULTIPART_OVERHEAD:
             raise exceptions.ValidationError({"file": [f"The file is larger than {limit} bytes, the most accepted."]})
         return super().parse(stream, media_type, parser_context)
