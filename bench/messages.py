@@ -50,10 +50,12 @@ from bench.harness import (  # noqa: E402
     Processes,
     bench_env,
     celery_argv,
+    command_line,
     create_database,
     create_instances,
     drop_database,
     free_port,
+    run_facts,
     setup_django,
     wait,
 )
@@ -94,6 +96,7 @@ def main() -> int:
     if args.media and args.preload:
         parser.error("--media goes through the API; leave out --preload")
 
+    facts = run_facts()
     tag = uuid.uuid4().hex[:8]
     admin_url = args.database_url
     dbname = f"blast_bench_{tag}"
@@ -296,6 +299,8 @@ def main() -> int:
         control = SimulatorControl(f"http://127.0.0.1:{sim_port}")
         deliveries = control.stats()["deliveries"]
         figures = {
+            "command": command_line(),
+            **facts,
             "mode": "preloaded (sending side only)" if args.preload else "through the API",
             "messages": args.messages,
             "instances": len(instances),
