@@ -37,6 +37,7 @@ urlpatterns = [
     path(INSTANCE, views.InstanceDetailView.as_view(), name="instance"),
     path(f"{INSTANCE}/connect", views.ConnectView.as_view(), name="connect"),
     path(f"{INSTANCE}/disconnect", views.DisconnectView.as_view(), name="disconnect"),
+    path(f"{INSTANCE}/logout", views.LogoutView.as_view(), name="logout"),
     path(f"{INSTANCE}/circuit-breaker", views.CircuitBreakerView.as_view(), name="circuit-breaker"),
     path(f"{INSTANCE}/force-retry", views.ForceRetryView.as_view(), name="force-retry"),
     path(f"{INSTANCE}/reset-circuit-breaker", views.ResetBreakerView.as_view(), name="reset-circuit-breaker"),

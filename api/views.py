@@ -338,6 +338,26 @@ class DisconnectView(InstanceCommandView):
         return super().post(request, **kwargs)
 
 
+@extend_schema(tags=["instances"])
+class LogoutView(InstanceCommandView):
+    command = staticmethod(controls.logout)
+
+    @extend_schema(
+        operation_id="instances_logout",
+        parameters=[ID],
+        summary="Unlink the account from this instance (the phone's linked device is removed)",
+        description=(
+            "The instance's worker sends the gateway `logout`; the gateway unlinks the device and closes the "
+            "session, and the instance stops as `logged_out`. Connect it again for a new QR code. 409 unless "
+            "the instance is connected; rate-limited per instance."
+        ),
+        request=None,
+        responses={200: InstanceSerializer, **errors(401, 404, 409, 429, 503)},
+    )
+    def post(self, request: Request, **kwargs: Any) -> Response:
+        return super().post(request, **kwargs)
+
+
 # --- circuit breaker ------------------------------------------------------------
 
 

@@ -161,6 +161,17 @@ class SessionHooks(WorkerState):
             return
         logger.info("🔢 instance=%s pairing code requested", held.instance_id)
 
+    async def _logout(self, held: Held, session: GatewaySession) -> None:
+        """Send the row's logout request to the gateway, once (the request is
+        cleared in the database first, conditionally)."""
+        try:
+            taken = await database_sync_to_async(store.take_logout_request)(held.instance_id, held.epoch)
+        except DB_ERRORS:
+            logger.warning("⚠️ instance=%s logout not sent: database unavailable", held.instance_id)
+            return
+        if taken and await session.logout():
+            logger.info("🚪 instance=%s logout sent: the gateway unlinks the account", held.instance_id)
+
     async def _run_checks(self, held: Held, session: GatewaySession) -> None:
         """Ask the instance's pending number checks, 50 numbers per ``check``
         frame, paced, while this session is the instance's ready one."""

@@ -324,6 +324,10 @@ class ClientProtocol:
             frame["caption"] = caption
         return _encode(frame)
 
+    def logout(self) -> str:
+        """The ``logout`` frame (version 1): unpair the account; the gateway closes with 4401."""
+        return _encode({"type": "logout"})
+
     def check(self, check_id: str, phones: list[str]) -> str:
         """The v1.1 ``check`` frame asking which of ``phones`` (at most 50)
         are on the network; sent only when :meth:`supports` says ``check``."""

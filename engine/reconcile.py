@@ -168,6 +168,8 @@ class Reconciling(WorkerState):
             self._spawn_task(
                 self._request_pair_code(held, held.session, row.pair_phone), f"pair-code-{held.instance_id}"
             )
+        if row.logout_requested:
+            self._spawn_task(self._logout(held, held.session), f"logout-{held.instance_id}")
         if row.checks_pending and held.instance_id not in self._checking:
             self._checking.add(held.instance_id)
             self._spawn_task(self._run_checks(held, held.session), f"number-checks-{held.instance_id}")

@@ -318,6 +318,17 @@ class GatewaySession:
         """Whether the gateway announced ``feature`` in this session's ``hello``."""
         return self.protocol.supports(feature)
 
+    async def logout(self) -> bool:
+        """Send ``logout``; False when the session is not open."""
+        ws = self.ws
+        if ws is None or ws.state is not State.OPEN:
+            return False
+        try:
+            await ws.send(self.protocol.logout())
+        except ConnectionClosed:
+            return False
+        return True
+
     async def check(self, phones: list[str]) -> dict[str, bool] | str:
         """Ask the gateway which of ``phones`` (at most 50) are on the
         network (v1.1 ``check``): the answer, or why there is none."""

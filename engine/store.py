@@ -71,6 +71,7 @@ class Row:
     gateway_id: int = 0
     gateway_down: bool = False
     checks_pending: bool = False  # number checks wait for this instance's session
+    logout_requested: bool = False
 
     @property
     def running(self) -> bool:
@@ -125,6 +126,7 @@ def load_rows(ids: list[int]) -> list[Row]:
             "gateway_id",
             "gateway__state",
             "checks_pending",
+            "logout_requested",
         )
     )
     return [
@@ -142,9 +144,19 @@ def load_rows(ids: list[int]) -> list[Row]:
             gateway_id=g,
             gateway_down=gs == GatewayState.DOWN,
             checks_pending=cp,
+            logout_requested=lo,
         )
-        for i, d, s, e, n, f, b, c, ps, pp, g, gs, cp in rows
+        for i, d, s, e, n, f, b, c, ps, pp, g, gs, cp, lo in rows
     ]
+
+
+def take_logout_request(instance_id: int, epoch: int) -> bool:
+    """Clear the row's logout request under ``epoch``: True for the one
+    caller that must send ``logout``."""
+    return (
+        Instance.objects.filter(id=instance_id, lease_epoch=epoch, logout_requested=True).update(logout_requested=False)
+        == 1
+    )
 
 
 def take_pair_request(instance_id: int, epoch: int, phone: str) -> bool:

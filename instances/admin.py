@@ -556,7 +556,7 @@ class InstanceAdmin(TenantScopedAdmin):
     ]
     search_fields = ["name", "key", "account"]
     list_select_related = ["tenant", "gateway", "breaker"]
-    actions = ["connect", "disconnect", "force_retry", "reset_breaker"]
+    actions = ["connect", "disconnect", "force_retry", "reset_breaker", "logout"]
     # Everything a worker writes, shown and never written by the form.
     session_fields = [
         "key",
@@ -868,6 +868,10 @@ class InstanceAdmin(TenantScopedAdmin):
     @admin.action(description="Reset the circuit breaker of selected instances", permissions=["change"])
     def reset_breaker(self, request: HttpRequest, queryset: QuerySet[Instance]) -> None:
         self._act(request, queryset, controls.reset_breaker, "Breaker reset")
+
+    @admin.action(description="Log out (unlink the account of) selected instances", permissions=["change"])
+    def logout(self, request: HttpRequest, queryset: QuerySet[Instance]) -> None:
+        self._act(request, queryset, controls.logout, "Logout requested")
 
 
 class PairCodeForm(forms.Form):

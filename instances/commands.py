@@ -175,6 +175,26 @@ def request_pair_code(instance: Instance, phone: str, actor: str) -> Instance:
     return instance
 
 
+NOT_LINKED = "the instance's session is not ready: only a linked, connected account can be logged out"
+
+
+def request_logout(instance: Instance, actor: str) -> Instance:
+    """Unlink the instance's account: its worker sends the gateway ``logout``
+    (PROTOCOL.md section 2; every version 1 gateway serves it), the gateway
+    unpairs and closes with 4401, and the instance stops as ``logged_out``;
+    the next connect shows a new QR code. Refused (:class:`CommandRefused`)
+    unless the session is connected."""
+    with transaction.atomic():
+        instance = _locked(instance)
+        if instance.desired_state != DesiredState.RUNNING or instance.status != Status.CONNECTED:
+            raise CommandRefused(NOT_LINKED)
+        Instance.objects.filter(pk=instance.pk).update(logout_requested=True)
+        ConnectionEvent.objects.create(instance=instance, kind=EventKind.LOGOUT_REQUESTED, actor=actor)
+        _hint_after_commit(instance.pk)
+    instance.refresh_from_db()
+    return instance
+
+
 @dataclass(frozen=True)
 class BreakerStatus:
     """An instance's breaker as the API, the seed endpoints and the admin

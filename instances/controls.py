@@ -28,6 +28,7 @@ RESET_BREAKER = "reset-circuit-breaker"
 CONNECT = "connect"
 DISCONNECT = "disconnect"
 PAIR_CODE = "pair-code"
+LOGOUT = "logout"
 
 
 def _limited(
@@ -77,6 +78,14 @@ def disconnect(instance: Instance, actor: str) -> Instance:
     Raises ``RateLimited`` or ``LimiterUnavailable``.
     """
     return _limited(DISCONNECT, commands.disconnect, instance, actor, float(settings.BLAST_SESSION_ACTION_INTERVAL_S))
+
+
+def logout(instance: Instance, actor: str) -> Instance:
+    """``commands.request_logout`` once per instance per session-action interval.
+
+    Raises ``RateLimited``, ``LimiterUnavailable`` or ``CommandRefused``.
+    """
+    return _limited(LOGOUT, commands.request_logout, instance, actor, float(settings.BLAST_SESSION_ACTION_INTERVAL_S))
 
 
 def request_pair_code(instance: Instance, phone: str, actor: str) -> Instance:

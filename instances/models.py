@@ -308,6 +308,9 @@ class Instance(models.Model):
     owner = models.CharField("worker", max_length=200, blank=True)
 
     paired = models.BooleanField(default=False)
+    # Unlink the account: set by the logout command, cleared by the worker
+    # that sends the gateway its `logout` frame.
+    logout_requested = models.BooleanField(default=False, editable=False)
     account = models.CharField(max_length=20, blank=True)
     qr_code = models.CharField(max_length=500, blank=True)
     qr_expires_at = models.DateTimeField(null=True, blank=True)
@@ -420,6 +423,7 @@ class EventKind(models.TextChoices):
     PAIR_CODE_REQUESTED = "pair_code_requested", "Pairing code requested"
     PAIR_CODE = "pair_code", "Pairing code issued"
     PAIR_CODE_FAILED = "pair_code_failed", "Pairing code failed"
+    LOGOUT_REQUESTED = "logout_requested", "Logout requested"
 
 
 class AppendOnly(models.Model):
