@@ -98,10 +98,6 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BLAST_MAX_BODY_BYTES", 2_621_440, minimum=1024)
 
 # --- Media (docs/API.md, "Media") -------------------------------------------
@@ -113,8 +109,8 @@ BLAST_MEDIA_ROOT = env_str("BLAST_MEDIA_ROOT", str(RUN_DIR / "media"))
 BLAST_MEDIA_S3_BUCKET = env_str("BLAST_MEDIA_S3_BUCKET", "")
 BLAST_MEDIA_S3_ENDPOINT_URL = env_str("BLAST_MEDIA_S3_ENDPOINT_URL", "")
 BLAST_MEDIA_S3_REGION = env_str("BLAST_MEDIA_S3_REGION", "")
-if BLAST_MEDIA_S3_BUCKET:
-    STORAGES["media"] = {
+_MEDIA_STORAGE = (
+    {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": BLAST_MEDIA_S3_BUCKET,
@@ -125,11 +121,17 @@ if BLAST_MEDIA_S3_BUCKET:
             "file_overwrite": False,
         },
     }
-else:
-    STORAGES["media"] = {
+    if BLAST_MEDIA_S3_BUCKET
+    else {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": BLAST_MEDIA_ROOT, "base_url": None},
     }
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "media": _MEDIA_STORAGE,
+}
 # The largest file a message may carry (each type has its own lower limit
 # too: images 5 MiB, audio and video 16 MiB).
 BLAST_MEDIA_MAX_BYTES = env_int("BLAST_MEDIA_MAX_BYTES", 16 * 1024 * 1024, minimum=1024)

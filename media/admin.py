@@ -5,10 +5,11 @@ for the page."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.filters import ChoicesFieldListFilter
 from django.urls import reverse
 from django.utils.html import format_html
 
-from instances.admin import ReadOnlyAdmin, TenantScopedAdmin
+from instances.admin import ReadOnlyAdmin, TenantScopedAdmin, titled
 from media import links
 from media.models import Media
 
@@ -20,7 +21,7 @@ def _link(media: Media) -> str:
 @admin.register(Media)
 class MediaAdmin(TenantScopedAdmin, ReadOnlyAdmin):
     list_display = ["filename", "preview", "kind", "mime", "size", "tenant", "fetches", "created_at"]
-    list_filter = ["kind"]
+    list_filter = [("kind", titled(ChoicesFieldListFilter, "kind of file"))]
     search_fields = ["filename", "key", "sha256"]
     readonly_fields = [
         "key",

@@ -27,6 +27,7 @@ class MediaSerializer(serializers.ModelSerializer[Media]):
     """A stored file, as tenants see it; ``id`` is its public UUID."""
 
     id = serializers.UUIDField(source="key", read_only=True)
+    source_url = serializers.CharField(read_only=True, help_text="Where it was fetched from; empty for an upload.")
 
     class Meta:
         model = Media
@@ -34,9 +35,17 @@ class MediaSerializer(serializers.ModelSerializer[Media]):
         read_only_fields = fields
 
 
-class MediaUploadSerializer(serializers.Serializer[Any]):
+class MediaUploadSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
+    """The multipart form of an upload."""
+
     file = serializers.FileField(help_text="The file: an image, a document, audio or video.")
-    filename = serializers.CharField(required=False, help_text="The name recipients see; the file's own by default.")
+    filename = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=255,
+        help_text="The name recipients see; the file's own when absent or blank.",
+    )
 
 
 class MediaByUrlSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
@@ -58,7 +67,11 @@ class MediaListView(CampaignsView, generics.ListAPIView):  # type: ignore[type-a
     def get_queryset(self) -> QuerySet[Media]:
         return Media.objects.filter(tenant=self.tenant).order_by("-created_at", "-id")
 
-    @extend_schema(operation_id="media_list", summary="Your media, newest first")
+    @extend_schema(
+        operation_id="media_list",
+        summary="Your media, newest first",
+        responses={200: MediaSerializer(many=True), **errors(400, 401, 404)},
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -77,12 +90,13 @@ class MediaListView(CampaignsView, generics.ListAPIView):  # type: ignore[type-a
     )
     def post(self, request: Request) -> Response:
         if request.content_type.split(";")[0].strip().lower() == "multipart/form-data":
-            upload = request.FILES.get("file")
-            if upload is None:
+            if request.FILES.get("file") is None:
                 raise exceptions.ValidationError({"file": ["Send the file as the multipart field 'file'."]})
-            filename = request.data.get("filename")
+            form = MediaUploadSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
             try:
-                media = store.from_upload(self.tenant, upload, filename if isinstance(filename, str) else None)
+                data = form.validated_data
+                media = store.from_upload(self.tenant, data["file"], data.get("filename") or None)
             except kinds.Refused as exc:
                 raise _refusal("file", exc) from None
         else:

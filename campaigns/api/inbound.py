@@ -55,13 +55,6 @@ class InboundQuerySerializer(serializers.Serializer[Any]):
     sender = serializers.CharField(required=False, help_text="Only from this number (any form phonenumbers reads).")
 
 
-def _phone(raw: str, field: str) -> str:
-    try:
-        return phones.normalise(raw, settings_region())
-    except phones.InvalidPhone as exc:
-        raise exceptions.ValidationError({field: [str(exc)]}) from None
-
-
 def _inbound(queryset: QuerySet[InboundMessage]) -> QuerySet[InboundMessage]:
     return queryset.select_related("instance", "in_reply_to", "campaign")
 
@@ -71,6 +64,9 @@ class InboundListView(CampaignsView, generics.ListAPIView):  # type: ignore[type
     serializer_class = InboundSerializer
 
     def get_queryset(self) -> QuerySet[InboundMessage]:
+        blank = [n for n in InboundQuerySerializer().fields if self.request.query_params.get(n, "x").strip() == ""]
+        if blank:
+            raise exceptions.ValidationError({name: ["This filter may not be blank."] for name in blank})
         query = InboundQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.validated_data
@@ -80,14 +76,17 @@ class InboundListView(CampaignsView, generics.ListAPIView):  # type: ignore[type
         if "campaign" in filters:
             queryset = queryset.filter(campaign__key=filters["campaign"])
         if "sender" in filters:
-            queryset = queryset.filter(sender=_phone(filters["sender"], "sender"))
+            try:
+                queryset = queryset.filter(sender=phones.normalise(filters["sender"], settings_region()))
+            except phones.InvalidPhone:
+                queryset = queryset.none()  # not a number: nobody sent from it
         return queryset
 
     @extend_schema(
         operation_id="inbound_list",
         summary="Messages your instances received, newest first",
         parameters=[InboundQuerySerializer],
-        responses={200: InboundSerializer(many=True), **errors(400, 401)},
+        responses={200: InboundSerializer(many=True), **errors(400, 401, 404)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -126,11 +125,14 @@ class ConversationView(CampaignsView):
             "from it, oldest first: `{direction: out, at, message}` or `{direction: in, at, inbound}`."
         ),
         parameters=[INSTANCE_ID, OpenApiParameter("phone", OpenApiTypes.STR, OpenApiParameter.PATH)],
-        responses={200: ConversationEntrySerializer(many=True), **errors(400, 401, 404)},
+        responses={200: ConversationEntrySerializer(many=True), **errors(401, 404)},
     )
     def get(self, request: Request, id: str, phone: str) -> Response:
         instance = self.get_instance()
-        number = _phone(phone, "phone")
+        try:
+            number = phones.normalise(phone, settings_region())
+        except phones.InvalidPhone:
+            raise exceptions.NotFound("No conversation with this number: it is not a phone number.") from None
         sent = (
             Message.objects.filter(instance=instance, to=number)
             .select_related("instance", "campaign", "media")

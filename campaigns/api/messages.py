@@ -32,7 +32,7 @@ from media.models import Media
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
-NEEDS_TEXT = "A message needs a text, or a media with an optional caption."
+NEEDS_TEXT = "The text may not be empty or only spaces."
 
 
 class MessageCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
@@ -62,11 +62,11 @@ class MessageCreateSerializer(StrictSerializerMixin, serializers.Serializer[Any]
         if attrs.get("media") is None:
             attrs["media"] = None
             if not given:
-                raise serializers.ValidationError({"text": [f"This field is required. {NEEDS_TEXT}"]})
+                raise serializers.ValidationError({"text": ["This field is required."]})
             if text == "":
-                raise serializers.ValidationError({"text": [f"This field may not be blank. {NEEDS_TEXT}"]})
+                raise serializers.ValidationError({"text": ["This field may not be blank."]})
             if not text.strip():
-                raise serializers.ValidationError({"text": [f"The text may not be empty or only spaces. {NEEDS_TEXT}"]})
+                raise serializers.ValidationError({"text": [NEEDS_TEXT]})
         elif len(text) > MAX_CAPTION:
             raise serializers.ValidationError({"text": [f"A caption may be at most {MAX_CAPTION} characters."]})
         return attrs

@@ -26,6 +26,8 @@ class NumberCheckRequestSerializer(StrictSerializerMixin, serializers.Serializer
     phones = serializers.ListField(
         child=serializers.CharField(max_length=phones.MAX_INPUT),
         allow_empty=False,
+        min_length=1,
+        max_length=int(settings.BLAST_NUMBER_CHECK_MAX),
         help_text="1 to BLAST_NUMBER_CHECK_MAX (1000) phone numbers, any form phonenumbers reads.",
     )
 

@@ -75,7 +75,9 @@ def test_inbound_messages_are_listed_read_and_filtered_for_their_tenant_only(cas
     assert [r["text"] for r in by_instance] == ["Other line"]
     by_sender = cast.owner.get("/api/v1/inbound?sender=%2B55 11 99999-0001").json()["results"]
     assert [r["text"] for r in by_sender] == ["Hi!"]
-    assert cast.owner.get("/api/v1/inbound?sender=12").status_code == 400
+    # A sender that is not a number filters everything out.
+    assert cast.owner.get("/api/v1/inbound?sender=12").json()["results"] == []
+    assert cast.owner.get("/api/v1/inbound?sender=").status_code == 400
     rivals = InboundMessage.objects.get(server_id="srv-3")
     assert cast.owner.get(f"/api/v1/inbound/{rivals.key}").status_code == 404
     assert cast.client(cast.key_b).get(f"/api/v1/inbound/{mine['id']}").status_code == 404
@@ -93,7 +95,7 @@ def test_a_conversation_shows_what_was_sent_and_received_in_order(cast: Cast) ->
         ("in", str(InboundMessage.objects.get().key)),
         ("out", str(second.key)),
     ]
-    assert cast.owner.get(f"/api/v1/instances/{cast.instance_a.key}/conversations/12").status_code == 400
+    assert cast.owner.get(f"/api/v1/instances/{cast.instance_a.key}/conversations/12").status_code == 404
     rival = cast.client(cast.key_b).get(url)
     assert rival.status_code == 404
 
