@@ -19,6 +19,7 @@ closed only when it is connecting or open, and a close that fails is logged.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
@@ -90,15 +91,21 @@ class _connect(connect):
         return exc
 
 
-class _GatedConnection(ClientConnection):
-    """A client connection that awaits ``before_request`` once its TCP
-    connection is open, right before the upgrade request is written."""
+# What the session opening a connection in this task awaits before its
+# upgrade request (set by GatewaySession._run, read by the handshake).
+_BEFORE_REQUEST: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = contextvars.ContextVar(
+    "before_request", default=None
+)
 
-    before_request: Callable[[], Awaitable[None]] | None = None
+
+class _GatedConnection(ClientConnection):
+    """A client connection that awaits the session's ``before_request`` once
+    its TCP connection is open, right before the upgrade request is written."""
 
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
-        if self.before_request is not None:
-            await self.before_request()
+        before_request = _BEFORE_REQUEST.get()
+        if before_request is not None:
+            await before_request()
         await super().handshake(*args, **kwargs)
 
 
@@ -209,6 +216,7 @@ class GatewaySession:
     # -- protocol ------------------------------------------------------------
 
     async def _run(self) -> SessionEnd:
+        _BEFORE_REQUEST.set(self._before_request)  # this task's context only
         self.ws = await _connect(
             self.url,
             additional_headers={"Authorization": f"Bearer {self._token}"},
@@ -222,23 +230,12 @@ class GatewaySession:
             max_size=self.config.max_frame_bytes,
             max_queue=8,
             user_agent_header="blast-worker",
-            create_connection=self._connection_factory(),
+            create_connection=_GatedConnection,
         )
         ws = self.ws
         await self._await_hello(ws)
         while True:
             self._handle(self._receive(await ws.recv()))
-
-    def _connection_factory(self) -> type[ClientConnection]:
-        if self._before_request is None:
-            return ClientConnection
-        before_request = self._before_request
-
-        class Gated(_GatedConnection):
-            pass
-
-        Gated.before_request = staticmethod(before_request)
-        return Gated
 
     async def _await_hello(self, ws: ClientConnection) -> None:
         try:

@@ -25,9 +25,7 @@ hand: ``BLAST_FUZZ_EXAMPLES=300 BLAST_FUZZ_SCENARIOS=300 BLAST_FUZZ_STEPS=20``.
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import os
-import threading
 import unicodedata
 import uuid
 import zlib
@@ -51,6 +49,7 @@ from campaigns.models import Campaign, ContactList
 from campaigns.templating import NAME
 from instances.models import Gateway, Instance, Status
 from tests.fixtures.cast import Cast
+from tests.fixtures.files import serve_files
 
 MAX_EXAMPLES = int(os.environ.get("BLAST_FUZZ_EXAMPLES", "30"))
 STATEFUL_SCENARIOS = int(os.environ.get("BLAST_FUZZ_SCENARIOS", "40"))
@@ -350,24 +349,9 @@ def in_test_transaction() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def file_server() -> Iterator[str]:
-    """Media fetched by URL come from here: an HTTP server on 127.0.0.1 that
-    answers every GET with the PNG."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(PNG_UPLOAD)))
-            self.end_headers()
-            self.wfile.write(PNG_UPLOAD)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    """Media fetched by URL come from here: every GET answers the PNG."""
+    with serve_files({}, default=PNG_UPLOAD) as base:
+        yield base
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ another tenant's media a 404."""
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +17,7 @@ from media import links
 from media.models import Media
 from tests.campaigns.conftest import URLS
 from tests.fixtures.cast import Cast
+from tests.fixtures.files import serve_files
 from tests.media.conftest import ELF, EXE, JPEG, PDF, PNG, sized
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLS)]
@@ -108,32 +107,9 @@ def test_urls_inside_or_of_the_wrong_form_are_refused_on_url(cast: Cast, url: st
 
 @pytest.fixture
 def file_server() -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 serving a PDF at /doc.pdf, 404 elsewhere."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/doc.pdf":
-                body = sized(PDF, 10_000)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            elif self.path == "/moved":
-                self.send_response(302)
-                self.send_header("Location", "/doc.pdf")
-                self.end_headers()
-            else:
-                self.send_error(404)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    """An HTTP server on 127.0.0.1 serving a PDF at /doc.pdf, a redirect at /moved, 404 elsewhere."""
+    with serve_files({"/doc.pdf": sized(PDF, 10_000)}, redirects={"/moved": "/doc.pdf"}) as base:
+        yield base
 
 
 def test_a_url_is_fetched_once_where_private_addresses_are_allowed(cast: Cast, settings: Any, file_server: str) -> None:

@@ -4,14 +4,13 @@ none of it. A real ``websockets`` client over 127.0.0.1."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.fixtures.files import serve_files
 from tests.fixtures.simulator import GatewaySim, gateway_sim_args, new_instance_key, recv_json, recv_until
 
 BODY = b"\x89PNG\r\n\x1a\n" + bytes(5000)
@@ -20,25 +19,8 @@ BODY = b"\x89PNG\r\n\x1a\n" + bytes(5000)
 @pytest.fixture
 def link() -> Iterator[str]:
     """A file server on 127.0.0.1: /file answers BODY, anything else 404."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/file":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_files({"/file": BODY}) as base:
+        yield base
 
 
 def media_send(message_id: str, url: str, **media: Any) -> str:
