@@ -92,6 +92,15 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer (not a string, a boolean or a number with a fraction)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
 class StrictBooleanField(serializers.BooleanField):
     """true or false (not 1, "yes" or "true")."""
 

@@ -485,6 +485,11 @@ BLAST_REPLY_WINDOW_H = env_float("BLAST_REPLY_WINDOW_H", 72.0, minimum=0)
 BLAST_NUMBER_CHECK_MAX = env_int("BLAST_NUMBER_CHECK_MAX", 1000, minimum=1)
 BLAST_NUMBER_CHECK_CACHE_H = env_float("BLAST_NUMBER_CHECK_CACHE_H", 168.0, minimum=0)
 BLAST_NUMBER_CHECK_PACE_S = env_float("BLAST_NUMBER_CHECK_PACE_S", 1.0, minimum=0)
+# Auto-reply rules: the cool-down a new rule gets (an instance answers one
+# contact automatically at most once per cool-down), and the time a regex
+# pattern may take on one message before it counts as no match.
+BLAST_AUTO_REPLY_COOLDOWN_S = env_int("BLAST_AUTO_REPLY_COOLDOWN_S", 3600, minimum=10)
+BLAST_AUTO_REPLY_REGEX_TIMEOUT_S = env_float("BLAST_AUTO_REPLY_REGEX_TIMEOUT_S", 0.05, minimum=0.001)
 # Messages per tenant per calendar month (UTC); 0: unlimited.
 BLAST_TENANT_MONTHLY_QUOTA = env_int("BLAST_TENANT_MONTHLY_QUOTA", 0, minimum=0)
 # Most messages one POST /api/v1/messages/batch may hold.

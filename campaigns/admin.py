@@ -30,8 +30,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from campaigns import contacts, lifecycle, optouts, phones, reports, schedule, states, webhooks
+from campaigns import autoreplies, contacts, lifecycle, optouts, phones, reports, schedule, states, webhooks
 from campaigns.models import (
+    AutoReplyRule,
     Campaign,
     CampaignStatus,
     Contact,
@@ -228,6 +229,9 @@ class CampaignForm(forms.ModelForm):  # type: ignore[type-arg]
                 self.add_error(name, "A delay is 0 to 86400 seconds.")
         if low is not None and high is not None and low > high:
             self.add_error("send_delay_max_s", "The maximum delay is below the minimum.")
+        media, tenant = cleaned.get("media"), cleaned.get("tenant")
+        if media is not None and tenant is not None and media.tenant_id != tenant.pk:
+            self.add_error("media", "This media belongs to another tenant.")
         return cleaned
 
 
@@ -262,6 +266,8 @@ SETTINGS_FIELDS = [
     "allowed_weekdays",
     "send_delay_min_s",
     "send_delay_max_s",
+    "media",
+    "check_numbers",
 ]
 
 
@@ -382,11 +388,64 @@ class MessageEventAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
 
 @admin.register(InboundMessage)
 class InboundMessageAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
-    list_display = ["received_at", "sender", "instance", "action", "text", "campaign"]
+    list_display = ["received_at", "sender", "instance", "action", "text", "campaign", "auto_reply_rule"]
     list_filter = [("action", titled(ChoicesFieldListFilter, "action taken")), "tenant"]
     search_fields = ["sender", "server_id", "key"]
-    list_select_related = ["instance", "campaign"]
-    raw_id_fields = ["in_reply_to", "campaign"]
+    list_select_related = ["instance", "campaign", "auto_reply_rule"]
+    raw_id_fields = ["in_reply_to", "campaign", "auto_reply", "auto_reply_rule"]
+
+
+class AutoReplyForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Checks what the API checks: the pattern, a reply, one tenant."""
+
+    class Meta:
+        model = AutoReplyRule
+        fields = [
+            "tenant",
+            "instance",
+            "name",
+            "match",
+            "pattern",
+            "reply_text",
+            "reply_media",
+            "cooldown_s",
+            "priority",
+            "enabled",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        problem = autoreplies.pattern_problem(cleaned.get("match") or "", cleaned.get("pattern") or "")
+        if problem and "pattern" not in self.errors:
+            self.add_error("pattern", problem)
+        media = cleaned.get("reply_media")
+        if media is None and not (cleaned.get("reply_text") or "").strip():
+            self.add_error("reply_text", "Give a reply text, a reply media, or both.")
+        tenant = cleaned.get("tenant")
+        for name in ("instance", "reply_media"):
+            owned = cleaned.get(name)
+            if owned is not None and tenant is not None and owned.tenant_id != tenant.pk:
+                self.add_error(name, "This belongs to another tenant.")
+        cooldown = cleaned.get("cooldown_s")
+        if cooldown is not None and cooldown < 10:
+            self.add_error("cooldown_s", "At least 10 seconds, so that two bots never answer each other for ever.")
+        return cleaned
+
+
+@admin.register(AutoReplyRule)
+class AutoReplyRuleAdmin(CampaignScopedAdmin):
+    form = AutoReplyForm
+    list_display = ["name", "instance", "match", "pattern", "cooldown_s", "priority", "enabled", "answered"]
+    list_filter = ["enabled", "match", "tenant"]
+    search_fields = ["name", "pattern"]
+    list_select_related = ["instance"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AutoReplyRule]:
+        return super().get_queryset(request).annotate(answered_count=Count("inbound_messages"))
+
+    @admin.display(description="messages answered", ordering="answered_count")
+    def answered(self, obj: AutoReplyRule) -> int:
+        return int(getattr(obj, "answered_count", 0))
 
 
 @admin.register(OptOut)

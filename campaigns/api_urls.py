@@ -1,5 +1,5 @@
-"""Routes of the messages, contact lists, campaigns, opt-outs, quota and
-webhooks API, whose views are in campaigns.api (one module per resource).
+"""Routes of the messages, contact lists, campaigns, opt-outs, quota,
+auto-replies and webhooks API, whose views are in campaigns.api (one module per resource).
 Included at the root by blast/urls.py *before* api.urls, whose last route
 answers every other /api/ path with a JSON 404. Paths take no trailing
 slash, like the rest of the API."""
@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from django.urls import path
 
-from campaigns.api import campaigns, contact_lists, inbound, messages, numbers, opt_outs, quota, reports, webhooks
+from campaigns.api import (
+    autoreplies,
+    campaigns,
+    contact_lists,
+    inbound,
+    messages,
+    numbers,
+    opt_outs,
+    quota,
+    reports,
+    webhooks,
+)
 
 app_name = "campaigns"
 
@@ -53,6 +64,9 @@ urlpatterns = [
     # Opt-outs.
     path("api/v1/opt-outs", opt_outs.OptOutListView.as_view(), name="opt-outs"),
     path("api/v1/opt-outs/<str:phone>", opt_outs.OptOutDetailView.as_view(), name="opt-out"),
+    # Auto-reply rules.
+    path("api/v1/auto-replies", autoreplies.AutoReplyListView.as_view(), name="auto-replies"),
+    path("api/v1/auto-replies/<str:id>", autoreplies.AutoReplyDetailView.as_view(), name="auto-reply"),
     # Status webhooks.
     path("api/v1/webhooks", webhooks.WebhookListView.as_view(), name="webhooks"),
     path(WEBHOOK, webhooks.WebhookDetailView.as_view(), name="webhook"),

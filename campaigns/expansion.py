@@ -12,8 +12,13 @@ creates nothing twice: the cursor has moved, and the unique constraint on
 For each contact:
 
 - opted out (campaigns.optouts): a message row failed with ``opted_out``;
-- the template renders an empty text or one over 4096 characters: failed
-  with ``invalid_text``;
+- with ``check_numbers``, not on the network by a number check
+  (campaigns.numbers): failed with ``not_on_network``, which the report
+  counts as skipped. The chunk's numbers the tenant's cache does not know
+  are asked first: the chunk stops (``checking``) without moving the cursor
+  and is expanded again when the check ends;
+- the template renders an empty text or one over 4096 characters (with the
+  campaign's media, a caption over 1024): failed with ``invalid_text``;
 - otherwise a queued message, rendered from the template (spintax drawn with
   a generator seeded by the campaign and contact, so a contact's text does
   not depend on when it was expanded), on one of the campaign's instances
@@ -45,7 +50,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from campaigns import lifecycle, optouts, quota
+from campaigns import lifecycle, numbers, optouts, quota
 from campaigns.failures import record_created_failed
 from campaigns.models import (
     Campaign,
@@ -64,6 +69,7 @@ from instances.models import Instance, Status
 logger = logging.getLogger("blast.campaigns")
 
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Chunk:
     created: int = 0
     queued: int = 0
     more: bool = False
-    stopped: str = ""  # why nothing more happens now: "", "not_running", "done", "quota"
+    stopped: str = ""  # why nothing more happens now: "", "not_running", "done", "quota", "checking"
 
 
 def render(template: Template, campaign_key: str, contact: dict[str, Any]) -> str:
@@ -82,9 +88,13 @@ def render(template: Template, campaign_key: str, contact: dict[str, Any]) -> st
     return template.render(values, random.Random(f"{campaign_key}:{contact['id']}"))
 
 
-def text_problem(text: str) -> str:
-    """Why a rendered text cannot be sent, or ""."""
-    if not text.strip():
+def text_problem(text: str, caption: bool = False) -> str:
+    """Why a rendered text (the media's caption when ``caption``) cannot be
+    sent, or ""."""
+    if caption:
+        if len(text) > MAX_CAPTION:
+            return f"The template rendered a caption of {len(text)} characters; at most {MAX_CAPTION} can be sent."
+    elif not text.strip():
         return "The template rendered an empty text for this contact."
     if len(text) > MAX_TEXT:
         return f"The template rendered {len(text)} characters for this contact; at most {MAX_TEXT} can be sent."
@@ -147,7 +157,7 @@ def expand_chunk(campaign_id: int, now: dt.datetime | None = None) -> Chunk:
         if not contacts or not rotation:
             return _finished(campaign, now)
         result = _create(campaign, contacts, rotation, now)
-        if result.stopped == "quota":
+        if result.stopped in ("quota", "checking"):
             return result
         if len(contacts) < size:
             return _finished(campaign, now, created=result.created, queued=result.queued)
@@ -171,15 +181,28 @@ def _create(campaign: Campaign, contacts: list[dict[str, Any]], rotation: Rotati
     )
     fresh = [c for c in contacts if c["id"] not in existing]
     opted = optouts.opted_out_among(campaign.tenant_id, [c["phone"] for c in fresh])
+    absent: set[str] = set()
+    if campaign.check_numbers:
+        asked = list(dict.fromkeys(c["phone"] for c in fresh if c["phone"] not in opted))
+        found = numbers.absent_for_campaign(campaign, asked, rotation.candidates[0], now) if asked else set()
+        if found is None:
+            campaign.expansion_progress_at = now  # waiting on the check is progress: no stall sweep
+            campaign.save(update_fields=["expansion_progress_at"])
+            return Chunk(stopped="checking")
+        absent = found
     template = parse_template(campaign.template)
     key = str(campaign.key)
+    caption = campaign.media_id is not None
     planned: list[tuple[dict[str, Any], str, str]] = []  # (contact, text, failure reason or "")
     for contact in fresh:
         if contact["phone"] in opted:
             planned.append((contact, "", FailureReason.OPTED_OUT))
             continue
+        if contact["phone"] in absent:
+            planned.append((contact, "", FailureReason.NOT_ON_NETWORK))
+            continue
         text = render(template, key, contact)
-        problem = text_problem(text)
+        problem = text_problem(text, caption=caption)
         planned.append((contact, text[:MAX_TEXT], problem))
     wanted = sum(1 for _, _, reason in planned if not reason)
     room = quota.reserve(campaign.tenant_id, wanted, now)
@@ -192,8 +215,7 @@ def _create(campaign: Campaign, contacts: list[dict[str, Any]], rotation: Rotati
         failed = bool(reason)
         fields: dict[str, Any] = {}
         if failed:
-            code = FailureReason.OPTED_OUT if reason == FailureReason.OPTED_OUT else FailureReason.INVALID_TEXT
-            error = optouts.ERROR if code == FailureReason.OPTED_OUT else reason
+            code, error = _failure(reason)
             fields = {"status": MessageStatus.FAILED, "failure_reason": code, "error": error[:500], "failed_at": now}
         messages.append(
             Message(
@@ -203,6 +225,7 @@ def _create(campaign: Campaign, contacts: list[dict[str, Any]], rotation: Rotati
                 contact_id=contact["id"],
                 to=contact["phone"],
                 text=text,
+                media_id=campaign.media_id,
                 not_before=None if failed else window,
                 created_at=now,
                 **fields,
@@ -230,6 +253,19 @@ def _create(campaign: Campaign, contacts: list[dict[str, Any]], rotation: Rotati
             f"({campaign.expanded_count} contacts expanded). Resume it when there is room again.",
         )
     return Chunk(created=len(messages), queued=len(queued), more=not stopped, stopped=stopped)
+
+
+NOT_ON_NETWORK_ERROR = "A number check found this number not on WhatsApp; the campaign skipped it."
+
+
+def _failure(reason: str) -> tuple[str, str]:
+    """(failure reason, error) of a planned row: ``reason`` is a reason code
+    for the skipped ones, an invalid text's explanation otherwise."""
+    if reason == FailureReason.OPTED_OUT:
+        return FailureReason.OPTED_OUT, optouts.ERROR
+    if reason == FailureReason.NOT_ON_NETWORK:
+        return FailureReason.NOT_ON_NETWORK, NOT_ON_NETWORK_ERROR
+    return FailureReason.INVALID_TEXT, reason
 
 
 def _cut(planned: list[tuple[dict[str, Any], str, str]], room: int) -> list[tuple[dict[str, Any], str, str]]:

@@ -8,7 +8,11 @@ text is a stop keyword (``BLAST_OPT_OUT_KEYWORDS``: STOP, UNSUBSCRIBE, ...;
 case, spaces and punctuation ignored, so "Stop." counts and "don't stop"
 does not) opts the sender out of everything the instance's tenant sends; a
 start keyword (START, UNSTOP) takes back an opt-out that came from a stop
-keyword, never one the tenant added.
+keyword, never one the tenant added. Any other message may be answered by
+one of the instance's auto-reply rules (campaigns.autoreplies), in the same
+transaction that stores it: a frame seen again is answered never twice, and
+a crash before the commit leaves the frame to be stored and answered when the
+gateway repeats it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from campaigns import optouts, phones
+from campaigns import autoreplies, optouts, phones
 from campaigns.models import InboundAction, InboundMessage, Message, OptOutSource
 from instances.models import Instance
 
@@ -85,9 +89,10 @@ def handle_inbound(instance_id: int, server_id: str, sender: str, text: str) -> 
     action = action_of(text) if phone is not None else InboundAction.NONE
     now = timezone.now()
     replied = _replied_to(instance_id, phone, now) if phone is not None else None
+    rule = autoreplies.rule_for(instance_id, text) if phone is not None and action == InboundAction.NONE else None
     try:
         with transaction.atomic():
-            InboundMessage.objects.create(
+            inbound = InboundMessage.objects.create(
                 tenant_id=tenant_id,
                 instance_id=instance_id,
                 server_id=server_id,
@@ -98,6 +103,8 @@ def handle_inbound(instance_id: int, server_id: str, sender: str, text: str) -> 
                 in_reply_to_id=replied[0] if replied else None,
                 campaign_id=replied[1] if replied else None,
             )
+            if rule is not None and phone is not None:
+                autoreplies.answer(inbound, rule, phone, now)
     except IntegrityError:
         return  # seen before: its keyword was applied then
     if phone is None or action == InboundAction.NONE:

@@ -57,8 +57,8 @@ def hold_time(campaign: Campaign, now: dt.datetime) -> dt.datetime | None:
 def readiness_problems(campaign: Campaign) -> list[str]:
     """Why the campaign cannot start; empty when it can."""
     problems: list[str] = []
-    if not campaign.template.strip():
-        problems.append("it has no template")
+    if not campaign.template.strip() and campaign.media_id is None:
+        problems.append("it has no template (nor media)")
     if campaign.contact_list_id is None:
         problems.append("it has no contact list")
     if not campaign.instances.exists():

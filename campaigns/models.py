@@ -134,6 +134,11 @@ class Campaign(models.Model):
     # two sends, inside [min, max]); None falls back to the instance's own.
     send_delay_min_s = models.FloatField(null=True, blank=True, default=default_campaign_delay_min)
     send_delay_max_s = models.FloatField(null=True, blank=True, default=default_campaign_delay_max)
+    # Every message carries this file, the template being its caption.
+    media = models.ForeignKey("media.Media", on_delete=models.PROTECT, null=True, blank=True, related_name="campaigns")
+    # Ask the gateway which recipients are on the network before writing
+    # their messages; those that are not are skipped (campaigns.expansion).
+    check_numbers = models.BooleanField(default=False, help_text="Skip recipients a number check finds absent.")
 
     # Lifecycle (campaigns.lifecycle).
     pause_reason = models.CharField(max_length=24, choices=PauseReason.choices, blank=True)
@@ -192,6 +197,12 @@ class FailureReason(models.TextChoices):
     CANCELLED = "cancelled", "Campaign cancelled before it was sent"
     INVALID_TEXT = "invalid_text", "The template rendered an empty or too long text"
     MEDIA_UNSUPPORTED = "media_unsupported", "The instance's gateway does not send media"
+    NOT_ON_NETWORK = "not_on_network", "Skipped: a number check found it not on WhatsApp"
+
+
+# Reasons of messages that were never tried: the campaign report counts them
+# as skipped.
+SKIP_REASONS = (FailureReason.OPTED_OUT, FailureReason.NOT_ON_NETWORK)
 
 
 class Message(models.Model):
@@ -331,6 +342,13 @@ class InboundMessage(models.Model):
     # reply window (BLAST_REPLY_WINDOW_H): what this is a reply to.
     in_reply_to = models.ForeignKey("Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies")
     campaign = models.ForeignKey(Campaign, on_delete=models.SET_NULL, null=True, blank=True, related_name="replies")
+    # What an auto-reply rule answered (campaigns.autoreplies).
+    auto_reply = models.ForeignKey(
+        "Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="auto_replied"
+    )
+    auto_reply_rule = models.ForeignKey(
+        "AutoReplyRule", on_delete=models.SET_NULL, null=True, blank=True, related_name="inbound_messages"
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -473,6 +491,11 @@ class NumberCheck(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="number_checks")
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="number_checks")
+    # Set when a campaign's expansion asked (Campaign.check_numbers): its
+    # answer lets the expansion go on.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, null=True, blank=True, related_name="number_checks"
+    )
     key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
     phones = models.JSONField(default=list, help_text="E.164 numbers asked, in order")
     results = models.JSONField(default=dict, help_text="number -> on the network, as answered so far")
@@ -503,3 +526,62 @@ class KnownNumber(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone}: {'on' if self.on_network else 'not on'} the network"
+
+
+# --- auto-replies ---------------------------------------------------------------------
+
+
+class ReplyMatch(models.TextChoices):
+    EXACT = "exact", "The whole message is the pattern"
+    CONTAINS = "contains", "The message contains the pattern"
+    REGEX = "regex", "The pattern, a regular expression, matches"
+
+
+def default_auto_reply_cooldown() -> int:
+    return int(settings.BLAST_AUTO_REPLY_COOLDOWN_S)
+
+
+class AutoReplyRule(models.Model):
+    """An instance's automatic answer to inbound messages that match a
+    pattern (campaigns.autoreplies); case is ignored."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="auto_reply_rules")
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="auto_reply_rules")
+    key = models.UUIDField("public id", default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    match = models.CharField(max_length=8, choices=ReplyMatch.choices, default=ReplyMatch.CONTAINS)
+    pattern = models.CharField(max_length=500)
+    reply_text = models.TextField(max_length=4096, blank=True, help_text="The reply, or the caption of its media.")
+    reply_media = models.ForeignKey(
+        "media.Media", on_delete=models.PROTECT, null=True, blank=True, related_name="auto_reply_rules"
+    )
+    cooldown_s = models.PositiveIntegerField(
+        "cool-down (seconds)",
+        default=default_auto_reply_cooldown,
+        help_text="After an automatic reply to a contact, this instance sends that contact none for this long.",
+    )
+    priority = models.PositiveIntegerField(default=100, help_text="Rules are tried in this order, lowest first.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        indexes = [models.Index(fields=["instance", "enabled", "priority"], name="auto_reply_rules_of_instance")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AutoReplyContact(models.Model):
+    """When an instance last answered a contact automatically: the cool-down
+    that keeps two bots from answering each other for ever."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="+")
+    phone = models.CharField(max_length=20)
+    last_reply_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["instance", "phone"], name="auto_reply_once_per_contact")]
+
+    def __str__(self) -> str:
+        return f"{self.phone} at {self.last_reply_at:%Y-%m-%d %H:%M}"

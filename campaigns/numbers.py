@@ -7,6 +7,11 @@ left pending and the instance's owner is hinted. The connection worker that
 holds the instance's session takes pending checks in order, 50 numbers per
 ``check`` frame, ``BLAST_NUMBER_CHECK_PACE_S`` apart (:func:`next_batch`,
 :func:`record`, :func:`fail`). Synchronous ORM code.
+
+A campaign with ``check_numbers`` asks through the same path
+(:func:`absent_for_campaign`, called by the expansion for each chunk): its
+check is linked to the campaign, and when it ends, answered or failed, the
+campaign's expansion is queued again to go on with the answers.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.models import KnownNumber, NumberCheck, NumberCheckStatus
+from campaigns import dispatch
+from campaigns.models import Campaign, KnownNumber, NumberCheck, NumberCheckStatus
 from instances import hints
 from instances.models import Instance, Tenant
 
@@ -31,7 +37,13 @@ def _known(tenant_id: int, phones: Sequence[str], now: dt.datetime) -> dict[str,
     return dict(rows.values_list("phone", "on_network"))
 
 
-def request(tenant: Tenant, instance: Instance, phones: Sequence[str], now: dt.datetime | None = None) -> NumberCheck:
+def request(
+    tenant: Tenant,
+    instance: Instance,
+    phones: Sequence[str],
+    now: dt.datetime | None = None,
+    campaign: Campaign | None = None,
+) -> NumberCheck:
     """A new check of ``phones`` (E.164, distinct) through ``instance``."""
     now = now or timezone.now()
     known = _known(tenant.pk, phones, now)
@@ -39,6 +51,7 @@ def request(tenant: Tenant, instance: Instance, phones: Sequence[str], now: dt.d
     check = NumberCheck.objects.create(
         tenant=tenant,
         instance=instance,
+        campaign=campaign,
         phones=list(phones),
         results=known,
         status=NumberCheckStatus.DONE if done else NumberCheckStatus.PENDING,
@@ -77,6 +90,7 @@ def record(check_id: int, answers: dict[str, bool], now: dt.datetime | None = No
         if all(p in check.results for p in check.phones):
             check.status, check.finished_at = NumberCheckStatus.DONE, now
             fields += ["status", "finished_at"]
+            _resume_campaign(check.campaign_id)
         check.save(update_fields=fields)
         for phone, on_network in answers.items():
             if phone in asked:
@@ -86,12 +100,48 @@ def record(check_id: int, answers: dict[str, bool], now: dt.datetime | None = No
 
 
 def fail(check_id: int, error: str, now: dt.datetime | None = None) -> None:
-    NumberCheck.objects.filter(pk=check_id, status=NumberCheckStatus.PENDING).update(
-        status=NumberCheckStatus.FAILED, error=error[:200], finished_at=now or timezone.now()
-    )
+    with transaction.atomic():
+        if NumberCheck.objects.filter(pk=check_id, status=NumberCheckStatus.PENDING).update(
+            status=NumberCheckStatus.FAILED, error=error[:200], finished_at=now or timezone.now()
+        ):
+            _resume_campaign(NumberCheck.objects.filter(pk=check_id).values_list("campaign_id", flat=True).first())
 
 
 def _finish(check_id: int, now: dt.datetime) -> None:
-    NumberCheck.objects.filter(pk=check_id, status=NumberCheckStatus.PENDING).update(
-        status=NumberCheckStatus.DONE, finished_at=now
-    )
+    with transaction.atomic():
+        if NumberCheck.objects.filter(pk=check_id, status=NumberCheckStatus.PENDING).update(
+            status=NumberCheckStatus.DONE, finished_at=now
+        ):
+            _resume_campaign(NumberCheck.objects.filter(pk=check_id).values_list("campaign_id", flat=True).first())
+
+
+def _resume_campaign(campaign_id: int | None) -> None:
+    """Queue the expansion of the campaign whose check just ended (after commit)."""
+    if campaign_id is not None:
+        transaction.on_commit(lambda: dispatch.dispatch_expansion(campaign_id))
+
+
+def absent_for_campaign(
+    campaign: Campaign, phones: Sequence[str], instance_id: int, now: dt.datetime
+) -> set[str] | None:
+    """The numbers of ``phones`` (E.164, distinct) not on the network, or
+    None while the campaign's check of them is under way.
+
+    The tenant's cache answers first. The others are asked in one check
+    through ``instance_id``, linked to ``campaign``; once it is done its
+    answers count (even when the cache keeps none). A check that failed
+    (a gateway without ``check``, say) lets its numbers go out unchecked:
+    the campaign is not held up by a gateway that cannot answer.
+    """
+    known = _known(campaign.tenant_id, phones, now)
+    absent = {phone for phone, on_network in known.items() if not on_network}
+    unknown = [p for p in phones if p not in known]
+    if not unknown:
+        return absent
+    last = NumberCheck.objects.filter(campaign=campaign).order_by("-id").first()
+    if last is None or not set(unknown) <= set(last.phones):
+        tenant = Tenant.objects.get(pk=campaign.tenant_id)
+        last = request(tenant, Instance.objects.get(pk=instance_id), unknown, now, campaign=campaign)
+    if last.status == NumberCheckStatus.PENDING:
+        return None
+    return absent | {p for p in unknown if last.results.get(p) is False}

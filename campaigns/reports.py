@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Min, Q
 
-from campaigns.models import Campaign, CampaignStatus, Contact, InboundMessage, Message, MessageStatus
+from campaigns.models import SKIP_REASONS, Campaign, CampaignStatus, Contact, InboundMessage, Message, MessageStatus
 
 FINAL = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 RECENT_S = 600
@@ -134,6 +134,11 @@ def report(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
             "queued": queued,
         },
         "failures": {reason or "unknown": n for reason, n in sorted(failures.items())},
+        # Recipients never tried (opted out, not on the network): also in failures.
+        "skipped": {
+            "total": sum(failures.get(reason, 0) for reason in SKIP_REASONS),
+            "by_reason": {reason: failures[reason] for reason in SKIP_REASONS if failures.get(reason)},
+        },
         "replies": _replies(campaign),
         "started_at": campaign.started_at,
         "completed_at": campaign.completed_at,

@@ -138,6 +138,8 @@ class MediaDetailView(CampaignsView):
         try:
             media.delete()
         except ProtectedError:
-            raise Conflict("Messages name this media; it is kept while they exist.") from None
+            raise Conflict(
+                "Messages, campaigns or auto-reply rules name this media; it is kept while they exist."
+            ) from None
         media.file.delete(save=False)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -30,6 +30,10 @@ fi
 
 stamp="$bridge/node_modules/.blast-lock-sha256"
 want=$(sha256sum "$bridge/package-lock.json" | cut -d' ' -f1)
+# Two runs started together (two `make test`s) take turns: a second `npm ci`
+# would delete the tree the first one is building.
+exec 9>"$bridge/.npm-install.lock"
+flock 9
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "Installing the bridge's packages (npm ci in $bridge)..." >&2
   # better-sqlite3 builds its native module from source when no prebuilt

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 
 from api.exceptions import Conflict
 from api.serializers import (
+    StrictBooleanField,
     StrictCharField,
     StrictDateTimeField,
     StrictFloatField,
@@ -36,6 +37,7 @@ from campaigns.models import Campaign, CampaignStatus, ContactList, PauseReason,
 from campaigns.templating import TemplateError
 from campaigns.templating import parse as parse_template
 from instances.models import Instance
+from media.models import Media
 
 MAX_DELAY_S = 86_400.0
 PRINTABLE = "Printable characters, not only spaces (no control or invisible ones)."
@@ -209,6 +211,17 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
     send_delay_max_s = StrictFloatField(
         required=False, min_value=0, max_value=MAX_DELAY_S, help_text="At least send_delay_min_s."
     )
+    media = TenantObjectField(
+        Media,
+        "media",
+        required=False,
+        allow_null=True,
+        help_text="One of your media (POST /api/v1/media), sent with every message; the template is its caption.",
+    )
+    check_numbers = StrictBooleanField(
+        required=False,
+        help_text="Check recipients first (number check) and skip those not on WhatsApp, with reason not_on_network.",
+    )
     pause_reason = serializers.ChoiceField(choices=[("", ""), *PauseReason.choices], read_only=True)
 
     class Meta:
@@ -226,6 +239,8 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
             "allowed_hours",
             "send_delay_min_s",
             "send_delay_max_s",
+            "media",
+            "check_numbers",
             "pause_reason",
             "status_message",
             "expanded_count",

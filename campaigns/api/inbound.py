@@ -36,10 +36,11 @@ class InboundSerializer(serializers.ModelSerializer[InboundMessage]):
     sender = serializers.CharField(read_only=True, help_text="E.164, as the gateway gave it.")
     in_reply_to = serializers.SerializerMethodField(help_text="The message this replies to, if any.")
     campaign = serializers.SerializerMethodField(help_text="The campaign of that message, if any.")
+    auto_reply = serializers.SerializerMethodField(help_text="The message an auto-reply rule answered with, if any.")
 
     class Meta:
         model = InboundMessage
-        fields = ["id", "instance", "sender", "text", "action", "in_reply_to", "campaign", "received_at"]
+        fields = ["id", "instance", "sender", "text", "action", "in_reply_to", "campaign", "auto_reply", "received_at"]
         read_only_fields = fields
 
     def get_in_reply_to(self, row: InboundMessage) -> str | None:
@@ -47,6 +48,9 @@ class InboundSerializer(serializers.ModelSerializer[InboundMessage]):
 
     def get_campaign(self, row: InboundMessage) -> str | None:
         return str(row.campaign.key) if row.campaign_id is not None else None  # type: ignore[union-attr]
+
+    def get_auto_reply(self, row: InboundMessage) -> str | None:
+        return str(row.auto_reply.key) if row.auto_reply_id is not None else None  # type: ignore[union-attr]
 
 
 class InboundQuerySerializer(serializers.Serializer[Any]):
@@ -56,7 +60,7 @@ class InboundQuerySerializer(serializers.Serializer[Any]):
 
 
 def _inbound(queryset: QuerySet[InboundMessage]) -> QuerySet[InboundMessage]:
-    return queryset.select_related("instance", "in_reply_to", "campaign")
+    return queryset.select_related("instance", "in_reply_to", "campaign", "auto_reply")
 
 
 @extend_schema(tags=["inbound"])

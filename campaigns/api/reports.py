@@ -33,6 +33,12 @@ class ReportSerializer(serializers.Serializer[Any]):
         recipients = serializers.IntegerField(help_text="Recipients who replied.")
         rate_percent = serializers.FloatField(allow_null=True, help_text="Recipients who replied, of those sent to.")
 
+    class SkippedSerializer(serializers.Serializer[Any]):
+        total = serializers.IntegerField(help_text="Recipients never tried: opted out or not on WhatsApp.")
+        by_reason = serializers.DictField(
+            child=serializers.IntegerField(), help_text="opted_out, not_on_network (number check)."
+        )
+
     class ThroughputSerializer(serializers.Serializer[Any]):
         sent = serializers.IntegerField(help_text="Messages accepted by the network so far.")
         first_sent_at = serializers.DateTimeField(allow_null=True)
@@ -66,6 +72,7 @@ class ReportSerializer(serializers.Serializer[Any]):
     progress = ProgressSerializer()
     throughput = ThroughputSerializer()
     failures = serializers.DictField(child=serializers.IntegerField(), help_text="Failed messages by reason.")
+    skipped = SkippedSerializer(help_text="Recipients skipped without a send (counted in failures too).")
     replies = RepliesSerializer(help_text="Inbound messages that replied to the campaign's messages.")
     started_at = serializers.DateTimeField(allow_null=True)
     completed_at = serializers.DateTimeField(allow_null=True)
