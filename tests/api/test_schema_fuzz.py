@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import unicodedata
 import uuid
 import zlib
@@ -210,6 +211,8 @@ def _fix_campaign(case: Any, body: dict[str, Any], tenant_id: int) -> None:
         body["send_delay_min_s"], body["send_delay_max_s"] = high, low
     if body.get("start_at") is not None:
         body["start_at"] = _start_time(body["start_at"])
+    if body.get("media") is not None:
+        body["media"] = None  # the tenant holds no media here
 
 
 def _fix_contact(case: Any, body: dict[str, Any], tenant_id: int) -> None:
@@ -284,6 +287,21 @@ def _fix_webhook(case: Any, body: dict[str, Any], tenant_id: int) -> None:
         body["instance"] = keys[0] if keys else None
 
 
+def _fix_auto_reply(case: Any, body: dict[str, Any], tenant_id: int) -> None:
+    if "name" in body:
+        body["name"] = _display_name(body["name"], 100)
+    if "instance" in body:
+        keys = _instance_keys(tenant_id)
+        body["instance"] = _pick(keys, body["instance"]) if keys else body["instance"]
+    if "pattern" in body:
+        # Any text, as a literal: always a valid (regular) expression.
+        body["pattern"] = re.escape(_display_name(body["pattern"], 100)[:200])
+    if body.get("reply_media") is not None:
+        body["reply_media"] = None  # the tenant holds no media here
+    if "reply_text" in body or case.method.upper() == "POST":
+        body["reply_text"] = _text(body.get("reply_text"))
+
+
 FIXES: dict[tuple[str, str], Callable[[Any, dict[str, Any], int], None]] = {
     ("POST", "/api/v1/instances"): _fix_instance,
     ("PATCH", "/api/v1/instances/{id}"): _fix_instance,
@@ -300,6 +318,8 @@ FIXES: dict[tuple[str, str], Callable[[Any, dict[str, Any], int], None]] = {
     ("POST", "/api/v1/media"): _fix_media_by_url,
     ("POST", "/api/v1/webhooks"): _fix_webhook,
     ("PATCH", "/api/v1/webhooks/{id}"): _fix_webhook,
+    ("POST", "/api/v1/auto-replies"): _fix_auto_reply,
+    ("PATCH", "/api/v1/auto-replies/{id}"): _fix_auto_reply,
 }
 
 
