@@ -17,7 +17,13 @@ form save; force retry, reset breaker and a pairing-code request share the
 per-instance rate limit of the API (``instances.controls``). Instance tokens are never shown: the
 encrypted column is not editable and no page lists it.
 
-About 900 lines on purpose: the tenancy rules above are one policy, applied
+An instance's change page keeps its pairing QR code current: the gateway
+draws a new one every 20 s or so, and the owner scanning it must not have to
+reload. The page's script (``instances/admin/qr.js``) asks
+``<id>/qr-state/`` (:func:`qr_state`, under the same tenant scoping as the
+page) every couple of seconds for as long as a new code may come.
+
+About 1,000 lines on purpose: the tenancy rules above are one policy, applied
 by one base class to every model admin of the app; kept together, a change
 to who may see what is read and reviewed in one place.
 """
@@ -44,7 +50,7 @@ from django.contrib.admin.utils import get_fields_from_path
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, DateField, ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField, ModelForm
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -53,6 +59,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
+from django.views.decorators.http import require_safe
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
@@ -91,6 +98,9 @@ STATUS_COLOURS = {
 }
 BREAKER_COLOURS = {"closed": "#1a7f37", "half_open": "#9a6700", "open": "#cf222e"}
 RECENT_EVENTS = 20
+# While an instance is in one of these a new QR code may yet come: the
+# change page keeps asking for it.
+QR_LIVE_STATUSES = frozenset({Status.CONNECTING, Status.AWAITING_QR})
 
 
 def _badge(text: str, colour: str, title: str = "") -> str:
@@ -112,6 +122,32 @@ def _clipped(text: str, css_class: str) -> str:
 def _when(moment: dt.datetime) -> str:
     """A moment as the admin writes dates, in the site's time zone."""
     return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def qr_state(instance: Instance) -> dict[str, Any]:
+    """What the change page shows of an instance's pairing QR code, as its
+    script reads it: ``svg``, the code drawn while the instance awaits its
+    scan (None otherwise); ``note``, the line under it (the code's expiry,
+    "Paired.", or why there is no code); ``live``, whether a new code may
+    still come, so that the page asks again."""
+    status = Status(instance.status)
+    drawn = status == Status.AWAITING_QR and bool(instance.qr_code)
+    if drawn:
+        expires = instance.qr_expires_at
+        note = f"Expires {_when(expires)}." if expires is not None else ""
+    elif status == Status.CONNECTED:
+        note = "Paired."
+    elif status in QR_LIVE_STATUSES:
+        note = f"{status.label}: the code shows here once the gateway sends it."
+    else:
+        note = f"No code to scan: {status.label.lower()}."
+    return {
+        "status": status.value,
+        "svg": qr_images.svg_inline(instance.qr_code) if drawn else None,
+        "expires_at": instance.qr_expires_at.isoformat() if drawn and instance.qr_expires_at else None,
+        "note": note,
+        "live": status in QR_LIVE_STATUSES,
+    }
 
 
 def actor_of(request: HttpRequest) -> str:
@@ -721,13 +757,20 @@ class InstanceAdmin(TenantScopedAdmin):
 
     @admin.display(description="QR code")
     def qr_image(self, obj: Instance) -> SafeString | str:
-        if obj.pk is None or obj.status != Status.AWAITING_QR or not obj.qr_code:
+        if obj.pk is None:
             return "-"
+        state = qr_state(obj)
         # segno writes only path data: nothing of the code is echoed as markup.
-        image = mark_safe(qr_images.svg_inline(obj.qr_code))
-        if obj.qr_expires_at is None:
-            return image
-        return format_html('{}<div class="help">Expires {}.</div>', image, _when(obj.qr_expires_at))
+        image = mark_safe(state["svg"]) if state["svg"] else ""
+        return format_html(
+            '<div class="blast-qr" data-state-url="{}" data-status="{}" data-live="{}">'
+            '{}<div class="help blast-qr-note">{}</div></div>',
+            reverse("admin:instances_instance_qr_state", args=[obj.pk]),
+            state["status"],
+            "1" if state["live"] else "",
+            image,
+            state["note"],
+        )
 
     @admin.display(description="pairing code")
     def pair_code_link(self, obj: Instance) -> str:
@@ -781,10 +824,15 @@ class InstanceAdmin(TenantScopedAdmin):
             all_url,
         )
 
-    # --- pairing by phone number -----------------------------------------------
+    # --- the live QR code, pairing by phone number ---------------------------------
 
     def get_urls(self) -> list[Any]:
         return [
+            path(
+                "<int:object_id>/qr-state/",
+                self.admin_site.admin_view(require_safe(self.qr_state_view)),
+                name="instances_instance_qr_state",
+            ),
             path(
                 "<int:object_id>/pair-code/",
                 self.admin_site.admin_view(self.pair_code_view),
@@ -792,6 +840,14 @@ class InstanceAdmin(TenantScopedAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def qr_state_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
+        """The instance's pairing QR code as the change page's script reads it
+        (:func:`qr_state`); another tenant's instance is not found."""
+        instance = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_view_permission(request, instance):
+            raise PermissionDenied
+        return JsonResponse(qr_state(instance))
 
     def pair_code_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """A form that asks the gateway for a pairing code for a phone number,

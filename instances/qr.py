@@ -1,8 +1,16 @@
-"""Pairing QR codes as images (segno): PNG bytes, a PNG data URI, inline SVG."""
+"""Pairing QR codes as images (segno): PNG bytes, a PNG data URI, inline SVG.
+
+The inline SVG is drawn again and again for the same code: the admin's change
+page asks for it every couple of seconds and the dashboard rebuilds its
+sections for every open page on each tick, while a gateway keeps one code for
+some 20 s. Drawing a code takes milliseconds, so the last ``SVG_CACHE`` codes
+drawn are kept.
+"""
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 
 import segno
@@ -10,6 +18,7 @@ import segno
 PNG_SCALE = 6
 SVG_SCALE = 4
 BORDER = 4
+SVG_CACHE = 512
 
 
 def _make(code: str) -> segno.QRCode:
@@ -36,6 +45,7 @@ def svg(code: str) -> str:
     return buffer.getvalue().decode("utf-8")
 
 
+@functools.lru_cache(maxsize=SVG_CACHE)
 def svg_inline(code: str) -> str:
     """The code as an ``<svg>`` element to embed in HTML (segno writes only path data)."""
     return str(_make(code).svg_inline(scale=SVG_SCALE, border=BORDER))

@@ -4,8 +4,19 @@
 then every ``BLAST_DASHBOARD_POLL_S`` by each open page's WebSocket consumer,
 which pushes only the sections that changed. A fixed handful of queries,
 whatever the number of instances: aggregate counts, the first
-``BLAST_DASHBOARD_MAX_ROWS`` instances (problems first), the latest events,
-the snapshots of the chart's window.
+``BLAST_DASHBOARD_MAX_ROWS`` instances (problems first), the first
+``PAIRING`` instances awaiting the scan of a QR code (drawn), the latest
+events and inbound messages, the snapshots of the chart's window.
+
+A pairing QR code is in the state as SVG, so a new code from the gateway is
+a changed section, pushed like any other change. The drawings are cached
+(``instances.qr``) and few (``PAIRING``): each is some 5 KB sent to every
+open page whenever any code rotates; the admin's change page of an instance
+shows its own code whatever the number waiting.
+
+Inbound messages are the campaigns app's (``campaigns.InboundMessage``), a
+layer above this one (``blast.layers``): the model is looked up by its label,
+as ``/metrics`` counts messages, never imported.
 
 ``tenant_id`` None is the platform view (operators); otherwise every query
 is filtered to that tenant. :func:`scope_of` says which a user gets, and
@@ -17,18 +28,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
+from instances import qr
 from instances.models import ConnectionEvent, Gateway, Instance, Status, Tenant, WorkerHeartbeat, access_of
 from monitoring import health
 from monitoring.counts import InstanceCounts, count_instances
 from monitoring.models import HealthSnapshot
 
 EVENTS = 30
+INBOUND = 30
+PAIRING = 12
 CHART_POINTS = 360
+# Text shown of an event's message or an inbound message.
+TEXT_CHARS = 160
+INBOUND_MODEL = "campaigns.InboundMessage"
 
 # Problems first in the table: lower sorts first.
 STATUS_RANK = {
@@ -144,10 +162,59 @@ def recent_events(tenant_id: int | None) -> list[dict[str, Any]]:
             "at": row["at"].isoformat(),
             "kind": row["kind"],
             "reason": row["reason"],
-            "message": row["message"][:160],
+            "message": row["message"][:TEXT_CHARS],
             "actor": row["actor"][:60],
             "instance": row["instance__name"],
             "tenant": row["instance__tenant__slug"],
+        }
+        for row in rows
+    ]
+
+
+def pairing_rows(tenant_id: int | None) -> dict[str, Any]:
+    """Instances awaiting the scan of the QR code they hold, each with the
+    code drawn: the first ``PAIRING`` by tenant and name; ``more`` says
+    whether others wait too."""
+    rows = list(
+        _instances(tenant_id)
+        .filter(status=Status.AWAITING_QR)
+        .exclude(qr_code="")
+        .order_by("tenant__slug", "name", "id")
+        .values("key", "name", "tenant__slug", "qr_code", "qr_expires_at")[: PAIRING + 1]
+    )
+    return {
+        "rows": [
+            {
+                "key": str(row["key"]),
+                "name": row["name"],
+                "tenant": row["tenant__slug"],
+                "svg": qr.svg_inline(row["qr_code"]),
+                "expires_at": row["qr_expires_at"].isoformat() if row["qr_expires_at"] else None,
+            }
+            for row in rows[:PAIRING]
+        ],
+        "more": len(rows) > PAIRING,
+    }
+
+
+def inbound_rows(tenant_id: int | None) -> list[dict[str, Any]]:
+    """The latest messages the instances received, newest first, their text cut
+    to ``TEXT_CHARS``; the sender in full, as the admin shows it."""
+    queryset = apps.get_model(INBOUND_MODEL)._default_manager.all()
+    if tenant_id is not None:
+        queryset = queryset.filter(tenant_id=tenant_id)
+    rows = queryset.order_by("-id").values(
+        "id", "received_at", "sender", "text", "action", "instance__name", "tenant__slug"
+    )[:INBOUND]
+    return [
+        {
+            "id": row["id"],
+            "at": row["received_at"].isoformat(),
+            "sender": row["sender"],
+            "text": row["text"][:TEXT_CHARS],
+            "action": row["action"],
+            "instance": row["instance__name"],
+            "tenant": row["tenant__slug"],
         }
         for row in rows
     ]
@@ -212,6 +279,8 @@ def build_state(tenant_id: int | None, now: dt.datetime | None = None) -> dict[s
         "gateways": gateway_rows(tenant_id),
         "workers": worker_rows(tenant_id, now),
         "instances": {"rows": instance_rows(tenant_id), "total": counts.total},
+        "pairing": pairing_rows(tenant_id),
         "events": recent_events(tenant_id),
+        "inbound": inbound_rows(tenant_id),
         "chart": chart(tenant_id, now),
     }

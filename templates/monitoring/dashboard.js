@@ -1,7 +1,9 @@
 /* The live dashboard: renders the state embedded in the page, then applies
  * the sections the server pushes over the WebSocket. Every value goes into
- * the page through textContent, never as HTML. No library, no network
- * access beyond this server. */
+ * the page through textContent, never as HTML. The one markup is a pairing
+ * QR code, SVG the server drew (segno writes only path data): it is parsed
+ * in an inert document and only an <svg> element is taken into the page.
+ * No library, no network access beyond this server. */
 (function () {
   "use strict";
   var config = window.BLAST_DASHBOARD;
@@ -118,6 +120,67 @@
     });
   }
 
+  function drawing(markup) {
+    var parsed = new DOMParser().parseFromString(markup, "text/html");
+    var root = parsed.body.firstElementChild;
+    if (!root || root.localName !== "svg" || root.querySelector("script, foreignObject")) return null;
+    return document.importNode(root, true);
+  }
+
+  // The drawing each pairing card shows, by instance key: a card is redrawn
+  // only when its code changed.
+  var drawn = {};
+
+  function pairingCard(row) {
+    var li = el("li", {"data-key": row.key});
+    li.append(
+      el("b", {"class": "name"}, row.tenant + "/" + row.name),
+      el("span", {"class": "qr"}),
+      el("span", {"class": "muted expires"})
+    );
+    return li;
+  }
+
+  function renderPairing(section) {
+    var list = document.getElementById("pairing");
+    var seen = {};
+    section.rows.forEach(function (row, index) {
+      seen[row.key] = true;
+      var li = list.querySelector('li[data-key="' + row.key + '"]') || pairingCard(row);
+      if (drawn[row.key] !== row.svg) {
+        var image = drawing(row.svg);
+        li.querySelector(".qr").replaceChildren(image || "");
+        drawn[row.key] = row.svg;
+      }
+      li.querySelector(".expires").textContent = row.expires_at
+        ? "expires " + new Date(row.expires_at).toLocaleTimeString()
+        : "";
+      if (list.children[index] !== li) list.insertBefore(li, list.children[index] || null);
+    });
+    Array.prototype.slice.call(list.children).forEach(function (li) {
+      var key = li.getAttribute("data-key");
+      if (!seen[key]) { li.remove(); delete drawn[key]; }
+    });
+    text("pairing-note", section.rows.length
+      ? (section.more ? "(the first " + section.rows.length + ")" : "(" + section.rows.length + ")")
+      : "(none)");
+  }
+
+  function renderInbound(rows) {
+    var list = document.getElementById("inbound");
+    list.replaceChildren();
+    rows.forEach(function (m) {
+      var li = el("li", {"data-inbound": m.id});
+      li.append(
+        el("span", {"class": "muted", "title": m.at}, new Date(m.at).toLocaleTimeString() + " "),
+        el("b", {}, m.tenant + "/" + m.instance + " "),
+        el("span", {"class": "sender"}, "from " + m.sender + (m.action ? " (" + m.action + ")" : "") + ": "),
+        el("span", {"class": "text"}, m.text)
+      );
+      list.append(li);
+    });
+  }
+
   function svg(tag, attrs) {
     var node = document.createElementNS(SVG, tag);
     Object.keys(attrs).forEach(function (name) { node.setAttribute(name, attrs[name]); });
@@ -167,7 +230,16 @@
     box.append(legend);
   }
 
-  var renderers = {summary: renderSummary, gateways: renderGateways, workers: renderWorkers, instances: renderInstances, events: renderEvents, chart: renderChart};
+  var renderers = {
+    summary: renderSummary,
+    gateways: renderGateways,
+    workers: renderWorkers,
+    instances: renderInstances,
+    pairing: renderPairing,
+    events: renderEvents,
+    inbound: renderInbound,
+    chart: renderChart
+  };
 
   function apply(sections) {
     Object.keys(renderers).forEach(function (name) {
