@@ -15,8 +15,9 @@ from engine import protocol, store
 from engine.sender import Sender
 from engine.session import GatewaySession
 from engine.state import DB_ERRORS, Held, WorkerState
+from instances.breaker import State as BreakerState
 from instances.breaker_rows import BREAKER_EVENT, to_dt
-from instances.decisions import after_ready
+from instances.decisions import after_ready, trial_check
 from instances.models import EventKind, PairState, Status
 
 logger = logging.getLogger("blast.worker")
@@ -106,8 +107,37 @@ class SessionHooks(WorkerState):
                 message="trial succeeded",
             )
             logger.info("🟢 instance=%s breaker closed", held.instance_id)
+        if breaker.state is not BreakerState.CLOSED:
+            # A trial: it succeeds only if the session stays ready for the flap window.
+            self._check_trial_later(held, session, now)
         logger.info("✅ instance=%s connected", held.instance_id)
         self._start_sender(held, session)
+
+    def _check_trial_later(self, held: Held, session: GatewaySession, ready_at: float) -> None:
+        left = self.policies.breaker.flap_window_s - (time.time() - ready_at)
+        asyncio.get_running_loop().call_later(max(0.0, left) + 0.05, self._check_trial, held, session, ready_at)
+
+    def _check_trial(self, held: Held, session: GatewaySession, ready_at: float) -> None:
+        """The trial's session is still the instance's ready one a flap window
+        after ``ready``: the breaker closes. (One that dropped sooner has
+        reopened it through its session end.)"""
+        if self._held_for(session) is not held or not session.ready or held.breaker.state is BreakerState.CLOSED:
+            return
+        breaker, transition = trial_check(held.breaker, ready_at=ready_at, now=time.time(), policies=self.policies)
+        if transition is None:
+            self._check_trial_later(held, session, ready_at)  # the clocks disagreed by a hair
+            return
+        held.breaker = breaker
+        self.batch.breaker(held.instance_id, held.epoch, breaker)
+        self.batch.event(
+            held.instance_id,
+            BREAKER_EVENT[transition],
+            epoch=held.epoch,
+            actor=self.actor,
+            message=f"trial succeeded: ready for {self.policies.breaker.flap_window_s:g} s",
+        )
+        logger.info("🟢 instance=%s breaker closed: the trial stayed ready", held.instance_id)
+        self._flush_wake.set()
         self._progress()
         self._flush_wake.set()
 

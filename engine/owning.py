@@ -184,6 +184,11 @@ class Owning(WorkerState):
                 "was_ready": end.ready_at is not None,
             },
         )
+        if outcome.transition is Transition.CLOSED:
+            # A trial that stayed ready for the flap window, ending before its check.
+            self.batch.event(
+                instance_id, EventKind.BREAKER_CLOSED, epoch=epoch, actor=self.actor, message="trial succeeded"
+            )
         if outcome.transition is Transition.OPENED:
             self.batch.event(
                 instance_id,

@@ -2,8 +2,10 @@
 
 ARCHITECTURE.md "Policies": closed until ``threshold`` failures fall within a
 sliding window; then open, and no attempt is made; after the cooldown it goes
-half-open and one trial attempt is made; the trial's success closes it (window
-cleared), its failure opens it again. Operators can force a retry (one attempt
+half-open and one trial attempt is made. The trial succeeds only once its
+session has stayed ready for ``flap_window_s`` (:func:`trial_survived`):
+that closes the breaker (window cleared); a trial that fails, or drops
+sooner, opens it again, so a flapping number gets one attempt per cooldown. Operators can force a retry (one attempt
 even while open) and reset the breaker (closed, window cleared).
 
 A :class:`Breaker` is an immutable value. Every function takes the breaker,
@@ -145,13 +147,30 @@ def record_success(b: Breaker, now: float, policy: BreakerPolicy) -> tuple[Break
     - HALF_OPEN (the trial worked) or OPEN (a forced retry worked): close,
       window cleared (CLOSED).
 
-    What counts as success is the caller's choice; recording it once the
-    session has stayed ready for ``flap_window_s`` keeps a flapping trial
-    from closing the breaker only to drop again.
+    The worker records a trial's success through :func:`trial_survived`,
+    once the session has stayed ready for ``flap_window_s``.
     """
     if b.state is State.CLOSED:
         return replace(b, failures=_window(b.failures, now, policy)), None
     return _closed(b), Transition.CLOSED
+
+
+def trial_survived(
+    b: Breaker, ready_at: float | None, now: float, policy: BreakerPolicy
+) -> tuple[Breaker, Transition | None]:
+    """Close a HALF_OPEN (trial) or OPEN (forced retry) breaker whose
+    session has been ready since ``ready_at`` for at least ``flap_window_s``
+    at ``now``; anything else is returned unchanged.
+
+    ``ready`` alone proves nothing: a flapping account reaches it and drops
+    seconds later. Closing then would clear the window and give it
+    ``threshold`` more attempts per cooldown. A trial that drops sooner stays
+    HALF_OPEN, and its drop counts as a failure (:func:`counts_as_failure`):
+    :func:`record_failure` opens it again.
+    """
+    if b.state is State.CLOSED or ready_at is None or now - ready_at < policy.flap_window_s:
+        return b, None
+    return record_success(b, now, policy)
 
 
 def poll(b: Breaker, now: float, policy: BreakerPolicy) -> tuple[Breaker, Transition | None]:

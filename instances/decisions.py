@@ -87,6 +87,9 @@ def after_session(
     not count toward the breaker or the retry count.
     """
     kind = kind_of(end.reason)
+    # A trial (or forced retry) that stayed ready long enough succeeded, even
+    # when the session ends before the worker's own check of it.
+    breaker, survived = breakers.trial_survived(breaker, end.ready_at, now, policies.breaker)
 
     def outcome(status: str, **changes: object) -> Outcome:
         values: dict[str, object] = {
@@ -94,7 +97,7 @@ def after_session(
             "retry_count": retry_count,
             "next_retry_at": None,
             "breaker": breaker,
-            "transition": None,
+            "transition": survived,
             "failure": False,
             "reconnect_now": False,
             "unpair": False,
@@ -122,7 +125,7 @@ def after_session(
     # Transient, re-pair and long-pause reasons: an attempt follows.
     outage = gateway_down and end.reason in GATEWAY_REASONS
     failure = not outage and breakers.counts_as_failure(end.reason, end.ready_at, now, policies.breaker)
-    transition: Transition | None = None
+    transition: Transition | None = survived
     if failure:
         breaker, transition = breakers.record_failure(breaker, now, policies.breaker)
     if not outage:
@@ -187,5 +190,18 @@ def before_attempt(
 
 
 def after_ready(breaker: Breaker, *, now: float, policies: Policies) -> tuple[Breaker, Transition | None]:
-    """`ready` arrived: the trial (if any) succeeded; the retry count resets."""
+    """`ready` arrived: the retry count resets, a closed breaker's window
+    ages. A trial (half-open, or open for a forced retry) is not a success
+    yet: :func:`trial_check` closes it once the session has stayed ready for
+    the flap window."""
+    if breaker.state is not breakers.State.CLOSED:
+        return breaker, None
     return breakers.record_success(breaker, now, policies.breaker)
+
+
+def trial_check(
+    breaker: Breaker, *, ready_at: float, now: float, policies: Policies
+) -> tuple[Breaker, Transition | None]:
+    """The session of a trial is still ready at ``now``: CLOSED once it has
+    been for the flap window (see :func:`instances.breaker.trial_survived`)."""
+    return breakers.trial_survived(breaker, ready_at, now, policies.breaker)

@@ -27,7 +27,9 @@ from instances.breaker import (
     record_failure,
     record_success,
     reset,
+    trial_survived,
 )
+from instances.decisions import Policies, SessionEnd, after_ready, after_session
 from instances.reasons import KINDS, Kind, Reason
 
 POLICY = BreakerPolicy()
@@ -203,6 +205,57 @@ def test_a_forced_retry_that_works_closes_it_with_the_window_cleared() -> None:
     closed, transition = record_success(b, T0 + 100, POLICY)
     assert transition is Transition.CLOSED
     assert closed == Breaker(trip_count=1)
+
+
+# --- The trial: ready for the flap window, not ready alone ----------------------------
+
+
+def test_ready_alone_does_not_close_a_half_open_breaker() -> None:
+    half, _ = poll(tripped(T0), T0 + 600, POLICY)
+    assert after_ready(half, now=T0 + 601, policies=Policies()) == (half, None)
+
+
+def test_a_trial_closes_once_its_session_has_been_ready_for_the_flap_window() -> None:
+    half, _ = poll(tripped(T0), T0 + 600, POLICY)
+    assert trial_survived(half, T0 + 601, T0 + 630.9, POLICY) == (half, None)
+    closed, transition = trial_survived(half, T0 + 601, T0 + 631, POLICY)
+    assert transition is Transition.CLOSED
+    assert closed == Breaker(trip_count=1)
+    # A closed breaker, or a session never ready, is left alone.
+    assert trial_survived(closed, T0 + 601, T0 + 700, POLICY) == (closed, None)
+    assert trial_survived(half, None, T0 + 700, POLICY) == (half, None)
+
+
+def test_a_trial_that_drops_inside_the_flap_window_opens_it_again() -> None:
+    half, _ = poll(tripped(T0), T0 + 600, POLICY)
+    outcome = after_session(
+        SessionEnd(Reason.TIMED_OUT, ready_at=T0 + 601),
+        retry_count=0,
+        breaker=half,
+        desired_running=True,
+        recent_restarts=0,
+        now=T0 + 610,
+        policies=Policies(),
+    )
+    assert outcome.failure and outcome.transition is Transition.OPENED
+    assert (outcome.breaker.state, outcome.breaker.trip_count) == (State.OPEN, 2)
+    assert outcome.next_retry_at == T0 + 610 + POLICY.cooldown_s
+
+
+def test_a_trial_that_ends_after_the_flap_window_has_succeeded() -> None:
+    """The session ended before the worker's own check closed the breaker."""
+    half, _ = poll(tripped(T0), T0 + 600, POLICY)
+    outcome = after_session(
+        SessionEnd(Reason.TIMED_OUT, ready_at=T0 + 601),
+        retry_count=0,
+        breaker=half,
+        desired_running=True,
+        recent_restarts=0,
+        now=T0 + 640,
+        policies=Policies(),
+    )
+    assert not outcome.failure and outcome.transition is Transition.CLOSED
+    assert outcome.breaker.state is State.CLOSED
 
 
 def test_an_open_breaker_keeps_at_most_threshold_failures() -> None:
