@@ -528,6 +528,12 @@ BLAST_CAMPAIGN_EXPANSION_STALL_S = env_float("BLAST_CAMPAIGN_EXPANSION_STALL_S",
 # A running campaign pauses by itself once none of its instances has been
 # connected for this long, and resumes when one connects.
 BLAST_CAMPAIGN_PAUSE_GRACE_S = env_float("BLAST_CAMPAIGN_PAUSE_GRACE_S", 15.0, minimum=0)
+# An instance of a campaign not connected this long (or stopped for good)
+# hands its unsent share to the campaign's connected instances; what cannot
+# move fails with instance_stopped at the campaign's deadline, or this many
+# hours after the instance stopped (campaigns.reroute).
+BLAST_CAMPAIGN_REROUTE_AFTER_S = env_float("BLAST_CAMPAIGN_REROUTE_AFTER_S", 300.0, minimum=0)
+BLAST_CAMPAIGN_STRANDED_FAIL_H = env_float("BLAST_CAMPAIGN_STRANDED_FAIL_H", 24.0, minimum=0)
 # Allowed hours are enforced by the beat job: messages are held this long
 # before a window closes, so that a late tick never lets one out after.
 BLAST_CAMPAIGN_WINDOW_GUARD_S = env_float("BLAST_CAMPAIGN_WINDOW_GUARD_S", 30.0, minimum=0)

@@ -268,6 +268,7 @@ SETTINGS_FIELDS = [
     "send_delay_max_s",
     "media",
     "check_numbers",
+    "deadline",
 ]
 
 

@@ -29,7 +29,7 @@ For each contact:
   go out); resuming it carries on from there.
 
 Rotation: the instances considered are the campaign's connected instances
-(all of them when none is connected). ``round_robin`` deals contacts to them
+(when none is, those not stopped for good; all of them when every one is). ``round_robin`` deals contacts to them
 in turn; ``least_loaded`` gives each message to the instance with the
 fewest queued messages (all of its messages, not only this campaign's).
 
@@ -64,7 +64,7 @@ from campaigns.models import (
 )
 from campaigns.templating import Template
 from campaigns.templating import parse as parse_template
-from instances.models import Instance, Status
+from instances.models import TERMINAL_STATUSES, Instance, Status
 
 logger = logging.getLogger("blast.campaigns")
 
@@ -109,7 +109,8 @@ class Rotation:
     def __init__(self, campaign: Campaign) -> None:
         rows = list(Instance.objects.filter(campaigns=campaign).order_by("id").values_list("id", "status"))
         connected = [pk for pk, status in rows if status == Status.CONNECTED]
-        self.candidates = connected or [pk for pk, _ in rows]
+        alive = [pk for pk, status in rows if status not in TERMINAL_STATUSES]
+        self.candidates = connected or alive or [pk for pk, _ in rows]
         self.mode = campaign.rotation
         self.turn = campaign.expanded_count
         self.heap: list[tuple[int, int]] = []

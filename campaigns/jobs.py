@@ -19,6 +19,11 @@ nothing twice and nothing wrong.
 5. :func:`redispatch_stalled`: running campaigns whose expansion made no
    progress for ``BLAST_CAMPAIGN_EXPANSION_STALL_S`` are dispatched again (a
    lost Celery message, a killed worker).
+6. :func:`campaigns.reroute.sweep`: the unsent share of an instance that
+   stopped moves to the campaign's connected instances; what cannot move
+   fails with ``instance_stopped`` after the deadline. Before step 4 in
+   :func:`tick`, so that a campaign completes on the beat its last
+   messages fail.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import dispatch, lifecycle
+from campaigns import dispatch, lifecycle, reroute
 from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, PauseReason
 from instances import hints
 from instances.models import Status
@@ -145,6 +150,7 @@ def tick(now: dt.datetime | None = None) -> dict[str, int]:
         "paused": pause_disconnected(now),
         "resumed": resume_reconnected(now),
         "windows": enforce_windows(now),
+        **{f"rerouted_{name}": n for name, n in reroute.sweep(now).items()},
         "completed": complete_finished(now),
         "expansions": redispatch_stalled(now),
     }

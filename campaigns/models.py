@@ -139,6 +139,10 @@ class Campaign(models.Model):
     # Ask the gateway which recipients are on the network before writing
     # their messages; those that are not are skipped (campaigns.expansion).
     check_numbers = models.BooleanField(default=False, help_text="Skip recipients a number check finds absent.")
+    # Messages still queued on a stopped instance fail with instance_stopped
+    # after this time (campaigns.reroute); empty: BLAST_CAMPAIGN_STRANDED_FAIL_H
+    # after the instance stopped.
+    deadline = models.DateTimeField(null=True, blank=True, help_text="Give up on stranded messages after this time.")
 
     # Lifecycle (campaigns.lifecycle).
     pause_reason = models.CharField(max_length=24, choices=PauseReason.choices, blank=True)
@@ -214,6 +218,11 @@ class Message(models.Model):
     to = models.CharField(max_length=20, help_text="E.164")
     text = models.TextField(max_length=4096, blank=True, help_text="the text, or the caption of the media")
     media = models.ForeignKey("media.Media", on_delete=models.PROTECT, null=True, blank=True, related_name="messages")
+    # The campaign instance it was dealt to first, when it moved off it
+    # because that instance stopped (campaigns.reroute).
+    moved_from = models.ForeignKey(
+        Instance, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     status = models.CharField(max_length=12, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
     failure_reason = models.CharField(max_length=24, choices=FailureReason.choices, blank=True)
     error = models.CharField(max_length=500, blank=True)

@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import Count, Max, Min, Q
 
 from campaigns.models import SKIP_REASONS, Campaign, CampaignStatus, Contact, InboundMessage, Message, MessageStatus
+from instances.models import Instance
 
 FINAL = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 RECENT_S = 600
@@ -65,6 +66,40 @@ def _replies(campaign: Campaign) -> dict[str, Any]:
         "recipients": found["senders"],
         "rate_percent": round(100.0 * found["senders"] / sent, 1) if sent else None,
     }
+
+
+def _per_instance(campaign: Campaign) -> list[dict[str, Any]]:
+    """Each instance of the rotation (and any other that holds its messages):
+    its state and its share, with what moved off it (campaigns.reroute)."""
+    messages = Message.objects.filter(campaign=campaign)
+    shares = {
+        row["instance_id"]: row
+        for row in messages.values("instance_id").annotate(
+            queued=Count("id", filter=Q(status=MessageStatus.QUEUED)),
+            sent=Count("id", filter=Q(sent_at__isnull=False)),
+            failed=Count("id", filter=Q(status=MessageStatus.FAILED)),
+            moved_in=Count("id", filter=Q(moved_from__isnull=False)),
+        )
+    }
+    moved_out = dict(
+        messages.filter(moved_from__isnull=False)
+        .values_list("moved_from_id")
+        .annotate(n=Count("id"))
+        .values_list("moved_from_id", "n")
+    )
+    ids = set(shares) | set(moved_out) | set(campaign.instances.values_list("id", flat=True))
+    rows = Instance.objects.filter(pk__in=ids).order_by("id").values_list("pk", "key", "name", "status")
+    empty = {"queued": 0, "sent": 0, "failed": 0, "moved_in": 0}
+    return [
+        {
+            "instance": str(key),
+            "name": name,
+            "status": status,
+            **{field: shares.get(pk, empty)[field] for field in empty},
+            "moved_out": moved_out.get(pk, 0),
+        }
+        for pk, key, name, status in rows
+    ]
 
 
 def report(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
@@ -140,6 +175,7 @@ def report(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
             "by_reason": {reason: failures[reason] for reason in SKIP_REASONS if failures.get(reason)},
         },
         "replies": _replies(campaign),
+        "instances": _per_instance(campaign),
         "started_at": campaign.started_at,
         "completed_at": campaign.completed_at,
         "cancelled_at": campaign.cancelled_at,

@@ -216,37 +216,40 @@ def fail_media_unsupported(message_id: int, now: float) -> bool:
     return bool(failed)
 
 
-def claim(ids: list[int], now: float) -> list[int]:
-    """Claim messages for sending: those still queued and due are counted as
-    attempted (``attempts + 1``, ``last_sent_at``) and returned; the others
-    (sent meanwhile, held by a pause, failed by a cancel or an opt-out) are
-    left alone. The frame goes out only for the ids returned.
+def claim(instance_id: int, ids: list[int], now: float) -> list[int]:
+    """Claim messages of ``instance_id`` for sending: those still queued,
+    due and still the instance's are counted as attempted (``attempts + 1``,
+    ``last_sent_at``) and returned; the others (sent meanwhile, held by a
+    pause, failed by a cancel or an opt-out, moved to another instance of
+    their campaign) are left alone. The frame goes out only for the ids
+    returned."""
+    return claim_many([(instance_id, ids)], now)[0]
 
-    One conditional ``UPDATE ... RETURNING`` (PostgreSQL and SQLite both
-    have it): the condition is the claim, so no lock is held between a read
-    and a write."""
-    if not ids:
-        return []
-    table = Message._meta.db_table
+
+def claim_many(requests: list[tuple[int, list[int]]], now: float) -> list[list[int]]:
+    """:func:`claim` for many senders' batches at once: one conditional
+    ``UPDATE ... FROM (VALUES ...) RETURNING`` per chunk (PostgreSQL and
+    SQLite both have it). The condition is the claim, so no lock is held
+    between a read and a write; and because it names the instance, a message
+    that a campaign moved to another instance (campaigns.reroute moves only
+    unattempted ones) is claimed by one of them, never both."""
+    rows = [(message_id, instance_id) for instance_id, ids in requests for message_id in ids]
+    if not rows:
+        return [[] for _ in requests]
     when = _db_datetime(_dt(now))
-    claimed: list[int] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            cursor.execute(
-                f"UPDATE {table} SET attempts = attempts + 1, last_sent_at = %s "
-                f"WHERE id IN ({', '.join(['%s'] * len(chunk))}) AND status = %s "
-                "AND (not_before IS NULL OR not_before <= %s) RETURNING id",
-                [when, *chunk, MessageStatus.QUEUED, when],
-            )
-            claimed.extend(row[0] for row in cursor.fetchall())
-    return claimed
-
-
-def claim_many(requests: list[list[int]], now: float) -> list[list[int]]:
-    """:func:`claim` for many senders' batches at once, in one statement."""
-    claimed = set(claim([message_id for ids in requests for message_id in ids], now))
-    return [[message_id for message_id in ids if message_id in claimed] for ids in requests]
+    claimed = {
+        row[0]
+        for row in _update_from_values(
+            {"id": "bigint", "instance_id": "bigint", "at": "timestamptz"},
+            [(message_id, instance_id, when) for message_id, instance_id in rows],
+            "attempts = {t}.attempts + 1, last_sent_at = v.at",
+            "{t}.id = v.id AND {t}.instance_id = v.instance_id AND {t}.status = '"
+            + MessageStatus.QUEUED
+            + "' AND ({t}.not_before IS NULL OR {t}.not_before <= v.at)",
+            returning="{t}.id",
+        )
+    }
+    return [[message_id for message_id in ids if message_id in claimed] for _, ids in requests]
 
 
 def _update_from_values(

@@ -95,7 +95,7 @@ class Reads(Coalesced[tuple[int, list[int], int], outbox.Read]):
         super().__init__(lambda requests: outbox.next_batches(requests, time.time()))
 
 
-class Claims(Coalesced[list[int], list[int]]):
+class Claims(Coalesced[tuple[int, list[int]], list[int]]):
     """Senders' claims, made together (:func:`outbox.claim_many`)."""
 
     def __init__(self) -> None:
@@ -213,7 +213,7 @@ class Sender:
         unpaced = all(m.delay_max_s <= 0 for m in batch) and not (policy.hourly_cap or policy.daily_cap)
         claimed: set[int] | None = None
         if unpaced:
-            claimed = set(await self._claims([m.id for m in batch]))
+            claimed = set(await self._claims((self.instance_id, [m.id for m in batch])))
         for message in batch:
             pacing = Pacing(
                 delay_min_s=message.delay_min_s,
@@ -225,7 +225,7 @@ class Sender:
                 await self._wait_turn(pacing)
                 if not self.session.ready:
                     return False
-                if not await self._claims([message.id]):
+                if not await self._claims((self.instance_id, [message.id])):
                     continue
             elif message.id not in claimed:
                 continue

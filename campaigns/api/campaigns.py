@@ -222,6 +222,12 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
         required=False,
         help_text="Check recipients first (number check) and skip those not on WhatsApp, with reason not_on_network.",
     )
+    deadline = StrictDateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Messages still waiting on a stopped instance fail with instance_stopped after this time "
+        "(null: BLAST_CAMPAIGN_STRANDED_FAIL_H, 24 h, after the instance stopped).",
+    )
     pause_reason = serializers.ChoiceField(choices=[("", ""), *PauseReason.choices], read_only=True)
 
     class Meta:
@@ -241,6 +247,7 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
             "send_delay_max_s",
             "media",
             "check_numbers",
+            "deadline",
             "pause_reason",
             "status_message",
             "expanded_count",

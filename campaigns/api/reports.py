@@ -39,6 +39,16 @@ class ReportSerializer(serializers.Serializer[Any]):
             child=serializers.IntegerField(), help_text="opted_out, not_on_network (number check)."
         )
 
+    class InstanceShareSerializer(serializers.Serializer[Any]):
+        instance = serializers.UUIDField()
+        name = serializers.CharField()
+        status = serializers.CharField(help_text="The instance's status now.")
+        queued = serializers.IntegerField()
+        sent = serializers.IntegerField()
+        failed = serializers.IntegerField()
+        moved_in = serializers.IntegerField(help_text="Messages it took over from a stopped instance.")
+        moved_out = serializers.IntegerField(help_text="Messages that moved off it when it stopped.")
+
     class ThroughputSerializer(serializers.Serializer[Any]):
         sent = serializers.IntegerField(help_text="Messages accepted by the network so far.")
         first_sent_at = serializers.DateTimeField(allow_null=True)
@@ -74,6 +84,7 @@ class ReportSerializer(serializers.Serializer[Any]):
     failures = serializers.DictField(child=serializers.IntegerField(), help_text="Failed messages by reason.")
     skipped = SkippedSerializer(help_text="Recipients skipped without a send (counted in failures too).")
     replies = RepliesSerializer(help_text="Inbound messages that replied to the campaign's messages.")
+    instances = InstanceShareSerializer(many=True, help_text="Each instance's share of the campaign.")
     started_at = serializers.DateTimeField(allow_null=True)
     completed_at = serializers.DateTimeField(allow_null=True)
     cancelled_at = serializers.DateTimeField(allow_null=True)
