@@ -180,8 +180,9 @@ def test_rules_are_created_listed_changed_and_deleted_through_the_api(cast: Cast
     assert (changed.json()["match"], changed.json()["cooldown_s"]) == ("regex", 60)
     handle_inbound(cast.instance_a.pk, "srv-1", CUSTOMER, "your PRICING?")
     assert replies_to() == ["See our site"]
-    assert cast.owner.get(f"/api/v1/auto-replies?instance={cast.instance_a.key}").json()["results"][0]["id"] == (
-        body["id"]
+    assert (
+        cast.owner.get(f"/api/v1/auto-replies?instance={cast.instance_a.key}").json()["results"][0]["id"]
+        == (body["id"])
     )
     assert cast.owner.get(f"/api/v1/auto-replies?instance={cast.instance_a2.key}").json()["results"] == []
     assert cast.owner.delete(rule_url).status_code == 204
