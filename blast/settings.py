@@ -424,6 +424,25 @@ BLAST_SEND_DELAY_MIN_S = env_float("BLAST_SEND_DELAY_MIN_S", 0.0, minimum=0)
 BLAST_SEND_DELAY_MAX_S = env_float("BLAST_SEND_DELAY_MAX_S", 0.0, minimum=0)
 BLAST_HOURLY_CAP = env_int("BLAST_HOURLY_CAP", 200, minimum=0)
 BLAST_DAILY_CAP = env_int("BLAST_DAILY_CAP", 1000, minimum=0)
+# Warm-up (instances.sending): a number that pairs starts with these daily
+# caps, one per day since it paired, then its own daily cap. An instance's
+# `warmup` flag (on by default) or this switch turns it off.
+BLAST_WARMUP_ENABLED = env_bool("BLAST_WARMUP_ENABLED", True)
+BLAST_WARMUP_SCHEDULE = [int(n) for n in env_list("BLAST_WARMUP_SCHEDULE", ["20", "40", "80", "160", "320", "640"])]
+# Restriction telemetry (instances.restrictions): nack errors that mean the
+# network is limiting the account. Each slows the instance for SLOWDOWN_S
+# (delays times SLOWDOWN_FACTOR, caps divided by it); RESTRICTION_PAUSE_AFTER
+# of them within RESTRICTION_WINDOW_S pause its sending for
+# RESTRICTION_PAUSE_S and raise an alert.
+BLAST_RESTRICTION_ERRORS = env_list(
+    "BLAST_RESTRICTION_ERRORS",
+    ["rate_limited", "rate-overlimit", "whatsapp_error_429", "whatsapp_error_463", "whatsapp_error_479"],
+)
+BLAST_SLOWDOWN_S = env_float("BLAST_SLOWDOWN_S", 3600.0, minimum=0)
+BLAST_SLOWDOWN_FACTOR = env_float("BLAST_SLOWDOWN_FACTOR", 2.0, minimum=1)
+BLAST_RESTRICTION_WINDOW_S = env_float("BLAST_RESTRICTION_WINDOW_S", 3600.0, minimum=1)
+BLAST_RESTRICTION_PAUSE_AFTER = env_int("BLAST_RESTRICTION_PAUSE_AFTER", 5, minimum=1)
+BLAST_RESTRICTION_PAUSE_S = env_float("BLAST_RESTRICTION_PAUSE_S", 3600.0, minimum=0)
 BLAST_CAMPAIGN_DELAY_MIN_S = env_float("BLAST_CAMPAIGN_DELAY_MIN_S", 20.0, minimum=0)
 BLAST_CAMPAIGN_DELAY_MAX_S = env_float("BLAST_CAMPAIGN_DELAY_MAX_S", 45.0, minimum=0)
 # A nack without retry_after_s is retried after this long.

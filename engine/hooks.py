@@ -64,7 +64,15 @@ class SessionHooks(WorkerState):
         held = self._held_for(session)
         if held is None:
             return
-        self.batch.state(held.instance_id, held.epoch, paired=True, account=account, **store.NO_PAIRING)
+        # A number that pairs (new, or paired again) warms up from now (instances.sending).
+        self.batch.state(
+            held.instance_id,
+            held.epoch,
+            paired=True,
+            account=account,
+            warmup_started_at=to_dt(time.time()),
+            **store.NO_PAIRING,
+        )
         self.batch.event(
             held.instance_id, EventKind.PAIRED, epoch=held.epoch, actor=self.actor, data={"account": account}
         )

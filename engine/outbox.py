@@ -15,12 +15,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 
 from campaigns.due import instances_with_due_messages
 from campaigns.failures import fail_unsent
 from campaigns.models import Campaign, FailureReason, Message, MessageEvent, MessageStatus
+from instances import restrictions, sending
 from instances.models import Instance
 from media.models import Media
 
@@ -54,10 +56,14 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class Policy:
+    """The instance's policy in force (instances.sending: warm-up and
+    slow-downs applied); nothing is sent before ``paused_until``."""
+
     delay_min_s: float
     delay_max_s: float
     hourly_cap: int
     daily_cap: int
+    paused_until: float = 0.0
 
 
 def recent_sends(instance_id: int, now: float) -> list[float]:
@@ -107,7 +113,16 @@ def next_batches(requests: list[tuple[int, list[int], int]], now: float) -> list
 
 _FIELDS = ("id", "key", "to", "text", "expires_at", "campaign_delay_min_s", "campaign_delay_max_s")
 _MEDIA = ("media_id", "media_kind", "media_mime", "media_filename", "media_size")
-_POLICY = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap")
+_POLICY = (
+    "send_delay_min_s",
+    "send_delay_max_s",
+    "hourly_cap",
+    "daily_cap",
+    "warmup",
+    "warmup_started_at",
+    "slowed_until",
+    "paused_until",
+)
 
 
 def _read_one(instance_id: int, exclude: list[int], limit: int, when: dt.datetime) -> list[dict[str, Any]]:
@@ -137,7 +152,8 @@ def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.dateti
         SELECT r.instance_id, m.id, m.key, m.{q("to")}, m.text, m.expires_at,
                c.send_delay_min_s, c.send_delay_max_s,
                m.media_id, f.kind, f.mime, f.filename, f.size,
-               i.send_delay_min_s, i.send_delay_max_s, i.hourly_cap, i.daily_cap
+               i.send_delay_min_s, i.send_delay_max_s, i.hourly_cap, i.daily_cap,
+               i.warmup, i.warmup_started_at, i.slowed_until, i.paused_until
         FROM unnest(%s::bigint[], %s::int[]) AS r(instance_id, lim)
         JOIN {q(Instance._meta.db_table)} i ON i.id = r.instance_id
         CROSS JOIN LATERAL (
@@ -173,11 +189,24 @@ def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
     if not rows:
         return Policy(0, 0, 0, 0), [], False
     first = rows[0]
-    policy = Policy(
+    now = when.timestamp()
+    effective = sending.from_settings(
         delay_min_s=first["send_delay_min_s"],
         delay_max_s=first["send_delay_max_s"],
         hourly_cap=first["hourly_cap"],
         daily_cap=first["daily_cap"],
+        now=now,
+        warmup=bool(first["warmup"]),
+        warmup_started_at=first["warmup_started_at"],
+        slowed_until=first["slowed_until"],
+        paused_until=first["paused_until"],
+    )
+    policy = Policy(
+        delay_min_s=effective.delay_min_s,
+        delay_max_s=effective.delay_max_s,
+        hourly_cap=effective.hourly_cap,
+        daily_cap=effective.daily_cap,
+        paused_until=effective.paused_until,
     )
     batch = [
         Outgoing(
@@ -185,14 +214,27 @@ def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
             client_id=row["key"].hex,
             to=row["to"],
             text=row["text"],
-            delay_min_s=policy.delay_min_s if row["campaign_delay_min_s"] is None else row["campaign_delay_min_s"],
-            delay_max_s=policy.delay_max_s if row["campaign_delay_max_s"] is None else row["campaign_delay_max_s"],
+            **_delays(row, policy, effective.slowed),
             media=_media(row),
         )
         for row in rows
         if not _expired(row, when)
     ]
     return policy, batch, len(rows) >= limit
+
+
+def _delays(row: dict[str, Any], policy: Policy, slowed: bool) -> dict[str, float]:
+    """A message's delay range: its campaign's (slowed down with the
+    instance) or the instance's policy."""
+    low, high = row["campaign_delay_min_s"], row["campaign_delay_max_s"]
+    if low is None or high is None:
+        return {
+            "delay_min_s": policy.delay_min_s if low is None else low,
+            "delay_max_s": policy.delay_max_s if high is None else high,
+        }
+    if slowed:
+        low, high = sending.slowed_delays(low, high, float(settings.BLAST_SLOWDOWN_FACTOR))
+    return {"delay_min_s": low, "delay_max_s": high}
 
 
 def _media(row: dict[str, Any]) -> MediaRef | None:
@@ -398,10 +440,12 @@ def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
                 )
             )
 
+        nacked: list[tuple[int, str, float]] = []
         for client_id, (permanent, error, retry_after, at) in outcomes.nacks.items():
             row = rows.get(client_id)
             if row is None or row.status != MessageStatus.QUEUED:
                 continue
+            nacked.append((row.instance_id, error, at))
             if permanent:
                 Message.objects.filter(id=row.id, status=MessageStatus.QUEUED).update(
                     status=MessageStatus.FAILED,
@@ -416,6 +460,9 @@ def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
                 Message.objects.filter(id=row.id, status=MessageStatus.QUEUED).update(
                     not_before=_dt(at + delay), error=error[:500]
                 )
+        hits = restrictions.hits_of(nacked)
+        if hits:  # the network limits these accounts: slow them down (or pause them)
+            restrictions.record(hits, _dt(max(at for stamps in hits.values() for at in stamps)))
         advanced: list[tuple[Any, ...]] = []
         for client_id, (status, at) in outcomes.receipts.items():
             row = rows.get(client_id)

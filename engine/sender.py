@@ -210,6 +210,11 @@ class Sender:
         # due) right before its frame goes out, so that a pause, a cancel or
         # an opt-out that lands while it waited for its turn holds it back.
         # Unpaced batches are claimed at once.
+        if policy.paused_until > time.time():
+            # Paused for repeated limits from the network (instances.restrictions):
+            # nothing goes out; read again when the pause ends, or a minute on.
+            await asyncio.sleep(min(policy.paused_until - time.time(), 60.0))
+            return self.session.ready
         unpaced = all(m.delay_max_s <= 0 for m in batch) and not (policy.hourly_cap or policy.daily_cap)
         claimed: set[int] | None = None
         if unpaced:

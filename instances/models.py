@@ -252,6 +252,10 @@ def default_daily_cap() -> int:
     return int(settings.BLAST_DAILY_CAP)
 
 
+def default_warmup() -> bool:
+    return bool(settings.BLAST_WARMUP_ENABLED)
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -335,6 +339,16 @@ class Instance(models.Model):
     send_delay_max_s = models.FloatField(default=default_send_delay_max)
     hourly_cap = models.PositiveIntegerField(default=default_hourly_cap)
     daily_cap = models.PositiveIntegerField(default=default_daily_cap)
+    # Warm-up (instances.sending): a newly paired number's daily cap follows
+    # BLAST_WARMUP_SCHEDULE from warmup_started_at (set when it pairs).
+    warmup = models.BooleanField(default=default_warmup, help_text="New or re-paired numbers start slow.")
+    warmup_started_at = models.DateTimeField(null=True, blank=True)
+    # Restriction telemetry (instances.restrictions): rate-limit nacks slow
+    # the instance down until slowed_until; repeated, they pause its sending
+    # until paused_until.
+    slowed_until = models.DateTimeField(null=True, blank=True)
+    paused_until = models.DateTimeField(null=True, blank=True)
+    restriction_hits = models.JSONField(default=list, blank=True, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -424,6 +438,9 @@ class EventKind(models.TextChoices):
     PAIR_CODE = "pair_code", "Pairing code issued"
     PAIR_CODE_FAILED = "pair_code_failed", "Pairing code failed"
     LOGOUT_REQUESTED = "logout_requested", "Logout requested"
+    SLOWED = "slowed", "Slowed down: the network limits the account"
+    RESTRICTED = "restricted", "Sending paused: repeated limits from the network"
+    RESTRICTION_LIFTED = "restriction_lifted", "Sending resumed after a pause for limits"
 
 
 class AppendOnly(models.Model):

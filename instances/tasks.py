@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
-from instances import recovery
+from instances import recovery, restrictions
 
 logger = logging.getLogger("blast.recovery")
 
@@ -28,7 +29,9 @@ def dispatch_due_retries() -> int:
 def advance_breakers() -> int:
     # Each breaker moved is logged (INFO) by recovery.advance_breakers.
     moved = recovery.advance_breakers()
-    if not moved:
+    # Pauses for limits end like cooldowns do (logged by restrictions).
+    lifted = restrictions.lift_ended(timezone.now())
+    if not moved and not lifted:
         logger.debug("no breaker cooldown ended")
     return moved
 

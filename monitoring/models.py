@@ -115,6 +115,8 @@ class AlertKind(models.TextChoices):
     PLATFORM_STATUS = "platform_status", "Platform health status"
     GATEWAY_DOWN = "gateway_down", "Gateway down"
     GATEWAY_UP = "gateway_up", "Gateway up again"
+    TEMPORARILY_BANNED = "temporarily_banned", "Temporarily banned by the network"
+    RESTRICTED = "restricted", "Sending paused: the network is limiting the account"
 
 
 class AlertStatus(models.TextChoices):

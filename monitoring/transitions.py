@@ -16,6 +16,13 @@ Instance conditions (at most one alert per change):
   ``client_outdated``, ``unauthorized``, ``not_found``,
   ``multidevice_mismatch``): fires on a ``disconnect`` with that reason
   unless the same reason is already firing; resolves on ``ready``.
+- ``temporarily_banned``: fires on a ``disconnect`` with reason
+  ``temporarily_banned`` (close code 4402: the network suspended the account
+  for a while; the instance waits out the ban) unless already firing;
+  resolves on ``ready``.
+- ``restricted``: fires on ``restricted`` (the worker paused the instance's
+  sending after repeated rate-limit nacks) unless already firing; resolves
+  on ``restriction_lifted``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from instances.reasons import KINDS, Kind, Reason
 FIRING, RESOLVED = "firing", "resolved"
 BREAKER_OPEN = "breaker_open"
 TERMINAL = "terminal"  # the slot of an instance's terminal condition
+TEMPORARILY_BANNED = "temporarily_banned"
+RESTRICTED = "restricted"
 
 # The connection event kinds conditions react to (values of
 # instances.models.EventKind, spelled out so that this module needs no ORM).
@@ -36,11 +45,14 @@ BREAKER_CLOSED = "breaker_closed"
 RESET_BREAKER = "reset_breaker"
 READY = "ready"
 DISCONNECT = "disconnect"
+RESTRICTION_LIFTED = "restriction_lifted"
 
 TERMINAL_REASONS: frozenset[str] = frozenset(str(r) for r, k in KINDS.items() if k is Kind.TERMINAL)
 # Event kinds the instance conditions react to (the evaluator reads all
 # events for the counters, but only these can change a condition).
-RELEVANT_KINDS = frozenset({BREAKER_OPENED, BREAKER_CLOSED, RESET_BREAKER, READY, DISCONNECT})
+RELEVANT_KINDS = frozenset(
+    {BREAKER_OPENED, BREAKER_CLOSED, RESET_BREAKER, READY, DISCONNECT, RESTRICTED, RESTRICTION_LIFTED}
+)
 
 
 @dataclass(frozen=True)
@@ -73,10 +85,23 @@ def instance_event(active: dict[str, str], kind: str, reason: str) -> list[Chang
         previous = active.pop(TERMINAL, None)
         if previous is not None:
             changes.append(Change(previous, RESOLVED, previous))
+        if active.pop(TEMPORARILY_BANNED, None) is not None:
+            changes.append(Change(TEMPORARILY_BANNED, RESOLVED, TEMPORARILY_BANNED))
     elif kind == DISCONNECT and reason in TERMINAL_REASONS:
         if active.get(TERMINAL) != reason:
             active[TERMINAL] = reason
             changes.append(Change(reason, FIRING, reason))
+    elif kind == DISCONNECT and reason == TEMPORARILY_BANNED:
+        if TEMPORARILY_BANNED not in active:
+            active[TEMPORARILY_BANNED] = reason
+            changes.append(Change(TEMPORARILY_BANNED, FIRING, reason))
+    elif kind == RESTRICTED:
+        if RESTRICTED not in active:
+            active[RESTRICTED] = "paused"
+            changes.append(Change(RESTRICTED, FIRING, reason))
+    elif kind == RESTRICTION_LIFTED:
+        if active.pop(RESTRICTED, None) is not None:
+            changes.append(Change(RESTRICTED, RESOLVED, reason))
     return changes
 
 

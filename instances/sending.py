@@ -1,0 +1,126 @@
+"""An instance's effective sending policy: its own delays and caps, with
+warm-up and restriction slow-downs applied. Pure functions: the worker's
+outbox reads the columns, :func:`effective` says what they mean now.
+
+- **Warm-up.** A number that pairs (a new one, or one paired again) starts at
+  ``BLAST_WARMUP_SCHEDULE[0]`` sends a day (20), then the next figure each
+  day (40, 80, ...), and its own daily cap once the schedule is over; never
+  more than its own cap. The instance's ``warmup`` flag or
+  ``BLAST_WARMUP_ENABLED`` turns it off. Cold blasts from fresh numbers are
+  what gets them banned.
+- **Slow-down.** Until ``slowed_until`` (instances.restrictions: the network
+  answered with rate limits) delays are ``BLAST_SLOWDOWN_FACTOR`` times
+  longer (at least 1 s) and the caps that are on that many times lower.
+- **Pause.** Until ``paused_until`` nothing is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True)
+class Effective:
+    delay_min_s: float
+    delay_max_s: float
+    hourly_cap: int
+    daily_cap: int
+    paused_until: float = 0.0  # epoch seconds; 0: not paused
+    warmup_day: int | None = None  # the warm-up's day (0 = the first), None when not warming up
+    slowed: bool = False
+
+
+def _ts(value: dt.datetime | float | None) -> float | None:
+    if value is None:
+        return None
+    return value.timestamp() if isinstance(value, dt.datetime) else float(value)
+
+
+def warmup_cap(started_at: float | None, now: float, schedule: Sequence[int]) -> tuple[int | None, int | None]:
+    """(day, cap) of a warm-up that started at ``started_at``; (None, None)
+    once the schedule is over or when it never started."""
+    if started_at is None or not schedule:
+        return None, None
+    day = int(max(0.0, now - started_at) // DAY_S)
+    if day >= len(schedule):
+        return None, None
+    return day, int(schedule[day])
+
+
+def _lower(cap: int, factor: float) -> int:
+    return cap if cap <= 0 else max(1, int(cap / factor))
+
+
+def effective(
+    *,
+    delay_min_s: float,
+    delay_max_s: float,
+    hourly_cap: int,
+    daily_cap: int,
+    now: float,
+    warmup: bool = False,
+    warmup_started_at: dt.datetime | float | None = None,
+    slowed_until: dt.datetime | float | None = None,
+    paused_until: dt.datetime | float | None = None,
+    schedule: Sequence[int] = (),
+    slowdown_factor: float = 2.0,
+) -> Effective:
+    """The policy in force at ``now`` (see the module docstring)."""
+    day, cap = warmup_cap(_ts(warmup_started_at), now, schedule) if warmup else (None, None)
+    if cap is not None:
+        daily_cap = cap if daily_cap <= 0 else min(daily_cap, cap)
+    slowed = (_ts(slowed_until) or 0.0) > now
+    if slowed:
+        delay_min_s, delay_max_s = slowed_delays(delay_min_s, delay_max_s, slowdown_factor)
+        hourly_cap, daily_cap = _lower(hourly_cap, slowdown_factor), _lower(daily_cap, slowdown_factor)
+    paused = _ts(paused_until) or 0.0
+    return Effective(
+        delay_min_s=delay_min_s,
+        delay_max_s=delay_max_s,
+        hourly_cap=hourly_cap,
+        daily_cap=daily_cap,
+        paused_until=paused if paused > now else 0.0,
+        warmup_day=day,
+        slowed=slowed,
+    )
+
+
+def from_settings(
+    *,
+    delay_min_s: float,
+    delay_max_s: float,
+    hourly_cap: int,
+    daily_cap: int,
+    now: float,
+    warmup: bool,
+    warmup_started_at: dt.datetime | float | None,
+    slowed_until: dt.datetime | float | None,
+    paused_until: dt.datetime | float | None,
+) -> Effective:
+    """:func:`effective` with the warm-up switch, schedule and slow-down
+    factor of the settings."""
+    from django.conf import settings
+
+    return effective(
+        delay_min_s=delay_min_s,
+        delay_max_s=delay_max_s,
+        hourly_cap=hourly_cap,
+        daily_cap=daily_cap,
+        now=now,
+        warmup=warmup and bool(settings.BLAST_WARMUP_ENABLED),
+        warmup_started_at=warmup_started_at,
+        slowed_until=slowed_until,
+        paused_until=paused_until,
+        schedule=list(settings.BLAST_WARMUP_SCHEDULE),
+        slowdown_factor=float(settings.BLAST_SLOWDOWN_FACTOR),
+    )
+
+
+def slowed_delays(low: float, high: float, factor: float) -> tuple[float, float]:
+    """A campaign's own delay range, slowed down like the instance's."""
+    low = max(low * factor, 1.0)
+    return low, max(high * factor, low)
