@@ -11,7 +11,7 @@ from csp.decorators import csp_update
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from api import views
+from api import policy, views
 
 app_name = "api"
 
@@ -38,6 +38,7 @@ urlpatterns = [
     path(f"{INSTANCE}/connect", views.ConnectView.as_view(), name="connect"),
     path(f"{INSTANCE}/disconnect", views.DisconnectView.as_view(), name="disconnect"),
     path(f"{INSTANCE}/logout", views.LogoutView.as_view(), name="logout"),
+    path(f"{INSTANCE}/sending-policy", policy.SendingPolicyView.as_view(), name="sending-policy"),
     path(f"{INSTANCE}/circuit-breaker", views.CircuitBreakerView.as_view(), name="circuit-breaker"),
     path(f"{INSTANCE}/force-retry", views.ForceRetryView.as_view(), name="force-retry"),
     path(f"{INSTANCE}/reset-circuit-breaker", views.ResetBreakerView.as_view(), name="reset-circuit-breaker"),

@@ -31,6 +31,7 @@ to who may see what is read and reviewed in one place.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
@@ -63,7 +64,7 @@ from django.views.decorators.http import require_safe
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
-from instances import commands, controls
+from instances import commands, controls, sending
 from instances import qr as qr_images
 from instances.commands import CommandRefused
 from instances.models import (
@@ -569,6 +570,24 @@ class GatewayAdmin(AccessGatedAdmin):
         return super().get_exclude(request, obj) if access_of(request.user).operator else ["url"]
 
 
+POLICY_FIELDS = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap", "warmup")
+
+
+class InstanceForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Checks the sending policy as the API does (instances.sending)."""
+
+    class Meta:
+        model = Instance
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if all(cleaned.get(name) is not None for name in POLICY_FIELDS[:4]):
+            for name, why in sending.policy_problems(*(cleaned[name] for name in POLICY_FIELDS[:4])).items():
+                self.add_error(name, why)
+        return cleaned
+
+
 @admin.register(Instance)
 class InstanceAdmin(TenantScopedAdmin):
     # Compact cells, so that every column fits a 1,400 px window beside the
@@ -618,8 +637,12 @@ class InstanceAdmin(TenantScopedAdmin):
         "gateway_features",
         "session_id",
         "created_at",
+        "warmup_started_at",
+        "slowed_until",
+        "paused_until",
     ]
-    extra_fields = ["qr_image", "pair_code_link", "breaker_window", "recent_events"]
+    extra_fields = ["qr_image", "pair_code_link", "breaker_window", "recent_events", "policy_in_force"]
+    form = InstanceForm
 
     class Media:
         css = {"all": ["instances/admin/instances.css"]}
@@ -671,6 +694,13 @@ class InstanceAdmin(TenantScopedAdmin):
                     ]
                 },
             ),
+            (
+                "Sending policy",
+                {
+                    "fields": [*POLICY_FIELDS, "policy_in_force", "warmup_started_at", "slowed_until", "paused_until"],
+                    "description": "Delays between two sends and caps (0: no cap); the next send follows a change.",
+                },
+            ),
             ("Circuit breaker", {"fields": ["breaker_window"]}),
             ("Recent events", {"fields": ["recent_events"]}),
             (None, {"fields": ["created_at"]}),
@@ -682,7 +712,7 @@ class InstanceAdmin(TenantScopedAdmin):
             return
         # Write only what the form may change: a full save would overwrite
         # the status a worker wrote since the page was loaded.
-        changed = [name for name in form.changed_data if name in {"name"}]
+        changed = [name for name in form.changed_data if name in {"name", *POLICY_FIELDS}]
         if changed:
             obj.save(update_fields=changed)
 
@@ -754,6 +784,22 @@ class InstanceAdmin(TenantScopedAdmin):
         return format_html('<span title="status changed {}">{} ago</span>', _when(obj.status_changed_at), ago)
 
     # --- change page ------------------------------------------------------------
+
+    @admin.display(description="in force now")
+    def policy_in_force(self, obj: Instance) -> str:
+        if obj.pk is None:
+            return "-"
+        now = sending.in_force(obj, time.time())
+        caps = f"{now.hourly_cap or 'no'} an hour, {now.daily_cap or 'no'} a day"
+        notes = []
+        if now.warmup_day is not None:
+            notes.append(f"warming up: day {now.warmup_day + 1}")
+        if now.slowed:
+            notes.append("slowed down after rate limits")
+        if now.paused_until:
+            notes.append("sending paused after repeated limits")
+        delays = f"{now.delay_min_s:g}-{now.delay_max_s:g} s between sends"
+        return "; ".join([delays, caps, *notes])
 
     @admin.display(description="QR code")
     def qr_image(self, obj: Instance) -> SafeString | str:

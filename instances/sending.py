@@ -19,6 +19,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from instances.models import Instance
 
 DAY_S = 86_400.0
 
@@ -124,3 +128,37 @@ def slowed_delays(low: float, high: float, factor: float) -> tuple[float, float]
     """A campaign's own delay range, slowed down like the instance's."""
     low = max(low * factor, 1.0)
     return low, max(high * factor, low)
+
+
+MAX_DELAY_S = 86_400.0
+
+
+def policy_problems(delay_min_s: float, delay_max_s: float, hourly_cap: int, daily_cap: int) -> dict[str, str]:
+    """Field -> why an instance's sending policy cannot be used (empty: it can)."""
+    problems: dict[str, str] = {}
+    for name, value in (("send_delay_min_s", delay_min_s), ("send_delay_max_s", delay_max_s)):
+        if not 0 <= value <= MAX_DELAY_S:  # also refuses NaN
+            problems[name] = f"A delay is 0 to {MAX_DELAY_S:g} seconds."
+    if not problems and delay_min_s > delay_max_s:
+        problems["send_delay_max_s"] = (
+            f"The maximum delay ({delay_max_s:g} s) is below the minimum ({delay_min_s:g} s)."
+        )
+    for name, cap in (("hourly_cap", hourly_cap), ("daily_cap", daily_cap)):
+        if cap < 0:
+            problems[name] = "A cap is 0 (no cap) or more."
+    return problems
+
+
+def in_force(instance: Instance, now: float) -> Effective:
+    """The policy an instance's worker sends with at ``now`` (its columns read)."""
+    return from_settings(
+        delay_min_s=float(instance.send_delay_min_s),
+        delay_max_s=float(instance.send_delay_max_s),
+        hourly_cap=int(instance.hourly_cap),
+        daily_cap=int(instance.daily_cap),
+        now=now,
+        warmup=bool(instance.warmup),
+        warmup_started_at=instance.warmup_started_at,
+        slowed_until=instance.slowed_until,
+        paused_until=instance.paused_until,
+    )

@@ -285,12 +285,40 @@ def test_saving_the_form_changes_the_name_and_nothing_a_worker_wrote(cast: Admin
     client.get(url)
     # A worker connects the instance while the page is open.
     Instance.objects.filter(pk=cast.mine.pk).update(status=Status.CONNECTED, desired_state=DesiredState.RUNNING)
-    response = client.post(url, {"name": "acme-sales-eu"})
+    response = client.post(url, {"name": "acme-sales-eu", **_policy(cast.mine)})
     assert response.status_code == 302, response.content.decode()[-2000:]
     cast.mine.refresh_from_db()
     assert cast.mine.name == "acme-sales-eu"
     assert cast.mine.status == Status.CONNECTED
     assert cast.mine.desired_state == DesiredState.RUNNING
+
+
+def _policy(instance: Instance, **changes: Any) -> dict[str, Any]:
+    """The sending policy fields as the change form posts them."""
+    fields: dict[str, Any] = {
+        "send_delay_min_s": instance.send_delay_min_s,
+        "send_delay_max_s": instance.send_delay_max_s,
+        "hourly_cap": instance.hourly_cap,
+        "daily_cap": instance.daily_cap,
+        **({"warmup": "on"} if instance.warmup else {}),
+    }
+    return {**fields, **changes}
+
+
+def test_the_sending_policy_is_edited_in_the_form_and_checked(cast: AdminCast) -> None:
+    client = cast.login(cast.alice)
+    url = _change("instances_instance", cast.mine.pk)
+    page = client.get(url).content.decode()
+    assert "Sending policy" in page and "In force now" in page
+    refused = client.post(url, {"name": cast.mine.name, **_policy(cast.mine, send_delay_min_s=30, send_delay_max_s=10)})
+    assert refused.status_code == 200
+    assert "is below the minimum" in refused.content.decode()
+    saved = client.post(
+        url, {"name": cast.mine.name, **_policy(cast.mine, hourly_cap=12, daily_cap=90, send_delay_max_s=5)}
+    )
+    assert saved.status_code == 302, saved.content.decode()[-2000:]
+    cast.mine.refresh_from_db()
+    assert (cast.mine.hourly_cap, cast.mine.daily_cap, cast.mine.send_delay_max_s) == (12, 90, 5)
 
 
 # --- dropdowns ------------------------------------------------------------------

@@ -155,3 +155,67 @@ def test_a_pause_for_limits_raises_one_alert_resolved_when_sending_resumes() -> 
     assert [c.status for c in transitions.instance_event(active, transitions.RESTRICTED, "")] == ["firing"]
     assert transitions.instance_event(active, transitions.RESTRICTED, "") == []
     assert [c.status for c in transitions.instance_event(active, transitions.RESTRICTION_LIFTED, "")] == ["resolved"]
+
+
+# --- the sending policy through the API ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_sending_policy_is_read_and_changed_through_the_api_and_the_next_read_follows(
+    cast: Cast, settings: Any
+) -> None:
+    url = f"/api/v1/instances/{cast.instance_a.key}/sending-policy"
+    shown = cast.owner.get(url)
+    assert shown.status_code == 200, shown.content
+    assert set(shown.json()) == {
+        "send_delay_min_s",
+        "send_delay_max_s",
+        "hourly_cap",
+        "daily_cap",
+        "warmup",
+        "warmup_started_at",
+        "slowed_until",
+        "paused_until",
+        "in_force",
+    }
+    changed = cast.owner.patch(url, {"send_delay_min_s": 3, "send_delay_max_s": 7, "hourly_cap": 30}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["in_force"] | {"daily_cap": 0} == {
+        "delay_min_s": 3.0,
+        "delay_max_s": 7.0,
+        "hourly_cap": 30,
+        "daily_cap": 0,
+        "warmup_day": None,
+        "slowed": False,
+        "paused": False,
+    }
+    Message.objects.create(tenant=cast.tenant_a, instance=cast.instance_a, to="+5511999990002", text="hi")
+    [(policy, _, _)] = outbox.next_batches([(cast.instance_a.pk, [], 10)], time.time())
+    assert (policy.delay_min_s, policy.delay_max_s, policy.hourly_cap) == (3, 7, 30)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ({"send_delay_min_s": 10, "send_delay_max_s": 5}, "send_delay_max_s", "below the minimum"),
+        ({"send_delay_min_s": -1}, "send_delay_min_s", "greater than or equal to 0"),
+        ({"hourly_cap": 1.5}, "hourly_cap", "valid integer"),
+        ({"daily_cap": "100"}, "daily_cap", "valid integer"),
+        ({"warmup": "no"}, "warmup", "valid boolean"),
+        ({"slowed_until": None}, "slowed_until", "read-only"),
+    ],
+)
+def test_a_bad_policy_gets_a_400_naming_the_field(cast: Cast, body: dict[str, Any], field: str, says: str) -> None:
+    answer = cast.owner.patch(f"/api/v1/instances/{cast.instance_a.key}/sending-policy", body, format="json")
+    assert answer.status_code == 400, answer.content
+    assert says in " ".join(answer.json()[field])
+
+
+@pytest.mark.django_db
+def test_another_tenants_policy_is_not_found(cast: Cast) -> None:
+    url = f"/api/v1/instances/{cast.instance_b.key}/sending-policy"
+    assert cast.owner.get(url).status_code == 404
+    assert cast.owner.patch(url, {"hourly_cap": 1}, format="json").status_code == 404
+    cast.instance_b.refresh_from_db()
+    assert cast.instance_b.hourly_cap != 1
