@@ -47,6 +47,9 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
     warmup = StrictBooleanField(
         required=False, help_text="A newly paired number starts at BLAST_WARMUP_SCHEDULE's daily caps."
     )
+    typing = StrictBooleanField(
+        required=False, help_text="Show the account typing for 1 to 5 s before each message (gateways with presence)."
+    )
     in_force = serializers.SerializerMethodField()
 
     class Meta:
@@ -57,6 +60,7 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
             "hourly_cap",
             "daily_cap",
             "warmup",
+            "typing",
             "warmup_started_at",
             "slowed_until",
             "paused_until",

@@ -438,6 +438,10 @@ BLAST_RESTRICTION_ERRORS = env_list(
     "BLAST_RESTRICTION_ERRORS",
     ["rate_limited", "rate-overlimit", "whatsapp_error_429", "whatsapp_error_463", "whatsapp_error_479"],
 )
+# Typing before sending (an instance's `typing` policy): a presence
+# composing frame, then a random pause inside this range, before each message.
+BLAST_TYPING_MIN_S = env_float("BLAST_TYPING_MIN_S", 1.0, minimum=0)
+BLAST_TYPING_MAX_S = env_float("BLAST_TYPING_MAX_S", 5.0, minimum=0)
 BLAST_SLOWDOWN_S = env_float("BLAST_SLOWDOWN_S", 3600.0, minimum=0)
 BLAST_SLOWDOWN_FACTOR = env_float("BLAST_SLOWDOWN_FACTOR", 2.0, minimum=1)
 BLAST_RESTRICTION_WINDOW_S = env_float("BLAST_RESTRICTION_WINDOW_S", 3600.0, minimum=1)

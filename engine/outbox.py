@@ -64,6 +64,7 @@ class Policy:
     hourly_cap: int
     daily_cap: int
     paused_until: float = 0.0
+    typing: bool = False  # a presence composing frame before each message
 
 
 def recent_sends(instance_id: int, now: float) -> list[float]:
@@ -122,6 +123,7 @@ _POLICY = (
     "warmup_started_at",
     "slowed_until",
     "paused_until",
+    "typing",
 )
 
 
@@ -153,7 +155,7 @@ def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.dateti
                c.send_delay_min_s, c.send_delay_max_s,
                m.media_id, f.kind, f.mime, f.filename, f.size,
                i.send_delay_min_s, i.send_delay_max_s, i.hourly_cap, i.daily_cap,
-               i.warmup, i.warmup_started_at, i.slowed_until, i.paused_until
+               i.warmup, i.warmup_started_at, i.slowed_until, i.paused_until, i.typing
         FROM unnest(%s::bigint[], %s::int[]) AS r(instance_id, lim)
         JOIN {q(Instance._meta.db_table)} i ON i.id = r.instance_id
         CROSS JOIN LATERAL (
@@ -207,6 +209,7 @@ def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
         hourly_cap=effective.hourly_cap,
         daily_cap=effective.daily_cap,
         paused_until=effective.paused_until,
+        typing=bool(first["typing"]),
     )
     batch = [
         Outgoing(

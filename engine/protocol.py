@@ -333,6 +333,11 @@ class ClientProtocol:
         are on the network; sent only when :meth:`supports` says ``check``."""
         return _encode({"type": "check", "id": check_id, "phones": phones})
 
+    def presence(self, to: str, state: str) -> str:
+        """The v1.1 ``presence`` frame (``composing`` or ``paused`` toward
+        ``to``); sent only when :meth:`supports` says ``presence``."""
+        return _encode({"type": "presence", "to": to, "state": state})
+
     def pair_code_refusal(self) -> str | None:
         """Why a ``pair_code`` request may not be sent now, or None when it may.
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from campaigns.pacing import Pacing, next_send_at
 from engine import outbox
@@ -113,6 +114,8 @@ class MessageSession(Protocol):
     async def send_message(self, client_id: str, to: str, text: str, media: dict[str, Any] | None = None) -> bool: ...
 
     def supports(self, feature: str) -> bool: ...
+
+    async def typing(self, to: str) -> bool: ...
 
 
 class Sender:
@@ -242,6 +245,11 @@ class Sender:
                     await self._media_unsupported(message)
                     continue
                 frame_media = media_frame(message.media)
+            if policy.typing and await self.session.typing(message.to):
+                # Typing before sending, as a person does (instances.sending).
+                await asyncio.sleep(random.uniform(settings.BLAST_TYPING_MIN_S, settings.BLAST_TYPING_MAX_S))
+                if not self.session.ready:
+                    return False
             if not await self.session.send_message(message.client_id, message.to, message.text, frame_media):
                 return False
             sent = time.time()

@@ -315,6 +315,19 @@ class GatewaySession:
         """Whether the gateway announced ``feature`` in this session's ``hello``."""
         return self.protocol.supports(feature)
 
+    async def typing(self, to: str) -> bool:
+        """Show the account typing to ``to`` (v1.1 ``presence`` composing);
+        False when the session is not ready or the gateway did not announce
+        ``presence``."""
+        ws = self.ws
+        if not self.ready or ws is None or not self.supports(protocol.PRESENCE):
+            return False
+        try:
+            await ws.send(self.protocol.presence(to, "composing"))
+        except ConnectionClosed:
+            return False
+        return True
+
     async def logout(self) -> bool:
         """Send ``logout``; False when the session is not open."""
         ws = self.ws

@@ -570,7 +570,7 @@ class GatewayAdmin(AccessGatedAdmin):
         return super().get_exclude(request, obj) if access_of(request.user).operator else ["url"]
 
 
-POLICY_FIELDS = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap", "warmup")
+POLICY_FIELDS = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap", "warmup", "typing")
 
 
 class InstanceForm(forms.ModelForm):  # type: ignore[type-arg]

@@ -349,6 +349,9 @@ class Instance(models.Model):
     slowed_until = models.DateTimeField(null=True, blank=True)
     paused_until = models.DateTimeField(null=True, blank=True)
     restriction_hits = models.JSONField(default=list, blank=True, editable=False)
+    # Show the account typing for a moment before each message (protocol
+    # v1.1 presence), where the gateway supports it.
+    typing = models.BooleanField(default=False, help_text="Typing for 1 to 5 s before each message.")
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

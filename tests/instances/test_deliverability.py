@@ -173,6 +173,7 @@ def test_the_sending_policy_is_read_and_changed_through_the_api_and_the_next_rea
         "hourly_cap",
         "daily_cap",
         "warmup",
+        "typing",
         "warmup_started_at",
         "slowed_until",
         "paused_until",
