@@ -34,6 +34,9 @@ logger = logging.getLogger("blast.sender")
 DAY_S = 86_400.0
 # A frame sent without an answer is sent again after this long.
 RESEND_AFTER_S = 60.0
+# A send that waits for its turn longer than this goes back to read the
+# instance's policy: an edited delay or cap applies to the next send.
+POLICY_RECHECK_S = 5.0
 # An acked or nacked message is kept out of the next batches this long, so
 # that a batch read before its outcome was written does not resend it.
 SETTLE_S = 30.0
@@ -139,6 +142,8 @@ class Sender:
         self.hold: dict[int, float] = {}  # message id -> not picked again before this time
         self.client_ids: dict[str, int] = {}
         self._wake = asyncio.Event()
+        self._again = False  # the last batch stopped early: read again at once
+        self._draws: dict[int, float] = {}  # message id -> its pacing draw, until it is sent
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
@@ -191,9 +196,10 @@ class Sender:
                         await database_sync_to_async(outbox.recent_sends)(self.instance_id, time.time())
                     )
                     self.last_send = self.recent[-1] if self.recent else None
+                self._again = False
                 if not await self._send(policy, batch):
                     return
-            if not full and self.session.ready:
+            if not full and not self._again and self.session.ready:
                 # The queue was drained by this read: nothing more until a
                 # hint (a new message, or the periodic sweep's for a retry
                 # that came due), a held message's time to be sent again,
@@ -213,10 +219,12 @@ class Sender:
         # due) right before its frame goes out, so that a pause, a cancel or
         # an opt-out that lands while it waited for its turn holds it back.
         # Unpaced batches are claimed at once.
+        self._draws = {mid: d for mid, d in self._draws.items() if any(m.id == mid for m in batch)}
         if policy.paused_until > time.time():
             # Paused for repeated limits from the network (instances.restrictions):
-            # nothing goes out; read again when the pause ends, or a minute on.
-            await asyncio.sleep(min(policy.paused_until - time.time(), 60.0))
+            # nothing goes out; read again when the pause ends, or a while on.
+            await asyncio.sleep(min(policy.paused_until - time.time(), POLICY_RECHECK_S))
+            self._again = True
             return self.session.ready
         unpaced = all(m.delay_max_s <= 0 for m in batch) and not (policy.hourly_cap or policy.daily_cap)
         claimed: set[int] | None = None
@@ -230,9 +238,14 @@ class Sender:
                 daily_cap=policy.daily_cap,
             )
             if claimed is None:
-                await self._wait_turn(pacing)
+                if not await self._wait_turn(pacing, message.id):
+                    # Waited a while: read the policy (and the queue) again, so
+                    # that an edited cap or delay applies to the next send.
+                    self._again = True
+                    return self.session.ready
                 if not self.session.ready:
                     return False
+                self._draws.pop(message.id, None)
                 if not await self._claims((self.instance_id, [message.id])):
                     continue
             elif message.id not in claimed:
@@ -272,16 +285,23 @@ class Sender:
         )
         await database_sync_to_async(outbox.fail_media_unsupported)(message.id, time.time())
 
-    async def _wait_turn(self, pacing: Pacing) -> None:
-        """Sleep until pacing allows the next send. One random draw per
-        message, so that waking up early (caps re-checked) keeps its delay."""
+    async def _wait_turn(self, pacing: Pacing, message_id: int) -> bool:
+        """Sleep until pacing allows the next send (True), or for at most
+        ``POLICY_RECHECK_S`` (False: the caller reads the policy again). One
+        random draw per message, so that waking up early (caps re-checked)
+        keeps its delay."""
         assert self.recent is not None
-        draw = random.random()
+        # Kept across re-reads until the message is sent: a fresh draw every
+        # few seconds would skew the delays toward their minimum.
+        draw = self._draws.setdefault(message_id, random.random())
+        deadline = time.time() + POLICY_RECHECK_S
         while True:
             now = time.time()
             while self.recent and now - self.recent[0] > DAY_S:
                 self.recent.popleft()
             at = next_send_at(pacing, self.recent, self.last_send, now, lambda: draw)
             if at <= now:
-                return
-            await asyncio.sleep(min(at - now, 60.0))
+                return True
+            if now >= deadline:
+                return False
+            await asyncio.sleep(min(at, deadline) - now)
