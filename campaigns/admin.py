@@ -269,6 +269,8 @@ SETTINGS_FIELDS = [
     "media",
     "check_numbers",
     "deadline",
+    "reply_guard_percent",
+    "reply_guard_after",
 ]
 
 

@@ -24,6 +24,8 @@ nothing twice and nothing wrong.
    fails with ``instance_stopped`` after the deadline. Before step 4 in
    :func:`tick`, so that a campaign completes on the beat its last
    messages fail.
+7. :func:`campaigns.guard.guard`: a campaign with a reply-ratio guard whose
+   recipients reply too little pauses, and its tenant is told.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns import dispatch, lifecycle, reroute
+from campaigns import dispatch, guard, lifecycle, reroute
 from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, PauseReason
 from instances import hints
 from instances.models import Status
@@ -151,6 +153,7 @@ def tick(now: dt.datetime | None = None) -> dict[str, int]:
         "resumed": resume_reconnected(now),
         "windows": enforce_windows(now),
         **{f"rerouted_{name}": n for name, n in reroute.sweep(now).items()},
+        "low_replies": guard.guard(now),
         "completed": complete_finished(now),
         "expansions": redispatch_stalled(now),
     }

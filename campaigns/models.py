@@ -107,6 +107,7 @@ class PauseReason(models.TextChoices):
     MANUAL = "manual", "Paused by the tenant"
     NO_CONNECTED_INSTANCE = "no_connected_instance", "None of its instances is connected"
     QUOTA_EXCEEDED = "quota_exceeded", "Monthly quota exhausted"
+    LOW_REPLY_RATE = "low_reply_rate", "Too few recipients replied"
 
 
 class Campaign(models.Model):
@@ -143,6 +144,12 @@ class Campaign(models.Model):
     # after this time (campaigns.reroute); empty: BLAST_CAMPAIGN_STRANDED_FAIL_H
     # after the instance stopped.
     deadline = models.DateTimeField(null=True, blank=True, help_text="Give up on stranded messages after this time.")
+    # Reply-ratio guard (campaigns.guard): once reply_guard_after messages are
+    # sent, a share of recipients who replied below reply_guard_percent pauses
+    # the campaign, once; empty: off.
+    reply_guard_percent = models.FloatField(null=True, blank=True, help_text="Pause below this reply rate (%).")
+    reply_guard_after = models.PositiveIntegerField(default=200, help_text="Judged after this many sends.")
+    reply_guard_tripped_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Lifecycle (campaigns.lifecycle).
     pause_reason = models.CharField(max_length=24, choices=PauseReason.choices, blank=True)

@@ -383,9 +383,11 @@ def raise_alert(
     summary: str,
     data: dict[str, Any] | None = None,
     now: dt.datetime | None = None,
+    tenant_id: int | None = None,
 ) -> tuple[Alert, list[int]]:
-    """Record a platform alert raised outside the evaluator (the health
-    monitor) and its deliveries to the platform-wide webhooks."""
+    """Record an alert raised outside the evaluator (the health monitor, a
+    campaign's guard) and its deliveries: to the platform-wide webhooks, and
+    to ``tenant_id``'s when it is about one tenant."""
     now = now or timezone.now()
     alert = Alert(
         kind=kind,
@@ -394,6 +396,7 @@ def raise_alert(
         summary=summary[:300],
         data=data or {},
         created_at=now,
+        tenant_id=tenant_id,
     )
     with transaction.atomic():
         ids = _create([alert], Recipients.load())

@@ -117,6 +117,7 @@ class AlertKind(models.TextChoices):
     GATEWAY_UP = "gateway_up", "Gateway up again"
     TEMPORARILY_BANNED = "temporarily_banned", "Temporarily banned by the network"
     RESTRICTED = "restricted", "Sending paused: the network is limiting the account"
+    CAMPAIGN_LOW_REPLIES = "campaign_low_replies", "Campaign paused: too few replies"
 
 
 class AlertStatus(models.TextChoices):

@@ -26,6 +26,7 @@ from api.serializers import (
     StrictCharField,
     StrictDateTimeField,
     StrictFloatField,
+    StrictIntegerField,
     StrictSerializerMixin,
     StrictUUIDField,
     validate_display_name,
@@ -228,6 +229,17 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
         help_text="Messages still waiting on a stopped instance fail with instance_stopped after this time "
         "(null: BLAST_CAMPAIGN_STRANDED_FAIL_H, 24 h, after the instance stopped).",
     )
+    reply_guard_percent = StrictFloatField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=100,
+        help_text="Pause the campaign (reason low_reply_rate) when fewer than this percent of the recipients sent "
+        "to have replied after reply_guard_after sends; null: off.",
+    )
+    reply_guard_after = StrictIntegerField(
+        required=False, min_value=1, max_value=1_000_000, help_text="Sends before the reply guard judges (200)."
+    )
     pause_reason = serializers.ChoiceField(choices=[("", ""), *PauseReason.choices], read_only=True)
 
     class Meta:
@@ -248,6 +260,8 @@ class CampaignSerializer(StrictSerializerMixin, serializers.ModelSerializer[Camp
             "media",
             "check_numbers",
             "deadline",
+            "reply_guard_percent",
+            "reply_guard_after",
             "pause_reason",
             "status_message",
             "expanded_count",

@@ -176,3 +176,43 @@ def test_new_messages_are_not_dealt_to_an_instance_stopped_for_good(
 
     expansion.expand(campaign.pk)
     assert set(Message.objects.filter(campaign=campaign).values_list("instance_id", flat=True)) == {cast.instance_a.pk}
+
+
+# --- the reply-ratio guard ------------------------------------------------------------------
+
+
+def test_a_campaign_nobody_answers_pauses_once_and_the_tenant_is_told(cast: Cast) -> None:
+    from campaigns import guard
+    from campaigns.inbound import handle_inbound
+    from monitoring.models import Alert, AlertWebhook
+
+    AlertWebhook.objects.create(tenant=cast.tenant_a, name="ops", url="https://hooks.example.com/a")
+    campaign = campaign_with_messages(cast, on_stopped=0, on_live=10, reply_guard_percent=20, reply_guard_after=8)
+    rows = list(Message.objects.filter(campaign=campaign).order_by("id"))
+    Message.objects.filter(pk__in=[m.pk for m in rows[:7]]).update(status="sent", sent_at=NOW)
+    assert guard.guard(NOW) == 0  # 7 sent: not judged yet
+    Message.objects.filter(pk=rows[7].pk).update(status="sent", sent_at=NOW)
+    handle_inbound(cast.instance_a.pk, "r-1", rows[0].to, "thanks!")  # 1 of 8 replied: 12.5 %
+    assert guard.guard(NOW) == 1
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.pause_reason) == ("paused", "low_reply_rate")
+    assert "12.5 % of the recipients replied after 8 messages" in campaign.status_message
+    alert = Alert.objects.get(kind="campaign_low_replies")
+    assert alert.tenant_id == cast.tenant_a.pk and alert.data["campaign"] == str(campaign.key)
+    assert alert.deliveries.count() == 1
+    # Resumed by the tenant, it is not paused again for the same reason.
+    lifecycle.resume(campaign.pk, "owner")
+    assert guard.guard(NOW) == 0
+    assert Campaign.objects.get(pk=campaign.pk).status == "running"
+
+
+def test_a_campaign_whose_recipients_answer_goes_on(cast: Cast) -> None:
+    from campaigns import guard
+    from campaigns.inbound import handle_inbound
+
+    campaign = campaign_with_messages(cast, on_stopped=0, on_live=4, reply_guard_percent=20, reply_guard_after=4)
+    rows = list(Message.objects.filter(campaign=campaign))
+    Message.objects.filter(campaign=campaign).update(status="sent", sent_at=NOW)
+    handle_inbound(cast.instance_a.pk, "r-1", rows[0].to, "yes please")
+    assert guard.guard(NOW) == 0  # 25 %
+    assert Campaign.objects.get(pk=campaign.pk).status == "running"
