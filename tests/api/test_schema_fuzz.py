@@ -287,6 +287,14 @@ def _fix_webhook(case: Any, body: dict[str, Any], tenant_id: int) -> None:
         body["instance"] = keys[0] if keys else None
 
 
+def _fix_sending_policy(case: Any, body: dict[str, Any], tenant_id: int) -> None:
+    stored = Instance.objects.filter(tenant_id=tenant_id, key=_path_uuid(case)).first()
+    low = body.get("send_delay_min_s", stored.send_delay_min_s if stored else 0.0)
+    high = body.get("send_delay_max_s", stored.send_delay_max_s if stored else 0.0)
+    if low > high:  # the schema states it in words: the longest at least the shortest
+        body["send_delay_min_s"], body["send_delay_max_s"] = high, low
+
+
 def _fix_auto_reply(case: Any, body: dict[str, Any], tenant_id: int) -> None:
     if "name" in body:
         body["name"] = _display_name(body["name"], 100)
@@ -318,6 +326,7 @@ FIXES: dict[tuple[str, str], Callable[[Any, dict[str, Any], int], None]] = {
     ("POST", "/api/v1/media"): _fix_media_by_url,
     ("POST", "/api/v1/webhooks"): _fix_webhook,
     ("PATCH", "/api/v1/webhooks/{id}"): _fix_webhook,
+    ("PATCH", "/api/v1/instances/{id}/sending-policy"): _fix_sending_policy,
     ("POST", "/api/v1/auto-replies"): _fix_auto_reply,
     ("PATCH", "/api/v1/auto-replies/{id}"): _fix_auto_reply,
 }
