@@ -29,7 +29,7 @@ from instances.breaker import (
     reset,
     trial_survived,
 )
-from instances.decisions import Policies, SessionEnd, after_ready, after_session
+from instances.decisions import Outcome, Policies, SessionEnd, after_ready, after_session
 from instances.reasons import KINDS, Kind, Reason
 
 POLICY = BreakerPolicy()
@@ -226,17 +226,22 @@ def test_a_trial_closes_once_its_session_has_been_ready_for_the_flap_window() ->
     assert trial_survived(half, None, T0 + 700, POLICY) == (half, None)
 
 
-def test_a_trial_that_drops_inside_the_flap_window_opens_it_again() -> None:
+def _trial_ended(ended_at: float) -> Outcome:
+    """The outcome of a half-open trial ready at T0 + 601 that ended at ``ended_at``."""
     half, _ = poll(tripped(T0), T0 + 600, POLICY)
-    outcome = after_session(
+    return after_session(
         SessionEnd(Reason.TIMED_OUT, ready_at=T0 + 601),
         retry_count=0,
         breaker=half,
         desired_running=True,
         recent_restarts=0,
-        now=T0 + 610,
+        now=ended_at,
         policies=Policies(),
     )
+
+
+def test_a_trial_that_drops_inside_the_flap_window_opens_it_again() -> None:
+    outcome = _trial_ended(T0 + 610)
     assert outcome.failure and outcome.transition is Transition.OPENED
     assert (outcome.breaker.state, outcome.breaker.trip_count) == (State.OPEN, 2)
     assert outcome.next_retry_at == T0 + 610 + POLICY.cooldown_s
@@ -244,16 +249,7 @@ def test_a_trial_that_drops_inside_the_flap_window_opens_it_again() -> None:
 
 def test_a_trial_that_ends_after_the_flap_window_has_succeeded() -> None:
     """The session ended before the worker's own check closed the breaker."""
-    half, _ = poll(tripped(T0), T0 + 600, POLICY)
-    outcome = after_session(
-        SessionEnd(Reason.TIMED_OUT, ready_at=T0 + 601),
-        retry_count=0,
-        breaker=half,
-        desired_running=True,
-        recent_restarts=0,
-        now=T0 + 640,
-        policies=Policies(),
-    )
+    outcome = _trial_ended(T0 + 640)
     assert not outcome.failure and outcome.transition is Transition.CLOSED
     assert outcome.breaker.state is State.CLOSED
 
