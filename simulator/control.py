@@ -175,6 +175,33 @@ class SimulatorControl:
         result: dict[str, Any] = self._call("POST", f"instances/{instance}/inbound", body)
         return result
 
+    def inbound_burst(
+        self,
+        count: int,
+        rate: float,
+        *,
+        instances: list[str] | None = None,
+        sender: str | None = None,
+        text: str | None = None,
+    ) -> dict[str, Any]:
+        """Have the simulator send ``count`` `inbound` frames at ``rate`` a second,
+        round robin over ``instances`` (None: every instance with a ready session);
+        the burst as started (its ``burst`` id for :meth:`burst`)."""
+        body: dict[str, Any] = {"count": count, "rate": rate}
+        if instances is not None:
+            body["instances"] = instances
+        if sender is not None:
+            body["from"] = sender
+        if text is not None:
+            body["text"] = text
+        result: dict[str, Any] = self._call("POST", "inbound-burst", body)
+        return result
+
+    def burst(self, burst_id: int) -> dict[str, Any]:
+        """How far burst ``burst_id`` got: ``sent``, ``skipped``, ``done``, its start and end."""
+        result: dict[str, Any] = self._call("GET", f"inbound-burst/{burst_id}")
+        return result
+
     def set_absent_numbers(self, phones: list[str]) -> None:
         """From now on, `check` answers ``phones`` as not on the network."""
         self._call("POST", "numbers", {"absent": phones})

@@ -1,8 +1,8 @@
 """The HTTP control API under ``/_control/``, served on the gateway's port.
 
 :class:`ControlAPI` answers the calls ``docs/SIMULATOR.md`` lists (health,
-stats, faults, restart, reset, and pair, unpair, close, inbound and
-forget-token per instance), JSON in and out, by driving its
+stats, faults, restart, reset, inbound bursts, and pair, unpair, close,
+inbound and forget-token per instance), JSON in and out, by driving its
 :class:`~simulator.gateway.Simulator`. Contract:
 
 * Bad input is ``400 {"error": "bad_request", "message": ...}``, unknown
@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator import bursts
 from simulator.faults import parse_fault
 from simulator.gateway import Simulator, json_error
 from simulator.inputs import BadRequest, Conflict, NotFound, Params, parse_close_code
@@ -58,6 +59,8 @@ class ControlAPI:
         app.router.add_post(c + "/instances/{instance_key}/inbound", self.c_inbound)
         app.router.add_post(c + "/instances/{instance_key}/forget-token", self.c_forget_token)
         app.router.add_post(f"{c}/numbers", self.c_numbers)
+        app.router.add_post(f"{c}/inbound-burst", self.c_inbound_burst)
+        app.router.add_get(c + "/inbound-burst/{burst_id}", self.c_inbound_burst_status)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
@@ -158,6 +161,41 @@ class ControlAPI:
         frame = {"type": "inbound", "server_id": server_id, "from": sender, "text": text}
         self.sim.background(self._send_frame(session, frame), self.sim.state.tasks)
         return web.json_response({"server_id": server_id, "session_id": session.session_id})
+
+    async def c_inbound_burst(self, request: web.Request) -> web.Response:
+        """``{"count", "rate", "instances"?, "from"?, "text"?}``: start a burst
+        (:mod:`simulator.bursts`) and answer at once with its id, 202."""
+        data = await self._body(request)
+        p = Params(data, ("count", "rate", "instances", "from", "text"))
+        count = p.integer("count", None, minimum=1, maximum=bursts.MAX_COUNT)
+        rate = p.number("rate", None, minimum=0.001)
+        if count is None or rate is None:
+            raise BadRequest("count (1-10000000) and rate (frames per second) are required")
+        if rate > bursts.MAX_RATE:
+            raise BadRequest(f"rate must be at most {bursts.MAX_RATE:g}")
+        sender = p.phone("from", None)
+        text = p.string("text", None, max_length=MAX_TEXT_CHARS - 64) or "burst"
+        keys = data.get("instances")
+        if keys is None:
+            instances = [inst for inst in self.sim.state.instances.values() if inst.ready_session() is not None]
+        elif isinstance(keys, list) and keys and all(isinstance(key, str) for key in keys):
+            instances = [self.sim.known_instance(key) for key in keys]
+        else:
+            raise BadRequest("instances must be a non-empty list of instance keys")
+        if not any(inst.ready_session() is not None for inst in instances):
+            raise Conflict("no instance of the burst has a ready session")
+        state = self.sim.state
+        burst = bursts.Burst(len(state.bursts) + 1, instances, count, rate, text, sender)
+        state.bursts[burst.id] = burst
+        self.sim.background(bursts.run(burst, self.sim.new_server_id), state.tasks)
+        return web.json_response(burst.as_json(), status=202)
+
+    async def c_inbound_burst_status(self, request: web.Request) -> web.Response:
+        try:
+            burst = self.sim.state.bursts[int(request.match_info["burst_id"])]
+        except (KeyError, ValueError):
+            raise NotFound(f"no burst {request.match_info['burst_id']}") from None
+        return web.json_response(burst.as_json())
 
     async def c_numbers(self, request: web.Request) -> web.Response:
         """``{"absent": [E.164, ...]}``: the numbers `check` answers as not on

@@ -4,9 +4,9 @@
 sessions (oldest first), the dedup table of accepted message ids and the
 per-instance counters. :class:`State` is everything ``POST /_control/reset``
 throws away at once: the instances, the faults, the delivery counts, the
-hanging upgrades and the background tasks. Both are plain records; the
-gateway (:mod:`simulator.gateway`) changes them, and the stats are read from
-them with ``as_json`` / :meth:`State.stats`.
+hanging upgrades, the inbound bursts and the background tasks. Both are plain
+records; the gateway (:mod:`simulator.gateway`) changes them, and the stats
+are read from them with ``as_json`` / :meth:`State.stats`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from simulator.faults import FaultBook
 ATTEMPT_SECONDS_KEPT = 3600
 
 if TYPE_CHECKING:
+    from simulator.bursts import Burst
     from simulator.session import Session
 
 
@@ -95,7 +96,8 @@ class State:
         self.attempts_per_second: dict[int, int] = {}
         self.max_sessions = 0
         self.hanging: set[asyncio.BaseTransport] = set()
-        self.tasks: set[asyncio.Task[None]] = set()  # receipts, inbound sends
+        self.tasks: set[asyncio.Task[None]] = set()  # receipts, inbound sends, bursts
+        self.bursts: dict[int, Burst] = {}  # POST /_control/inbound-burst, by id
         self.idle = asyncio.Event()  # set whenever the last open session ends
 
     def live_sessions(self) -> list[Session]:
