@@ -1,7 +1,9 @@
 """Inbound messages from recipients, and the stop keywords in them.
 
-The connection worker calls :func:`handle_inbound` (synchronous ORM, through
-``database_sync_to_async``) for every ``inbound`` frame. It stores the
+The connection worker hands the ``inbound`` frames to :func:`handle_many`
+in batches (synchronous ORM, through ``database_sync_to_async``): a handful
+of queries and one bulk insert per batch, so that one worker keeps up with
+a thousand inbound messages a second. It stores the
 message once per ``(instance, server_id)``: a frame seen again (a gateway
 that repeats it after a reconnect) changes nothing. A message whose whole
 text is a stop keyword (``BLAST_OPT_OUT_KEYWORDS``: STOP, UNSUBSCRIBE, ...;
@@ -22,11 +24,11 @@ import logging
 import unicodedata
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from campaigns import autoreplies, optouts, phones
-from campaigns.models import InboundAction, InboundMessage, Message, OptOutSource
+from campaigns.models import AutoReplyRule, InboundAction, InboundMessage, Message, OptOutSource
 from instances.models import Instance
 
 logger = logging.getLogger("blast.campaigns")
@@ -56,64 +58,116 @@ def action_of(text: str) -> str:
     return InboundAction.NONE
 
 
-def _replied_to(instance_id: int, phone: str, now: dt.datetime) -> tuple[int, int | None] | None:
-    """(message id, campaign id) of the last message this instance sent to
-    ``phone`` within the reply window, or None."""
+def _replied_to(pairs: set[tuple[int, str]], now: dt.datetime) -> dict[tuple[int, str], tuple[int, int | None]]:
+    """(instance, phone) -> (message id, campaign id) of the last message that
+    instance sent to that phone within the reply window; one query."""
+    if not pairs:
+        return {}
     since = now - dt.timedelta(hours=float(settings.BLAST_REPLY_WINDOW_H))
-    return (
-        Message.objects.filter(instance_id=instance_id, to=phone, sent_at__gte=since)
-        .order_by("-sent_at", "-id")
-        .values_list("id", "campaign_id")
-        .first()
+    rows = (
+        Message.objects.filter(instance_id__in={i for i, _ in pairs}, to__in={p for _, p in pairs}, sent_at__gte=since)
+        .order_by("sent_at", "id")
+        .values_list("instance_id", "to", "id", "campaign_id")
     )
+    # Ascending: the last row of a pair is its latest message.
+    return {(i, to): (pk, campaign) for i, to, pk, campaign in rows if (i, to) in pairs}
+
+
+Frame = tuple[int, str, str, str]  # (instance id, server id, sender, text)
 
 
 def handle_inbound(instance_id: int, server_id: str, sender: str, text: str) -> None:
-    """Store one inbound message and apply its stop/start keyword.
+    """Store one inbound message and apply its stop/start keyword
+    (:func:`handle_many` with one frame)."""
+    handle_many([(instance_id, server_id, sender, text)])
+
+
+def handle_many(frames: list[Frame]) -> int:
+    """Store inbound messages, in one transaction, and apply their keywords
+    and auto-replies; how many were new.
 
     Idempotent by ``server_id`` (per instance; an empty one is stored every
     time but its keyword still applies idempotently). A sender that is not a
     valid number is stored as received and opts nobody out. An unknown
     instance (deleted meanwhile) is ignored. Never raises for bad input;
-    database errors propagate to the caller.
+    database errors propagate to the caller (nothing of the batch is kept:
+    the caller tries the whole batch again). A handful of queries whatever
+    the batch's size, plus the rare keyword or auto-reply.
     """
-    tenant_id = Instance.objects.filter(pk=instance_id).values_list("tenant_id", flat=True).first()
-    if tenant_id is None:
-        return
-    server_id = (server_id or "")[:100]
-    text = (text or "")[:4096]
-    try:
-        phone: str | None = phones.normalise(sender)
-    except phones.InvalidPhone:
-        phone = None
-    action = action_of(text) if phone is not None else InboundAction.NONE
+    if not frames:
+        return 0
     now = timezone.now()
-    replied = _replied_to(instance_id, phone, now) if phone is not None else None
-    rule = autoreplies.rule_for(instance_id, text) if phone is not None and action == InboundAction.NONE else None
-    try:
-        with transaction.atomic():
-            inbound = InboundMessage.objects.create(
-                tenant_id=tenant_id,
-                instance_id=instance_id,
-                server_id=server_id,
-                sender=(phone or sender or "")[:20],
-                text=text,
-                action=action,
-                received_at=now,
-                in_reply_to_id=replied[0] if replied else None,
-                campaign_id=replied[1] if replied else None,
-            )
-            if rule is not None and phone is not None:
-                autoreplies.answer(inbound, rule, phone, now)
-    except IntegrityError:
-        return  # seen before: its keyword was applied then
-    if phone is None or action == InboundAction.NONE:
-        return
-    if action == InboundAction.OPT_OUT:
-        _, created = optouts.add(
-            tenant_id, phone, OptOutSource.INBOUND, instance_id=instance_id, note=text[:200], now=now
+    tenants = dict(Instance.objects.filter(pk__in={f[0] for f in frames}).values_list("pk", "tenant_id"))
+    planned: list[tuple[InboundMessage, str | None]] = []  # (row, E.164 sender or None)
+    seen: set[tuple[int, str]] = set()
+    for instance_id, server_id, sender, text in frames:
+        if instance_id not in tenants:
+            continue
+        server_id, text = (server_id or "")[:100], (text or "")[:4096]
+        if server_id and (instance_id, server_id) in seen:
+            continue  # repeated within the batch
+        seen.add((instance_id, server_id))
+        try:
+            phone: str | None = phones.normalise(sender)
+        except phones.InvalidPhone:
+            phone = None
+        row = InboundMessage(
+            tenant_id=tenants[instance_id],
+            instance_id=instance_id,
+            server_id=server_id,
+            sender=(phone or sender or "")[:20],
+            text=text,
+            action=action_of(text) if phone is not None else InboundAction.NONE,
+            received_at=now,
         )
-        if created:
-            logger.info("🚫 instance=%s recipient opted out (tenant %s)", instance_id, tenant_id)
-    elif optouts.remove(tenant_id, phone, only_source=OptOutSource.INBOUND):
-        logger.info("✅ instance=%s recipient opted back in (tenant %s)", instance_id, tenant_id)
+        planned.append((row, phone))
+    with transaction.atomic():
+        stored = set(
+            InboundMessage.objects.filter(
+                instance_id__in={row.instance_id for row, _ in planned},
+                server_id__in={row.server_id for row, _ in planned if row.server_id},
+            ).values_list("instance_id", "server_id")
+        )
+        fresh = [
+            (row, phone)
+            for row, phone in planned
+            if not row.server_id or (row.instance_id, row.server_id) not in stored
+        ]
+        replies = _replied_to({(row.instance_id, phone) for row, phone in fresh if phone is not None}, now)
+        for row, phone in fresh:
+            if phone is not None and (row.instance_id, phone) in replies:
+                row.in_reply_to_id, row.campaign_id = replies[(row.instance_id, phone)]
+        created = InboundMessage.objects.bulk_create([row for row, _ in fresh])
+        _act(list(zip(created, (phone for _, phone in fresh), strict=True)), now)
+    return len(fresh)
+
+
+def _act(rows: list[tuple[InboundMessage, str | None]], now: dt.datetime) -> None:
+    """Stop/start keywords and auto-replies of just-stored messages (inside
+    the storing transaction)."""
+    if any(row.pk is None for row, _ in rows):  # a backend that returns no ids
+        keys = {row.key for row, _ in rows}
+        ids = dict(InboundMessage.objects.filter(key__in=keys).values_list("key", "pk"))
+        for row, _ in rows:
+            row.pk = ids[row.key]
+    with_rules = set(
+        AutoReplyRule.objects.filter(instance_id__in={row.instance_id for row, _ in rows}, enabled=True).values_list(
+            "instance_id", flat=True
+        )
+    )
+    for row, phone in rows:
+        if phone is None:
+            continue
+        if row.action == InboundAction.OPT_OUT:
+            _, created = optouts.add(
+                row.tenant_id, phone, OptOutSource.INBOUND, instance_id=row.instance_id, note=row.text[:200], now=now
+            )
+            if created:
+                logger.info("🚫 instance=%s recipient opted out (tenant %s)", row.instance_id, row.tenant_id)
+        elif row.action == InboundAction.OPT_IN:
+            if optouts.remove(row.tenant_id, phone, only_source=OptOutSource.INBOUND):
+                logger.info("✅ instance=%s recipient opted back in (tenant %s)", row.instance_id, row.tenant_id)
+        elif row.instance_id in with_rules:
+            rule = autoreplies.rule_for(row.instance_id, row.text)
+            if rule is not None:
+                autoreplies.answer(row, rule, phone, now)

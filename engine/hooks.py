@@ -10,6 +10,7 @@ import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import IntegrityError
 
 from engine import protocol, store
 from engine.sender import Sender
@@ -21,6 +22,9 @@ from instances.decisions import after_ready, trial_check
 from instances.models import EventKind, PairState, Status
 
 logger = logging.getLogger("blast.worker")
+
+# Inbound messages stored per transaction (campaigns.inbound.handle_many).
+INBOUND_BATCH = 500
 
 
 class SessionHooks(WorkerState):
@@ -241,17 +245,32 @@ class SessionHooks(WorkerState):
         if held is None:
             return
         if isinstance(event, protocol.Inbound):
-            self._spawn_task(self._inbound(held.instance_id, event), f"inbound-{held.instance_id}")
+            self.inbound.append((held.instance_id, event.server_id, event.sender, event.text))
+            if not self._storing_inbound:
+                self._storing_inbound = True
+                self._spawn_task(self._store_inbound(), "inbound")
         elif held.sender is not None:
             held.sender.on_update(event)
 
-    async def _inbound(self, instance_id: int, inbound: protocol.Inbound) -> None:
-        from campaigns.inbound import handle_inbound
+    async def _store_inbound(self) -> None:
+        """Store the inbound messages received so far, ``INBOUND_BATCH`` at a
+        time (campaigns.inbound.handle_many: one transaction each), until
+        none is left. A batch the database refused is kept and tried again
+        a second later: nothing received is dropped while the worker lives."""
+        from campaigns.inbound import handle_many
 
         try:
-            await database_sync_to_async(handle_inbound)(instance_id, inbound.server_id, inbound.sender, inbound.text)
-        except DB_ERRORS:
-            logger.warning("⚠️ instance=%s inbound message not stored: database unavailable", instance_id)
+            while self.inbound:
+                batch = self.inbound[:INBOUND_BATCH]
+                try:
+                    await database_sync_to_async(handle_many)(batch)
+                except (*DB_ERRORS, IntegrityError) as exc:
+                    logger.warning("⚠️ %d inbound messages kept for retry: %s", len(self.inbound), exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                del self.inbound[: len(batch)]
+        finally:
+            self._storing_inbound = False
 
     def _start_sender(self, held: Held, session: GatewaySession) -> None:
         held.sender = Sender(

@@ -154,6 +154,9 @@ class WorkerState:
         self._last_reason: dict[int, str] = {}
         self._probing: set[int] = set()
         self._checking: set[int] = set()  # instances whose number checks run
+        # Inbound frames not stored yet (engine.hooks._store_inbound), in order.
+        self.inbound: list[tuple[int, str, str, str]] = []
+        self._storing_inbound = False
         # Released instances waiting for their slot in their gateway's ramp,
         # and those whose slot came (started without taking another).
         self._pacing: set[int] = set()

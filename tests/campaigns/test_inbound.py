@@ -4,6 +4,8 @@ keyword takes back a stop. handle_inbound is what the worker calls."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from campaigns.inbound import action_of, handle_inbound
@@ -85,3 +87,20 @@ def test_a_sender_that_is_not_a_number_is_stored_and_opts_nobody_out(cast: Cast)
 def test_an_unknown_instance_is_ignored(cast: Cast) -> None:
     handle_inbound(999_999, "srv-1", SENDER, "STOP")
     assert not InboundMessage.objects.exists() and not OptOut.objects.exists()
+
+
+def test_a_batch_is_stored_in_a_handful_of_queries_each_frame_once(
+    cast: Cast, django_assert_max_num_queries: Any
+) -> None:
+    from campaigns.inbound import handle_many
+
+    frames = [(cast.instance_a.pk, f"srv-{n}", f"+55119999{n:05d}", f"hello {n}") for n in range(300)]
+    frames += frames[:20]  # repeated inside the batch
+    frames.append((cast.instance_a2.pk, "srv-1", SENDER, "STOP"))  # a keyword: its own work
+    frames.append((999_999, "srv-x", SENDER, "an instance deleted meanwhile"))
+    with django_assert_max_num_queries(20):
+        assert handle_many(frames) == 301
+    assert InboundMessage.objects.count() == 301
+    assert OptOut.objects.get().phone == SENDER
+    assert handle_many(frames) == 0  # the gateway sends them all again after a reconnect
+    assert InboundMessage.objects.count() == 301
