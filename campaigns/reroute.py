@@ -2,9 +2,11 @@
 
 A campaign's messages are dealt to instances when they are created
 (campaigns.expansion). An instance that stops for good (logged out, replaced,
-forbidden, halted, disconnected by an operator) or stays unable to send for
+forbidden, halted, disconnected by an operator), stays unable to send for
 ``BLAST_CAMPAIGN_REROUTE_AFTER_S`` (breaker open, temporarily banned,
-backing off, disconnected) would keep its share queued for ever. The beat
+backing off, disconnected) or has its sending paused for limits
+(instances.restrictions) would keep its share queued for ever, or for the
+pause. A slowed-down instance takes no share while a full-speed one can. The beat
 job's :func:`reroute` moves that share, oldest first, round robin over the
 rotation's connected instances, so each keeps its order in its new queue and
 is paced there like the rest.
@@ -45,18 +47,30 @@ STRANDED_ERROR = "Its instance stopped and no other instance of the campaign cou
 
 
 def stopped_instances(instance_ids: list[int], now: dt.datetime) -> tuple[set[int], set[int]]:
-    """(stopped, connected) among ``instance_ids``: stopped is terminal, or
-    not connected for ``BLAST_CAMPAIGN_REROUTE_AFTER_S``."""
+    """(stopped, targets) among ``instance_ids``.
+
+    Stopped: terminal, not connected for ``BLAST_CAMPAIGN_REROUTE_AFTER_S``,
+    or connected with its sending paused for limits (instances.restrictions).
+    Targets: connected and sending at full speed; when every connected one
+    is slowed down, the slowed ones."""
     after = dt.timedelta(seconds=float(settings.BLAST_CAMPAIGN_REROUTE_AFTER_S))
     stopped: set[int] = set()
-    connected: set[int] = set()
-    rows = Instance.objects.filter(pk__in=instance_ids).values_list("pk", "status", "status_changed_at")
-    for pk, status, changed_at in rows:
+    fast: set[int] = set()
+    slowed: set[int] = set()
+    rows = Instance.objects.filter(pk__in=instance_ids).values_list(
+        "pk", "status", "status_changed_at", "paused_until", "slowed_until"
+    )
+    for pk, status, changed_at, paused_until, slowed_until in rows:
         if status == Status.CONNECTED:
-            connected.add(pk)
+            if paused_until is not None and paused_until > now:
+                stopped.add(pk)
+            elif slowed_until is not None and slowed_until > now:
+                slowed.add(pk)
+            else:
+                fast.add(pk)
         elif status in TERMINAL_STATUSES or changed_at <= now - after:
             stopped.add(pk)
-    return stopped, connected
+    return stopped, fast or slowed
 
 
 def reroute(campaign_id: int, now: dt.datetime) -> int:
@@ -96,6 +110,8 @@ def fail_stranded(campaign: Campaign, now: dt.datetime) -> int:
     deadline (or the stranded grace after the instance stopped) has passed."""
     members = list(Membership.objects.filter(campaign_id=campaign.pk).values_list("instance_id", flat=True))
     stopped, _ = stopped_instances(members, now)
+    # A connected instance paused for limits sends again after the pause.
+    stopped -= set(Instance.objects.filter(pk__in=stopped, status=Status.CONNECTED).values_list("pk", flat=True))
     if not stopped:
         return 0
     if campaign.deadline is not None:

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from celery import shared_task
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
@@ -27,7 +28,16 @@ from campaigns import dispatch, due, expansion, jobs, webhooks
 logger = logging.getLogger("blast.campaigns")
 
 
-@shared_task(name=dispatch.EXPAND_CAMPAIGN, ignore_result=True)
+# A deadlock or a lost connection rolls the chunk back: try again soon
+# rather than wait for the stall sweep.
+@shared_task(
+    name=dispatch.EXPAND_CAMPAIGN,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=5,
+)
 def expand_campaign(campaign_id: int) -> int:
     """Expand up to ``BLAST_CAMPAIGN_CHUNKS_PER_TASK`` chunks, then queue the
     rest as a new task (so that one long campaign does not hold a Celery

@@ -297,6 +297,18 @@ def claim_many(requests: list[tuple[int, list[int]]], now: float) -> list[list[i
     return [[message_id for message_id in ids if message_id in claimed] for _, ids in requests]
 
 
+def unclaim(instance_id: int, ids: list[int]) -> int:
+    """Take back claims whose frames were never written (the session ended
+    mid-batch): ``attempts - 1`` on the rows still queued on the instance,
+    so that a campaign may move them (campaigns.reroute moves only
+    unattempted messages). Never called for a message that was written."""
+    if not ids:
+        return 0
+    return Message.objects.filter(
+        id__in=ids, instance_id=instance_id, status=MessageStatus.QUEUED, attempts__gt=0
+    ).update(attempts=F("attempts") - 1)
+
+
 def _update_from_values(
     columns: dict[str, str], rows: list[tuple[Any, ...]], set_sql: str, where_sql: str, returning: str = ""
 ) -> list[tuple[Any, ...]]:

@@ -23,6 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError
 
 from campaigns.pacing import Pacing, next_send_at
 from engine import outbox
@@ -230,7 +231,12 @@ class Sender:
         claimed: set[int] | None = None
         if unpaced:
             claimed = set(await self._claims((self.instance_id, [m.id for m in batch])))
-        for message in batch:
+        read_at = time.time()
+        for n, message in enumerate(batch):
+            if time.time() - read_at > POLICY_RECHECK_S and claimed is None:
+                # Read the policy again (a pause for limits, an edited cap) every few seconds.
+                self._again = True
+                return True
             pacing = Pacing(
                 delay_min_s=message.delay_min_s,
                 delay_max_s=message.delay_max_s,
@@ -264,6 +270,9 @@ class Sender:
                 if not self.session.ready:
                     return False
             if not await self.session.send_message(message.client_id, message.to, message.text, frame_media):
+                if claimed is not None:
+                    # Claimed together but never written: they may move to another instance.
+                    await self._unclaim([m.id for m in batch[n:] if m.id in claimed])
                 return False
             sent = time.time()
             self.hold[message.id] = sent + RESEND_AFTER_S
@@ -273,6 +282,12 @@ class Sender:
             self.recent.append(sent)
         self._wake_flush()
         return True
+
+    async def _unclaim(self, ids: list[int]) -> None:
+        try:
+            await database_sync_to_async(outbox.unclaim)(self.instance_id, ids)
+        except (DatabaseError, InterfaceError):  # best effort: they stay attempted, on this instance
+            logger.warning("⚠️ instance=%s %d unsent claims left attempted", self.instance_id, len(ids))
 
     async def _media_unsupported(self, message: outbox.Outgoing) -> None:
         """A message with a file on a session whose gateway did not announce

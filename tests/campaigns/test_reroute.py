@@ -216,3 +216,28 @@ def test_a_campaign_whose_recipients_answer_goes_on(cast: Cast) -> None:
     handle_inbound(cast.instance_a.pk, "r-1", rows[0].to, "yes please")
     assert guard.guard(NOW) == 0  # 25 %
     assert Campaign.objects.get(pk=campaign.pk).status == "running"
+
+
+def test_a_paused_instance_hands_its_share_over_and_a_slowed_one_takes_none(cast: Cast) -> None:
+    campaign = campaign_with_messages(cast, on_stopped=4, on_live=0)
+    third = Instance.objects.create(tenant=cast.tenant_a, name="backup", gateway=cast.gateway)
+    campaign.instances.add(third)
+    set_status(cast.instance_a2, Status.CONNECTED)
+    set_status(third, Status.CONNECTED)
+    later = NOW + dt.timedelta(hours=1)
+    Instance.objects.filter(pk=cast.instance_a2.pk).update(paused_until=later)  # paused for limits
+    Instance.objects.filter(pk=third.pk).update(slowed_until=later)  # slowed down
+    assert reroute.sweep(NOW) == {"moved": 4, "failed": 0}
+    assert len(share(cast.instance_a, campaign)) == 4 and share(third, campaign) == []
+    # A paused instance's claimed messages are not failed as stranded: it sends again after the pause.
+    assert reroute.sweep(NOW + dt.timedelta(days=2))["failed"] == 0
+
+
+def test_claims_never_written_are_taken_back_so_that_they_may_move(cast: Cast) -> None:
+    campaign = campaign_with_messages(cast, on_stopped=3, on_live=0)
+    ids = list(Message.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True))
+    assert outbox.claim(cast.instance_a2.pk, ids, time.time()) == ids
+    assert outbox.unclaim(cast.instance_a2.pk, ids[1:]) == 2
+    assert outbox.unclaim(cast.instance_a.pk, ids[:1]) == 0  # another instance's claim: untouched
+    set_status(cast.instance_a2, Status.LOGGED_OUT)
+    assert reroute.sweep(NOW)["moved"] == 2

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from api.models import ApiKey
 from campaigns.messages import accept
 from campaigns.models import Campaign, Message
+from instances import commands
 from instances.models import EventKind, Instance, Status
 from monitoring.models import Alert
 from tests.campaigns.conftest import URLS, make_list, numbers, start_through_api
@@ -179,9 +180,10 @@ def test_rate_limit_nacks_slow_down_then_pause_with_an_alert_and_every_message_g
 @gateway_sim_args("--start-paired")
 def test_a_4402_ban_raises_an_alert(engine: Engine) -> None:
     install_schedules(**{"monitoring.evaluate_alerts": 1})
-    instance = engine.create("banned")
-    engine.wait_status(instance, Status.CONNECTED)
-    assert engine.sim.control.close(str(instance.key), 4402)["closed"] == 1
+    instance = engine.create("banned", connect=False)
+    # The gateway answers that the network has suspended the account.
+    engine.sim.control.set_fault("close_before_hello", instance=str(instance.key), code=4402, count=1)
+    commands.connect(instance, actor="test")
     wait_until(
         lambda: Alert.objects.filter(kind="temporarily_banned", status="firing", instance=instance).exists(),
         timeout=30,
