@@ -15,7 +15,7 @@ help:
 	@echo "make manage ARGS=\"createsuperuser\"   a manage.py command, with make run's environment (Redis)"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  run the benchmarks into bench/results/ and write docs/BENCHMARKS.md (30 to 40 minutes)"
-	@echo "            a subset: make bench BENCH=\"connections health\" (also: messages baseline chaos)"
+	@echo "            a subset: make bench BENCH=\"connections health\" (also: messages inbound campaign_health baseline scaleout chaos)"
 	@echo "make bench-report   only regenerate docs/BENCHMARKS.md from bench/results/"
 
 run:

@@ -2,7 +2,8 @@
 # `make bench`: run the benchmarks, write their results into bench/results/
 # and regenerate docs/BENCHMARKS.md from them (bench/report.py).
 #
-#   scripts/bench.sh                      connections messages health baseline scaleout, then the report
+#   scripts/bench.sh                      connections messages inbound campaign_health health baseline scaleout,
+#                                         then the report
 #   scripts/bench.sh connections health   only these, then the report
 #   scripts/bench.sh chaos                the 30-minute chaos soak (never run by default)
 #   scripts/bench.sh report               only the report
@@ -13,6 +14,10 @@
 #   BENCH_SESSIONS         connections: sessions held by one worker (10000)
 #   BENCH_MESSAGES, BENCH_MESSAGE_INSTANCES, BENCH_BATCH
 #                          messages: 50000 messages over 1000 instances, 500 a request
+#   BENCH_INBOUND_RATE, BENCH_INBOUND_SECONDS, BENCH_INBOUND_INSTANCES
+#                          inbound: 1000 inbound messages a second for 30 s over 50 instances
+#   BENCH_CAMPAIGN_HEALTH_RECIPIENTS, BENCH_CAMPAIGN_HEALTH_INSTANCES
+#                          campaign_health: a 10000-recipient campaign over 4 instances
 #   BENCH_HEALTH_INSTANCES, BENCH_HEALTH_CONCURRENCY, BENCH_HEALTH_SECONDS
 #                          health: 10000 instances, 50 clients, 30 s a phase
 #   BENCH_BASELINE_ARGS    extra arguments for bench/baseline.py
@@ -25,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(connections messages health baseline scaleout)
+all=(connections messages inbound campaign_health health baseline scaleout)
 known=" ${all[*]} chaos report "
 steps=("$@")
 [[ ${#steps[@]} -gt 0 ]] || steps=("${all[@]}")
@@ -108,6 +113,18 @@ for step in "${steps[@]}"; do
         "$PY" bench/messages.py --messages "${BENCH_MESSAGES:-50000}" \
         --instances "${BENCH_MESSAGE_INSTANCES:-1000}" --batch "${BENCH_BATCH:-500}" \
         --database-url "$BENCH_DATABASE_URL" --json "$results/messages.json.new"
+      ;;
+    inbound)
+      measure inbound "$results/inbound.json" \
+        "$PY" bench/inbound.py --rate "${BENCH_INBOUND_RATE:-1000}" --seconds "${BENCH_INBOUND_SECONDS:-30}" \
+        --instances "${BENCH_INBOUND_INSTANCES:-50}" --database-url "$BENCH_DATABASE_URL" \
+        --json "$results/inbound.json.new"
+      ;;
+    campaign_health)
+      measure campaign_health "$results/campaign-health.json" \
+        "$PY" bench/campaign_health.py --recipients "${BENCH_CAMPAIGN_HEALTH_RECIPIENTS:-10000}" \
+        --instances "${BENCH_CAMPAIGN_HEALTH_INSTANCES:-4}" --database-url "$BENCH_DATABASE_URL" \
+        --json "$results/campaign-health.json.new"
       ;;
     health)
       measure health "$results/health-latency.json" \
