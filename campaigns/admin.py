@@ -403,18 +403,7 @@ class AutoReplyForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = AutoReplyRule
-        fields = [
-            "tenant",
-            "instance",
-            "name",
-            "match",
-            "pattern",
-            "reply_text",
-            "reply_media",
-            "cooldown_s",
-            "priority",
-            "enabled",
-        ]
+        fields = ["tenant", *autoreplies.RULE_FIELDS]
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}

@@ -40,6 +40,8 @@ from instances.models import Instance
 logger = logging.getLogger("blast.campaigns")
 
 MAX_PATTERN = 500
+# What a tenant sets on a rule (the API and the admin).
+RULE_FIELDS = ["instance", "name", "match", "pattern", "reply_text", "reply_media", "cooldown_s", "priority", "enabled"]
 
 
 def _folded(text: str) -> str:

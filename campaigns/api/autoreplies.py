@@ -72,19 +72,7 @@ class AutoReplySerializer(StrictSerializerMixin, serializers.ModelSerializer[Aut
 
     class Meta:
         model = AutoReplyRule
-        fields = [
-            "id",
-            "instance",
-            "name",
-            "match",
-            "pattern",
-            "reply_text",
-            "reply_media",
-            "cooldown_s",
-            "priority",
-            "enabled",
-            "created_at",
-        ]
+        fields = ["id", *autoreplies.RULE_FIELDS, "created_at"]
         read_only_fields = ["created_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

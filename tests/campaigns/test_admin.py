@@ -206,3 +206,31 @@ def test_every_admin_page_answers_for_operators_and_tenant_staff(
         if first is not None:
             page = client.get(reverse(f"admin:campaigns_{model}_change", args=[first.pk]))
             assert page.status_code == 200, (model, page.status_code)
+
+
+def test_auto_reply_rules_are_managed_in_the_admin_with_the_apis_checks(cast: Cast, root: Client) -> None:
+    from campaigns.models import AutoReplyRule
+
+    url = reverse("admin:campaigns_autoreplyrule_add")
+    base = {
+        "tenant": cast.tenant_a.pk,
+        "instance": cast.instance_a.pk,
+        "name": "Hours",
+        "match": "regex",
+        "reply_text": "9 to 18",
+        "cooldown_s": 3600,
+        "priority": 100,
+        "enabled": "on",
+    }
+    refused = root.post(url, {**base, "pattern": "(unclosed"})
+    assert refused.status_code == 200 and "Not a valid regular expression" in refused.content.decode()
+    rivals = root.post(url, {**base, "pattern": "hours", "instance": cast.instance_b.pk})
+    assert "This belongs to another tenant." in rivals.content.decode()
+    assert root.post(url, {**base, "pattern": "hours", "cooldown_s": 5}).status_code == 200  # too short
+    assert not AutoReplyRule.objects.exists()
+    created = root.post(url, {**base, "pattern": r"\bhours\b"})
+    assert created.status_code == 302, created.content.decode()[-1500:]
+    rule = AutoReplyRule.objects.get()
+    assert (rule.instance_id, rule.pattern, rule.cooldown_s) == (cast.instance_a.pk, r"\bhours\b", 3600)
+    listing = root.get(reverse("admin:campaigns_autoreplyrule_changelist")).content.decode()
+    assert "Hours" in listing and "messages answered" in listing.lower()
