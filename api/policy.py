@@ -22,6 +22,9 @@ from api.views import ID, TenantView, errors
 from instances import sending
 from instances.models import Instance
 
+# Far above any account's volume, and inside every database's integer column.
+MAX_CAP = 1_000_000
+
 
 class InForceSerializer(serializers.Serializer[Any]):
     delay_min_s = serializers.FloatField()
@@ -42,8 +45,12 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
     send_delay_max_s = StrictFloatField(
         required=False, min_value=0, max_value=sending.MAX_DELAY_S, help_text="Longest; at least the shortest."
     )
-    hourly_cap = StrictIntegerField(required=False, min_value=0, help_text="Sends in any hour; 0: no cap.")
-    daily_cap = StrictIntegerField(required=False, min_value=0, help_text="Sends in any 24 hours; 0: no cap.")
+    hourly_cap = StrictIntegerField(
+        required=False, min_value=0, max_value=MAX_CAP, help_text="Sends in any hour; 0: no cap."
+    )
+    daily_cap = StrictIntegerField(
+        required=False, min_value=0, max_value=MAX_CAP, help_text="Sends in any 24 hours; 0: no cap."
+    )
     warmup = StrictBooleanField(
         required=False, help_text="A newly paired number starts at BLAST_WARMUP_SCHEDULE's daily caps."
     )

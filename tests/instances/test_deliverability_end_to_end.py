@@ -7,7 +7,6 @@ with beat, Redis and the test database.
 - a number that pairs warms up: its first day's cap holds;
 - rate-limit nacks slow the instance down, then pause it with an alert
   that resolves when sending resumes; every message still goes out once;
-- a 4402 ban raises an alert;
 - typing before sending reaches the gateway as presence frames.
 """
 
@@ -22,7 +21,6 @@ from rest_framework.test import APIClient
 from api.models import ApiKey
 from campaigns.messages import accept
 from campaigns.models import Campaign, Message
-from instances import commands
 from instances.models import EventKind, Instance, Status
 from monitoring.models import Alert
 from tests.campaigns.conftest import URLS, make_list, numbers, start_through_api
@@ -175,22 +173,6 @@ def test_rate_limit_nacks_slow_down_then_pause_with_an_alert_and_every_message_g
         message="every message out once the pause is over",
     )
     assert sorted(_deliveries(engine).values()) == [1, 1, 1]
-
-
-@gateway_sim_args("--start-paired")
-def test_a_4402_ban_raises_an_alert(engine: Engine) -> None:
-    install_schedules(**{"monitoring.evaluate_alerts": 1})
-    instance = engine.create("banned", connect=False)
-    # The gateway answers that the network has suspended the account.
-    engine.sim.control.set_fault("close_before_hello", instance=str(instance.key), code=4402, count=1)
-    commands.connect(instance, actor="test")
-    wait_until(
-        lambda: Alert.objects.filter(kind="temporarily_banned", status="firing", instance=instance).exists(),
-        timeout=30,
-        message=f"temporarily_banned alert: {[(e.kind, e.reason) for e in engine.events(instance)]}, "
-        f"{list(Alert.objects.values_list('kind', 'status'))}\n{engine.platform.logs()[-3000:]}",
-    )
-    assert engine.status(instance) != Status.CONNECTED
 
 
 @gateway_sim_args("--start-paired", "--receipt-delay", "0")
