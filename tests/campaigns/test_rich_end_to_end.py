@@ -43,8 +43,9 @@ def stack(platform: Platform, gateway_sim: Any, media_root: Path) -> Iterator[tu
     gateway = Gateway.objects.create(name="simulator", url=gateway_sim.url)
     tenant = Tenant.objects.create(slug="acme", name="Acme")
     engine = Engine(platform=platform, sim=gateway_sim, gateway=gateway, tenant=tenant)
-    engine.workers.append(platform.start_worker())
-    engine.celery = platform.start_celery()
+    worker, celery = platform.launch_worker(), platform.launch_celery()  # both at once
+    engine.workers.append(worker.wait())
+    engine.celery = celery.wait()
     _, key = ApiKey.objects.create_key(tenant, "owner")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")

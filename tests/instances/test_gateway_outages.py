@@ -61,9 +61,11 @@ def outage_engine(platform: Platform, gateway_sim: Any) -> Iterator[Engine]:
     gateway = Gateway.objects.create(name="simulator", url=gateway_sim.url)
     tenant = Tenant.objects.create(slug="acme", name="Acme")
     eng = Engine(platform=platform, sim=gateway_sim, gateway=gateway, tenant=tenant)
-    eng.workers.append(platform.start_worker("one"))
-    eng.workers.append(platform.start_worker("two"))
-    eng.celery = platform.start_celery()
+    # All three start at once; each is waited for as start_worker() would.
+    starting = [platform.launch_worker("one"), platform.launch_worker("two")]
+    celery = platform.launch_celery()
+    eng.workers.extend(worker.wait() for worker in starting)
+    eng.celery = celery.wait()
     yield eng
     eng.assert_worker_clean()
 

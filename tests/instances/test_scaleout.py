@@ -30,9 +30,11 @@ def cluster(platform: Platform, gateway_sim: Any) -> Iterator[Engine]:
     gateway = Gateway.objects.create(name="simulator", url=gateway_sim.url)
     tenant = Tenant.objects.create(slug="acme", name="Acme")
     eng = Engine(platform=platform, sim=gateway_sim, gateway=gateway, tenant=tenant)
-    for name in ("one", "two", "three"):
-        eng.workers.append(platform.start_worker(name))
-    eng.celery = platform.start_celery()
+    # All four start at once; each is waited for as start_worker() would.
+    starting = [platform.launch_worker(name) for name in ("one", "two", "three")]
+    celery = platform.launch_celery()
+    eng.workers.extend(worker.wait() for worker in starting)
+    eng.celery = celery.wait()
     yield eng
     eng.assert_worker_clean()
 
@@ -144,8 +146,9 @@ def test_a_worker_never_holds_more_than_its_capacity_and_the_rest_wait_for_room(
     gateway = Gateway.objects.create(name="simulator", url=gateway_sim.url)
     tenant = Tenant.objects.create(slug="acme", name="Acme")
     engine = Engine(platform=platform, sim=gateway_sim, gateway=gateway, tenant=tenant)
-    engine.workers.append(platform.start_worker("small", BLAST_WORKER_CAPACITY="10"))
-    engine.celery = platform.start_celery()
+    small, celery = platform.launch_worker("small", BLAST_WORKER_CAPACITY="10"), platform.launch_celery()
+    engine.workers.append(small.wait())
+    engine.celery = celery.wait()
     instances = engine.create_many(15)
     wait_until(lambda: sum(_held(instances).values()) == 10, timeout=60, message="ten sessions held")
     # Recovery jobs keep hinting the other five: still ten, never more.

@@ -5,19 +5,32 @@ receiver that fails at first; the breaker heals and the recovery is sent."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from instances import commands
 from instances.models import EventKind, Status
 from monitoring.alerts import CURSOR_KEY
 from monitoring.models import Alert, AlertDelivery, AlertState
-from tests.fixtures.engine import Engine
-from tests.fixtures.platform import wait_until
+from tests.fixtures.engine import Engine, run_engine
+from tests.fixtures.platform import Platform, wait_until
 from tests.fixtures.schedules import install_schedules
 from tests.fixtures.simulator import gateway_sim_args
 from tests.fixtures.webhooks import Receiver
 from tests.fixtures.webhooks import verify as verify_signature
 from tests.monitoring.conftest import make_webhook
+
+# A half-open trial closes the breaker once its session has stayed ready for
+# the flap window: seconds here, not the default half-minute.
+FLAP_S = 4
+
+
+@pytest.fixture
+def engine(platform: Platform, gateway_sim: Any) -> Iterator[Engine]:
+    platform.env["BLAST_FLAP_WINDOW_S"] = str(FLAP_S)
+    yield from run_engine(platform, gateway_sim)
 
 
 @gateway_sim_args("--start-paired")
