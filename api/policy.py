@@ -128,9 +128,7 @@ class SendingPolicyView(TenantView):
         instance = self.get_instance()
         serializer = SendingPolicySerializer(instance, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        changed = list(serializer.validated_data)
-        for name, value in serializer.validated_data.items():
-            setattr(instance, name, value)
-        if changed:
+        if serializer.validated_data:
+            # Only these columns: the worker writes the others meanwhile.
             Instance.objects.filter(pk=instance.pk).update(**serializer.validated_data)
         return Response(SendingPolicySerializer(self.get_instance()).data)

@@ -220,7 +220,8 @@ class Sender:
         # due) right before its frame goes out, so that a pause, a cancel or
         # an opt-out that lands while it waited for its turn holds it back.
         # Unpaced batches are claimed at once.
-        self._draws = {mid: d for mid, d in self._draws.items() if any(m.id == mid for m in batch)}
+        in_batch = {m.id for m in batch}
+        self._draws = {mid: d for mid, d in self._draws.items() if mid in in_batch}
         if policy.paused_until > time.time():
             # Paused for repeated limits from the network (instances.restrictions):
             # nothing goes out; read again when the pause ends, or a while on.
