@@ -236,6 +236,9 @@ class Message(models.Model):
     idempotency_key = models.CharField(max_length=200, blank=True)
     server_id = models.CharField(max_length=100, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="send frames written to a gateway")
+    # A transient nack says the gateway did not send that write: a message
+    # with as many nacks as attempts was never sent (campaigns.reroute).
+    nacks = models.PositiveIntegerField(default=0, help_text="writes a gateway refused for now (transient nacks)")
     not_before = models.DateTimeField(null=True, blank=True, help_text="not sent before this time")
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -11,12 +11,15 @@ job's :func:`reroute` moves that share, oldest first, round robin over the
 rotation's connected instances, so each keeps its order in its new queue and
 is paced there like the rest.
 
-Only messages never written to a gateway move (``attempts`` 0). The move is
-one conditional UPDATE per message set (``instance`` still the old one,
-``attempts`` still 0), and the worker's claim names the instance it sends
-from (engine.outbox.claim_many): whichever comes first wins, so a message
-is sent through one instance, never two. A message the stopped instance had
-already written stays with it: it may have gone out.
+Only messages the old instance never sent move: never written to a gateway,
+or every write of which the gateway answered with a transient nack (it did
+not send it: docs/PROTOCOL.md 2.5), that is ``attempts`` equal to
+``nacks``. The move is one conditional UPDATE per message set (``instance``
+still the old one, ``attempts`` still ``nacks``), and the worker's claim
+names the instance it sends from and counts the attempt
+(engine.outbox.claim_many): whichever comes first wins, so a message is sent
+through one instance, never two. A message with a write still unanswered
+stays with its instance: it may have gone out.
 
 With no connected instance left the share waits. :func:`fail_stranded` fails
 what is left on a stopped instance with ``instance_stopped`` once the
@@ -33,7 +36,7 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 
 from campaigns import lifecycle
 from campaigns.failures import fail_unsent
@@ -74,7 +77,7 @@ def stopped_instances(instance_ids: list[int], now: dt.datetime) -> tuple[set[in
 
 
 def reroute(campaign_id: int, now: dt.datetime) -> int:
-    """Move the unattempted queued messages of ``campaign_id`` off its stopped
+    """Move the unsent queued messages of ``campaign_id`` off its stopped
     instances onto its connected ones; how many moved."""
     members = list(Membership.objects.filter(campaign_id=campaign_id).values_list("instance_id", flat=True))
     stopped, connected = stopped_instances(members, now)
@@ -82,7 +85,7 @@ def reroute(campaign_id: int, now: dt.datetime) -> int:
         return 0
     stranded = list(
         Message.objects.filter(
-            campaign_id=campaign_id, instance_id__in=stopped, status=MessageStatus.QUEUED, attempts=0
+            campaign_id=campaign_id, instance_id__in=stopped, status=MessageStatus.QUEUED, attempts=F("nacks")
         )
         .order_by("id")
         .values_list("id", "instance_id")
@@ -97,7 +100,7 @@ def reroute(campaign_id: int, now: dt.datetime) -> int:
     with transaction.atomic():
         for (old, new), ids in by_move.items():
             moved += Message.objects.filter(
-                id__in=ids, instance_id=old, status=MessageStatus.QUEUED, attempts=0
+                id__in=ids, instance_id=old, status=MessageStatus.QUEUED, attempts=F("nacks")
             ).update(instance_id=new, moved_from_id=old)
         lifecycle.hint_after_commit(targets)
     if moved:

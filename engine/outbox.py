@@ -277,7 +277,8 @@ def claim_many(requests: list[tuple[int, list[int]]], now: float) -> list[list[i
     SQLite both have it). The condition is the claim, so no lock is held
     between a read and a write; and because it names the instance, a message
     that a campaign moved to another instance (campaigns.reroute moves only
-    unattempted ones) is claimed by one of them, never both."""
+    unsent ones: attempts equal to nacks) is claimed by one of them, never
+    both."""
     rows = [(message_id, instance_id) for instance_id, ids in requests for message_id in ids]
     if not rows:
         return [[] for _ in requests]
@@ -301,7 +302,7 @@ def unclaim(instance_id: int, ids: list[int]) -> int:
     """Take back claims whose frames were never written (the session ended
     mid-batch): ``attempts - 1`` on the rows still queued on the instance,
     so that a campaign may move them (campaigns.reroute moves only
-    unattempted messages). Never called for a message that was written."""
+    unsent messages: attempts equal to nacks). Never called for a message that was written."""
     if not ids:
         return 0
     return Message.objects.filter(
@@ -473,7 +474,7 @@ def apply(outcomes: Outcomes, default_nack_retry_s: float) -> None:
             else:
                 delay = retry_after if retry_after is not None else default_nack_retry_s
                 Message.objects.filter(id=row.id, status=MessageStatus.QUEUED).update(
-                    not_before=_dt(at + delay), error=error[:500]
+                    not_before=_dt(at + delay), error=error[:500], nacks=F("nacks") + 1
                 )
         hits = restrictions.hits_of(nacked)
         if hits:  # the network limits these accounts: slow them down (or pause them)

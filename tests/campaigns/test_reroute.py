@@ -2,7 +2,8 @@
 
 The unsent share of a stopped instance (terminal, or not connected for
 BLAST_CAMPAIGN_REROUTE_AFTER_S) moves to the campaign's connected instances
-in order; a message already written to a gateway stays; the worker's claim
+in order; a message written to a gateway stays unless every write was
+nacked for now (it was not sent); the worker's claim
 names its instance, so a moved message is claimed by one instance only.
 With nobody connected the share waits, and fails with instance_stopped
 after the deadline: the campaign completes. The beat job's steps are called
@@ -241,3 +242,33 @@ def test_claims_never_written_are_taken_back_so_that_they_may_move(cast: Cast) -
     assert outbox.unclaim(cast.instance_a.pk, ids[:1]) == 0  # another instance's claim: untouched
     set_status(cast.instance_a2, Status.LOGGED_OUT)
     assert reroute.sweep(NOW)["moved"] == 2
+
+
+def test_a_message_every_write_of_which_was_nacked_moves_and_one_with_a_write_unanswered_stays(cast: Cast) -> None:
+    campaign = campaign_with_messages(cast, on_stopped=2, on_live=0)
+    nacked, pending = Message.objects.filter(campaign=campaign).order_by("id")
+    ids = [nacked.pk, pending.pk]
+    assert outbox.claim(cast.instance_a2.pk, ids, time.time()) == ids
+    # The gateway refuses the first for now (it did not send it); the second's
+    # write is never answered: it may have gone out.
+    outcomes = outbox.Outcomes(nacks={nacked.key.hex: (False, "rate_limited", 0.0, time.time())})
+    outbox.apply(outcomes, default_nack_retry_s=0.0)
+    assert Message.objects.get(pk=nacked.pk).nacks == 1
+    set_status(cast.instance_a2, Status.LOGGED_OUT)
+    assert reroute.sweep(NOW)["moved"] == 1
+    assert Message.objects.get(pk=nacked.pk).instance_id == cast.instance_a.pk
+    assert Message.objects.get(pk=pending.pk).instance_id == cast.instance_a2.pk
+
+
+def test_a_nacked_message_written_again_stays_until_that_write_is_answered(cast: Cast) -> None:
+    campaign = campaign_with_messages(cast, on_stopped=1, on_live=0)
+    message = Message.objects.get(campaign=campaign)
+    key = message.key.hex
+    assert outbox.claim(cast.instance_a2.pk, [message.pk], time.time()) == [message.pk]
+    outbox.apply(outbox.Outcomes(nacks={key: (False, "rate_limited", 0.0, time.time())}), 0.0)
+    # Sent again: two writes, one nack.
+    assert outbox.claim(cast.instance_a2.pk, [message.pk], time.time() + 1) == [message.pk]
+    set_status(cast.instance_a2, Status.LOGGED_OUT)
+    assert reroute.sweep(NOW)["moved"] == 0
+    outbox.apply(outbox.Outcomes(nacks={key: (False, "rate_limited", 0.0, time.time() + 2)}), 0.0)
+    assert reroute.sweep(NOW)["moved"] == 1

@@ -7,6 +7,7 @@ with beat, Redis and the test database.
 - a number that pairs warms up: its first day's cap holds;
 - rate-limit nacks slow the instance down, then pause it with an alert
   that resolves when sending resumes; every message still goes out once;
+- a 4402 ban raises an alert;
 - typing before sending reaches the gateway as presence frames.
 """
 
@@ -21,8 +22,10 @@ from rest_framework.test import APIClient
 from api.models import ApiKey
 from campaigns.messages import accept
 from campaigns.models import Campaign, Message
+from instances import commands
 from instances.models import EventKind, Instance, Status
-from monitoring.models import Alert
+from monitoring.alerts import CURSOR_KEY
+from monitoring.models import Alert, AlertState
 from tests.campaigns.conftest import URLS, make_list, numbers, start_through_api
 from tests.fixtures.engine import Engine, run_engine
 from tests.fixtures.platform import Platform, wait_until
@@ -70,6 +73,12 @@ def _deliveries(engine: Engine) -> dict[str, int]:
 
 def _attempted(messages: list[Message]) -> int:
     return Message.objects.filter(pk__in=[m.pk for m in messages], attempts__gt=0).count()
+
+
+def _evaluator_running() -> None:
+    """The evaluator's first run starts after the events already logged:
+    a test's condition must come after it."""
+    wait_until(lambda: AlertState.objects.filter(key=CURSOR_KEY).exists(), timeout=30, message="evaluator running")
 
 
 @gateway_sim_args("--start-paired", "--receipt-delay", "0")
@@ -153,6 +162,7 @@ def test_rate_limit_nacks_slow_down_then_pause_with_an_alert_and_every_message_g
     install_schedules(**{"monitoring.evaluate_alerts": 1})
     instance = engine.create("limited")
     engine.wait_status(instance, Status.CONNECTED)
+    _evaluator_running()
     engine.sim.control.set_fault("nack", instance=str(instance.key), error="rate_limited", count=3)
     messages = _send(engine, instance, 3)
     restricted = engine.wait_event(instance, EventKind.RESTRICTED, timeout=30)
@@ -173,6 +183,23 @@ def test_rate_limit_nacks_slow_down_then_pause_with_an_alert_and_every_message_g
         message="every message out once the pause is over",
     )
     assert sorted(_deliveries(engine).values()) == [1, 1, 1]
+
+
+@gateway_sim_args("--start-paired")
+def test_a_4402_ban_raises_an_alert(engine: Engine) -> None:
+    install_schedules(**{"monitoring.evaluate_alerts": 1})
+    _evaluator_running()
+    instance = engine.create("banned", connect=False)
+    # The gateway answers that the network has suspended the account.
+    engine.sim.control.set_fault("close_before_hello", instance=str(instance.key), code=4402, count=1)
+    commands.connect(instance, actor="test")
+    wait_until(
+        lambda: Alert.objects.filter(kind="temporarily_banned", status="firing", instance=instance).exists(),
+        timeout=30,
+        message=f"temporarily_banned alert: {[(e.kind, e.reason) for e in engine.events(instance)]}, "
+        f"{list(Alert.objects.values_list('kind', 'status'))}\n{engine.platform.logs()[-3000:]}",
+    )
+    assert engine.status(instance) != Status.CONNECTED
 
 
 @gateway_sim_args("--start-paired", "--receipt-delay", "0")
