@@ -1,26 +1,41 @@
-"""An instance's sending policy: ``GET/PATCH /api/v1/instances/{id}/sending-policy``.
+"""Sending policies: an instance's, ``GET/PATCH /api/v1/instances/{id}/sending-policy``,
+and the tenant's defaults for its new instances, ``GET/PATCH /api/v1/sending-defaults``.
 
-The tenant sets the delay range, the hourly and daily caps and whether a
-newly paired number warms up; the answer also shows what is in force now
-(instances.sending: warm-up and slow-downs applied) and why. A change takes
-effect on the instance's next send: the worker reads the columns with each
-batch of messages.
+The tenant sets the delay range, the hourly and daily caps, the sending
+hours and whether a newly paired number warms up; the instance's answer also
+shows what is in force now (instances.sending: warm-up, slow-downs and
+sending hours applied) and why. A change takes effect on the instance's next
+send: the worker reads the columns with each batch of messages.
+
+An instance created with a policy field left at the platform's default takes
+the tenant's default (instances.models.SendingDefaults); ``apply_to_instances``
+in a PATCH of the defaults also writes the fields it sets to every instance
+the tenant has.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
+
+from django.db import transaction
 
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.serializers import StrictBooleanField, StrictFloatField, StrictIntegerField, StrictSerializerMixin
+from api.serializers import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSerializerMixin,
+)
 from api.views import ID, TenantView, errors
 from instances import sending
-from instances.models import Instance
+from instances.models import HOURS_FIELDS, POLICY_DEFAULTS, Instance, SendingDefaults
 
 # Far above any account's volume, and inside every database's integer column.
 MAX_CAP = 1_000_000
@@ -35,7 +50,35 @@ class InForceSerializer(serializers.Serializer[Any]):
         allow_null=True, help_text="The warm-up's day (0: the first) while it lasts; null otherwise."
     )
     slowed = serializers.BooleanField(help_text="Slowed down after rate-limit nacks (until slowed_until).")
-    paused = serializers.BooleanField(help_text="Sending paused after repeated limits (until paused_until).")
+    paused = serializers.BooleanField(
+        help_text="Nothing is sent now: paused after repeated limits (until paused_until), or outside the sending hours."
+    )
+    hours_open_at = serializers.DateTimeField(
+        allow_null=True, help_text="Outside the sending hours: when they open next; null otherwise."
+    )
+
+
+@extend_schema_field({"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$", "example": "09:00"})
+class LocalTimeField(serializers.TimeField):
+    """A local clock time, HH:MM, with no time zone of its own."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%H:%M", input_formats=["%H:%M"], **kwargs)
+
+
+HOURS_HELP = {
+    "send_hours_start": "Send from this local time, HH:MM (with an end); null: at any hour.",
+    "send_hours_end": "Until this local time; before the start: overnight (22:00 to 06:00).",
+    "send_timezone": "The IANA time zone of the sending hours, e.g. America/Sao_Paulo.",
+}
+
+
+def _hours_problems(attrs: dict[str, Any], current: Any) -> dict[str, str]:
+    def value(name: str) -> Any:
+        return attrs[name] if name in attrs else getattr(current, name)
+
+    zone = value("send_timezone") or "UTC"
+    return sending.hours_problems(value("send_hours_start"), value("send_hours_end"), zone)
 
 
 class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer[Instance]):
@@ -57,6 +100,9 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
     typing = StrictBooleanField(
         required=False, help_text="Show the account typing for 1 to 5 s before each message (gateways with presence)."
     )
+    send_hours_start = LocalTimeField(required=False, allow_null=True, help_text=HOURS_HELP["send_hours_start"])
+    send_hours_end = LocalTimeField(required=False, allow_null=True, help_text=HOURS_HELP["send_hours_end"])
+    send_timezone = StrictCharField(required=False, max_length=64, help_text=HOURS_HELP["send_timezone"])
     in_force = serializers.SerializerMethodField()
 
     class Meta:
@@ -68,6 +114,9 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
             "daily_cap",
             "warmup",
             "typing",
+            "send_hours_start",
+            "send_hours_end",
+            "send_timezone",
             "warmup_started_at",
             "slowed_until",
             "paused_until",
@@ -86,6 +135,7 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
             "warmup_day": effective.warmup_day,
             "slowed": effective.slowed,
             "paused": effective.paused_until > 0,
+            "hours_open_at": _at(effective.hours_open_at),
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -98,9 +148,14 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
         problems = sending.policy_problems(
             value("send_delay_min_s"), value("send_delay_max_s"), value("hourly_cap"), value("daily_cap")
         )
+        problems.update(_hours_problems(attrs, current))
         if problems:
             raise serializers.ValidationError({name: [why] for name, why in problems.items()})
         return attrs
+
+
+def _at(epoch: float) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch else None
 
 
 @extend_schema(tags=["instances"])
@@ -119,7 +174,7 @@ class SendingPolicyView(TenantView):
 
     @extend_schema(
         operation_id="instances_sending_policy_update",
-        summary="Change the delays, caps or warm-up; the next send follows them",
+        summary="Change the delays, caps, hours or warm-up; the next send follows them",
         parameters=[ID],
         request=SendingPolicySerializer,
         responses={200: SendingPolicySerializer, **errors(400, 401, 404, 413, 415)},
@@ -132,3 +187,99 @@ class SendingPolicyView(TenantView):
             # Only these columns: the worker writes the others meanwhile.
             Instance.objects.filter(pk=instance.pk).update(**serializer.validated_data)
         return Response(SendingPolicySerializer(self.get_instance()).data)
+
+
+class SendingDefaultsSerializer(StrictSerializerMixin, serializers.ModelSerializer[SendingDefaults]):
+    """The tenant's defaults; null (or an empty time zone) keeps the platform's setting."""
+
+    send_delay_min_s = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=sending.MAX_DELAY_S)
+    send_delay_max_s = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=sending.MAX_DELAY_S)
+    hourly_cap = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_CAP)
+    daily_cap = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_CAP)
+    warmup = StrictBooleanField(required=False, allow_null=True)
+    typing = StrictBooleanField(required=False, allow_null=True)
+    send_hours_start = LocalTimeField(required=False, allow_null=True, help_text=HOURS_HELP["send_hours_start"])
+    send_hours_end = LocalTimeField(required=False, allow_null=True, help_text=HOURS_HELP["send_hours_end"])
+    send_timezone = StrictCharField(
+        required=False, allow_blank=True, max_length=64, help_text=HOURS_HELP["send_timezone"]
+    )
+    apply_to_instances = StrictBooleanField(
+        required=False,
+        write_only=True,
+        help_text="Also write the fields this request sets to every instance you have (null ones: the platform's).",
+    )
+
+    class Meta:
+        model = SendingDefaults
+        fields = [*POLICY_DEFAULTS, *HOURS_FIELDS, "apply_to_instances", "updated_at"]
+        read_only_fields = ["updated_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        current = self.instance
+        assert current is not None
+        platform = Instance()
+
+        def value(name: str) -> Any:
+            found = attrs[name] if name in attrs else getattr(current, name)
+            return getattr(platform, name) if found is None else found
+
+        problems = sending.policy_problems(
+            value("send_delay_min_s"), value("send_delay_max_s"), value("hourly_cap"), value("daily_cap")
+        )
+        problems.update(_hours_problems(attrs, current))
+        if problems:
+            raise serializers.ValidationError({name: [why] for name, why in problems.items()})
+        return attrs
+
+
+def apply_to_instances(tenant_id: int, attrs: dict[str, Any]) -> int:
+    """Write the given default fields to every instance of ``tenant_id``
+    (null: the platform's default); how many instances."""
+    platform = Instance()
+    fields = {
+        name: getattr(platform, name) if value is None or value == "" else value
+        for name, value in attrs.items()
+        if name in (*POLICY_DEFAULTS, *HOURS_FIELDS)
+    }
+    if not fields:
+        return 0
+    return Instance.objects.filter(tenant_id=tenant_id).update(**fields)
+
+
+@extend_schema(tags=["instances"])
+class SendingDefaultsView(TenantView):
+    http_method_names = ["get", "patch", "head", "options"]
+    serializer_class = SendingDefaultsSerializer
+
+    def defaults(self) -> SendingDefaults:
+        defaults, _ = SendingDefaults.objects.get_or_create(tenant=self.tenant)
+        return defaults
+
+    @extend_schema(
+        operation_id="sending_defaults",
+        summary="The sending policy your new instances start with",
+        responses={200: SendingDefaultsSerializer, **errors(401)},
+    )
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        return Response(SendingDefaultsSerializer(self.defaults()).data)
+
+    @extend_schema(
+        operation_id="sending_defaults_update",
+        summary="Change the defaults; with apply_to_instances, every instance's policy too",
+        request=SendingDefaultsSerializer,
+        responses={200: SendingDefaultsSerializer, **errors(400, 401, 413, 415)},
+    )
+    def patch(self, request: Request, **kwargs: Any) -> Response:
+        defaults = self.defaults()
+        serializer = SendingDefaultsSerializer(defaults, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        attrs = dict(serializer.validated_data)
+        apply = attrs.pop("apply_to_instances", False)
+        with transaction.atomic():
+            if attrs:
+                for name, value in attrs.items():
+                    setattr(defaults, name, value)
+                defaults.save(update_fields=[*attrs, "updated_at"])
+            if apply:
+                apply_to_instances(self.tenant.pk, attrs)
+        return Response(SendingDefaultsSerializer(defaults).data)

@@ -45,6 +45,7 @@ urlpatterns = [
     path(f"{INSTANCE}/qr", views.QRCodeView.as_view(), name="qr"),
     path(f"{INSTANCE}/pair-code", views.PairCodeView.as_view(), name="pair-code"),
     path(f"{INSTANCE}/events", views.EventListView.as_view(), name="events"),
+    path("api/v1/sending-defaults", policy.SendingDefaultsView.as_view(), name="sending-defaults"),
     path("api/v1/health", views.HealthView.as_view(), name="health"),
     # The seed's endpoints, for clients migrating from the old gateway.
     path(

@@ -56,8 +56,9 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class Policy:
-    """The instance's policy in force (instances.sending: warm-up and
-    slow-downs applied); nothing is sent before ``paused_until``."""
+    """The instance's policy in force (instances.sending: warm-up,
+    slow-downs and sending hours applied); nothing is sent before
+    ``paused_until``."""
 
     delay_min_s: float
     delay_max_s: float
@@ -124,6 +125,9 @@ _POLICY = (
     "slowed_until",
     "paused_until",
     "typing",
+    "send_hours_start",
+    "send_hours_end",
+    "send_timezone",
 )
 
 
@@ -155,7 +159,8 @@ def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.dateti
                c.send_delay_min_s, c.send_delay_max_s,
                m.media_id, f.kind, f.mime, f.filename, f.size,
                i.send_delay_min_s, i.send_delay_max_s, i.hourly_cap, i.daily_cap,
-               i.warmup, i.warmup_started_at, i.slowed_until, i.paused_until, i.typing
+               i.warmup, i.warmup_started_at, i.slowed_until, i.paused_until, i.typing,
+               i.send_hours_start, i.send_hours_end, i.send_timezone
         FROM unnest(%s::bigint[], %s::int[]) AS r(instance_id, lim)
         JOIN {q(Instance._meta.db_table)} i ON i.id = r.instance_id
         CROSS JOIN LATERAL (
@@ -202,6 +207,7 @@ def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
         warmup_started_at=first["warmup_started_at"],
         slowed_until=first["slowed_until"],
         paused_until=first["paused_until"],
+        hours=(first["send_hours_start"], first["send_hours_end"], first["send_timezone"]),
     )
     policy = Policy(
         delay_min_s=effective.delay_min_s,

@@ -223,8 +223,9 @@ class Sender:
         in_batch = {m.id for m in batch}
         self._draws = {mid: d for mid, d in self._draws.items() if mid in in_batch}
         if policy.paused_until > time.time():
-            # Paused for repeated limits from the network (instances.restrictions):
-            # nothing goes out; read again when the pause ends, or a while on.
+            # Paused for repeated limits from the network (instances.restrictions),
+            # or outside the sending hours (instances.sending): nothing goes
+            # out; read again when the pause ends, or a while on.
             await asyncio.sleep(min(policy.paused_until - time.time(), POLICY_RECHECK_S))
             self._again = True
             return self.session.ready

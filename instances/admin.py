@@ -73,8 +73,11 @@ from instances.models import (
     ConnectionEvent,
     Gateway,
     GatewayState,
+    HOURS_FIELDS,
+    POLICY_DEFAULTS,
     Instance,
     PairState,
+    SendingDefaults,
     Status,
     Tenant,
     TenantMembership,
@@ -446,9 +449,40 @@ class TenantScopedAdmin(AccessGatedAdmin):
         super().save_model(request, obj, form, change)
 
 
+class SendingDefaultsForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Checks the defaults as the API does; a blank field is the platform's."""
+
+    class Meta:
+        model = SendingDefaults
+        fields = [*POLICY_DEFAULTS, *HOURS_FIELDS]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        platform = Instance()
+        if not self.errors:
+            values = [
+                platform_value if (value := cleaned.get(name)) is None else value
+                for name, platform_value in ((n, getattr(platform, n)) for n in POLICY_DEFAULTS[:4])
+            ]
+            for name, why in sending.policy_problems(*values).items():
+                self.add_error(name, why)
+            start, end, zone = (cleaned.get(name) for name in HOURS_FIELDS)
+            for name, why in sending.hours_problems(start, end, zone or "UTC").items():
+                self.add_error(name, why)
+        return cleaned
+
+
+class SendingDefaultsInline(admin.StackedInline):  # type: ignore[type-arg]
+    model = SendingDefaults
+    form = SendingDefaultsForm
+    can_delete = False
+    verbose_name = verbose_name_plural = "sending defaults for new instances (blank: the platform's setting)"
+
+
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     tenant_lookup = "pk"
+    inlines = [SendingDefaultsInline]
     list_display = ["slug", "name", "created_at"]
     search_fields = ["slug", "name"]
 
@@ -570,7 +604,7 @@ class GatewayAdmin(AccessGatedAdmin):
         return super().get_exclude(request, obj) if access_of(request.user).operator else ["url"]
 
 
-POLICY_FIELDS = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap", "warmup", "typing")
+POLICY_FIELDS = (*POLICY_DEFAULTS, *HOURS_FIELDS)
 
 
 class InstanceForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -585,6 +619,11 @@ class InstanceForm(forms.ModelForm):  # type: ignore[type-arg]
         if all(cleaned.get(name) is not None for name in POLICY_FIELDS[:4]):
             for name, why in sending.policy_problems(*(cleaned[name] for name in POLICY_FIELDS[:4])).items():
                 self.add_error(name, why)
+        hours = [cleaned.get(name) for name in HOURS_FIELDS]
+        if "send_timezone" in self.fields:
+            for name, why in sending.hours_problems(hours[0], hours[1], hours[2] or "").items():
+                if name not in self.errors:
+                    self.add_error(name, why)
         return cleaned
 
 
@@ -698,7 +737,10 @@ class InstanceAdmin(TenantScopedAdmin):
                 "Sending policy",
                 {
                     "fields": [*POLICY_FIELDS, "policy_in_force", "warmup_started_at", "slowed_until", "paused_until"],
-                    "description": "Delays between two sends and caps (0: no cap); the next send follows a change.",
+                    "description": (
+                        "Delays between two sends, caps (0: no cap) and the hours messages may go out at "
+                        "(local to the time zone; none: any hour); the next send follows a change."
+                    ),
                 },
             ),
             ("Circuit breaker", {"fields": ["breaker_window"]}),
@@ -796,7 +838,9 @@ class InstanceAdmin(TenantScopedAdmin):
             notes.append(f"warming up: day {now.warmup_day + 1}")
         if now.slowed:
             notes.append("slowed down after rate limits")
-        if now.paused_until:
+        if now.hours_open_at:
+            notes.append(f"outside the sending hours until {_when(dt.datetime.fromtimestamp(now.hours_open_at, dt.UTC))}")
+        elif now.paused_until:
             notes.append("sending paused after repeated limits")
         delays = f"{now.delay_min_s:g}-{now.delay_max_s:g} s between sends"
         return "; ".join([delays, caps, *notes])

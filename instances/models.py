@@ -256,6 +256,47 @@ def default_warmup() -> bool:
     return bool(settings.BLAST_WARMUP_ENABLED)
 
 
+def default_send_timezone() -> str:
+    return str(settings.TIME_ZONE)
+
+
+POLICY_DEFAULTS = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap", "warmup", "typing")
+HOURS_FIELDS = ("send_hours_start", "send_hours_end", "send_timezone")
+
+
+class SendingDefaults(models.Model):
+    """A tenant's sending policy for its new instances. An instance created
+    with a policy field left at the platform's default takes the tenant's
+    value instead; a blank field here keeps the platform's setting."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="sending_defaults")
+    send_delay_min_s = models.FloatField(null=True, blank=True)
+    send_delay_max_s = models.FloatField(null=True, blank=True)
+    hourly_cap = models.PositiveIntegerField(null=True, blank=True)
+    daily_cap = models.PositiveIntegerField(null=True, blank=True)
+    warmup = models.BooleanField(null=True, blank=True)
+    typing = models.BooleanField(null=True, blank=True)
+    send_hours_start = models.TimeField(null=True, blank=True)
+    send_hours_end = models.TimeField(null=True, blank=True)
+    send_timezone = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "sending defaults"
+
+    def __str__(self) -> str:
+        return f"sending defaults of {self.tenant}"
+
+    def values(self) -> dict[str, Any]:
+        """The fields set here (hours count as one: both ends, or neither)."""
+        found = {name: getattr(self, name) for name in POLICY_DEFAULTS if getattr(self, name) is not None}
+        if self.send_hours_start is not None and self.send_hours_end is not None:
+            found.update(send_hours_start=self.send_hours_start, send_hours_end=self.send_hours_end)
+        if self.send_timezone:
+            found["send_timezone"] = self.send_timezone
+        return found
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -352,6 +393,13 @@ class Instance(models.Model):
     # Show the account typing for a moment before each message (protocol
     # v1.1 presence), where the gateway supports it.
     typing = models.BooleanField(default=False, help_text="Typing for 1 to 5 s before each message.")
+    # Sending hours (instances.sending): messages go out only between start
+    # and end, local to send_timezone; none set: at any hour.
+    send_hours_start = models.TimeField(null=True, blank=True, help_text="Send from this local time (with an end).")
+    send_hours_end = models.TimeField(null=True, blank=True, help_text="Until this one; before the start: overnight.")
+    send_timezone = models.CharField(
+        max_length=64, default=default_send_timezone, help_text="IANA time zone of the sending hours."
+    )
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -376,9 +424,22 @@ class Instance(models.Model):
         adding = self._state.adding
         if not self.token_encrypted:
             self.token_encrypted = tokens.encrypt(new_token())
+        if adding:
+            self.take_tenant_defaults()
         super().save(*args, **kwargs)
         if adding:
             CircuitBreaker.objects.get_or_create(instance=self)
+
+    def take_tenant_defaults(self) -> None:
+        """Policy fields still at the platform's default take the tenant's
+        :class:`SendingDefaults`; fields the creator set stay as set."""
+        defaults = SendingDefaults.objects.filter(tenant_id=self.tenant_id).first()
+        if defaults is None:
+            return
+        for name, value in defaults.values().items():
+            field = self._meta.get_field(name)
+            if getattr(self, name) == field.get_default():
+                setattr(self, name, value)
 
     @property
     def token(self) -> str:

@@ -12,11 +12,17 @@ outbox reads the columns, :func:`effective` says what they mean now.
   answered with rate limits) delays are ``BLAST_SLOWDOWN_FACTOR`` times
   longer (at least 1 s) and the caps that are on that many times lower.
 - **Pause.** Until ``paused_until`` nothing is sent.
+- **Sending hours.** With ``send_hours_start`` and ``send_hours_end`` set,
+  messages go out only between them, on the clock of ``send_timezone``
+  (22:00 to 06:00 spans midnight); outside them sending waits for the next
+  opening, as in a pause. Nobody likes a blast at 3 in the morning, and
+  recipients who are woken report it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,6 +42,7 @@ class Effective:
     paused_until: float = 0.0  # epoch seconds; 0: not paused
     warmup_day: int | None = None  # the warm-up's day (0 = the first), None when not warming up
     slowed: bool = False
+    hours_open_at: float = 0.0  # epoch seconds the sending hours open; 0: open now (or none set)
 
 
 def _ts(value: dt.datetime | float | None) -> float | None:
@@ -55,6 +62,34 @@ def warmup_cap(started_at: float | None, now: float, schedule: Sequence[int]) ->
     return day, int(schedule[day])
 
 
+def time_zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The IANA time zone ``name``, or None when there is no such zone."""
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def hours_open_at(start: dt.time | None, end: dt.time | None, zone: str, now: float) -> float:
+    """When sending hours ``start``-``end`` (local to ``zone``) next open, as
+    epoch seconds; 0 while they are open, or when none are set. An end before
+    the start spans midnight; the end itself is outside the hours."""
+    tz = time_zone(zone) or dt.UTC
+    if start is None or end is None or start == end:
+        return 0.0
+    local = dt.datetime.fromtimestamp(now, tz)
+    clock = local.time().replace(tzinfo=None)
+    inside = start <= clock < end if start < end else (clock >= start or clock < end)
+    if inside:
+        return 0.0
+    day = local.date() if clock < start else local.date() + dt.timedelta(days=1)
+    # A start inside a clock's jump forward maps to the instant just after it.
+    opens = dt.datetime.combine(day, start, tzinfo=tz)
+    return max(opens.astimezone(dt.UTC).timestamp(), now)
+
+
 def _lower(cap: int, factor: float) -> int:
     return cap if cap <= 0 else max(1, int(cap / factor))
 
@@ -72,8 +107,10 @@ def effective(
     paused_until: dt.datetime | float | None = None,
     schedule: Sequence[int] = (),
     slowdown_factor: float = 2.0,
+    hours: tuple[dt.time | None, dt.time | None, str] = (None, None, ""),
 ) -> Effective:
-    """The policy in force at ``now`` (see the module docstring)."""
+    """The policy in force at ``now`` (see the module docstring); ``hours``
+    is (start, end, time zone)."""
     day, cap = warmup_cap(_ts(warmup_started_at), now, schedule) if warmup else (None, None)
     if cap is not None:
         daily_cap = cap if daily_cap <= 0 else min(daily_cap, cap)
@@ -82,6 +119,8 @@ def effective(
         delay_min_s, delay_max_s = slowed_delays(delay_min_s, delay_max_s, slowdown_factor)
         hourly_cap, daily_cap = _lower(hourly_cap, slowdown_factor), _lower(daily_cap, slowdown_factor)
     paused = _ts(paused_until) or 0.0
+    opens = hours_open_at(*hours, now)
+    paused = max(paused, opens)
     return Effective(
         delay_min_s=delay_min_s,
         delay_max_s=delay_max_s,
@@ -90,6 +129,7 @@ def effective(
         paused_until=paused if paused > now else 0.0,
         warmup_day=day,
         slowed=slowed,
+        hours_open_at=opens,
     )
 
 
@@ -104,6 +144,7 @@ def from_settings(
     warmup_started_at: dt.datetime | float | None,
     slowed_until: dt.datetime | float | None,
     paused_until: dt.datetime | float | None,
+    hours: tuple[dt.time | None, dt.time | None, str] = (None, None, ""),
 ) -> Effective:
     """:func:`effective` with the warm-up switch, schedule and slow-down
     factor of the settings."""
@@ -121,6 +162,7 @@ def from_settings(
         paused_until=paused_until,
         schedule=list(settings.BLAST_WARMUP_SCHEDULE),
         slowdown_factor=float(settings.BLAST_SLOWDOWN_FACTOR),
+        hours=hours,
     )
 
 
@@ -149,6 +191,19 @@ def policy_problems(delay_min_s: float, delay_max_s: float, hourly_cap: int, dai
     return problems
 
 
+def hours_problems(start: dt.time | None, end: dt.time | None, zone: str) -> dict[str, str]:
+    """Field -> why sending hours cannot be used (empty: they can)."""
+    problems: dict[str, str] = {}
+    if (start is None) != (end is None):
+        missing = "send_hours_end" if end is None else "send_hours_start"
+        problems[missing] = "Sending hours need both a start and an end (or neither, to send at any hour)."
+    elif start is not None and start == end:
+        problems["send_hours_end"] = "The end is the start: leave both empty to send at any hour."
+    if time_zone(zone) is None:
+        problems["send_timezone"] = f"{zone!r} is not a time zone: use an IANA name such as America/Sao_Paulo."
+    return problems
+
+
 def in_force(instance: Instance, now: float) -> Effective:
     """The policy an instance's worker sends with at ``now`` (its columns read)."""
     return from_settings(
@@ -161,4 +216,5 @@ def in_force(instance: Instance, now: float) -> Effective:
         warmup_started_at=instance.warmup_started_at,
         slowed_until=instance.slowed_until,
         paused_until=instance.paused_until,
+        hours=(instance.send_hours_start, instance.send_hours_end, instance.send_timezone),
     )

@@ -48,7 +48,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from api.models import ApiKey
 from campaigns.models import Campaign, ContactList
 from campaigns.templating import NAME
-from instances.models import Gateway, Instance, Status
+from instances.models import Gateway, Instance, SendingDefaults, Status
 from tests.fixtures.cast import Cast
 from tests.fixtures.files import serve_files
 
@@ -287,12 +287,44 @@ def _fix_webhook(case: Any, body: dict[str, Any], tenant_id: int) -> None:
         body["instance"] = keys[0] if keys else None
 
 
-def _fix_sending_policy(case: Any, body: dict[str, Any], tenant_id: int) -> None:
-    stored = Instance.objects.filter(tenant_id=tenant_id, key=_path_uuid(case)).first()
-    low = body.get("send_delay_min_s", stored.send_delay_min_s if stored else 0.0)
-    high = body.get("send_delay_max_s", stored.send_delay_max_s if stored else 0.0)
+ZONES = ["UTC", "America/Sao_Paulo", "Europe/Berlin", "Asia/Kolkata"]
+
+
+def _fix_hours(body: dict[str, Any], stored: Any) -> None:
+    """The schema states them in words: an IANA time zone, and sending hours
+    with both ends or neither, the end not the start."""
+    if "send_timezone" in body and body["send_timezone"] != "":
+        body["send_timezone"] = _pick(ZONES, body["send_timezone"])
+    start = body["send_hours_start"] if "send_hours_start" in body else getattr(stored, "send_hours_start", None)
+    end = body["send_hours_end"] if "send_hours_end" in body else getattr(stored, "send_hours_end", None)
+    if "send_hours_start" not in body and "send_hours_end" not in body:
+        return
+    if start is None or end is None:
+        body["send_hours_start"] = body["send_hours_end"] = None
+    elif str(start)[:8] == str(end)[:8]:
+        body["send_hours_end"] = None
+        body["send_hours_start"] = None
+
+
+def _fix_delays(body: dict[str, Any], stored: Any, low_default: float, high_default: float) -> None:
+    low = body.get("send_delay_min_s", getattr(stored, "send_delay_min_s", None))
+    high = body.get("send_delay_max_s", getattr(stored, "send_delay_max_s", None))
+    low, high = (low_default if low is None else low), (high_default if high is None else high)
     if low > high:  # the schema states it in words: the longest at least the shortest
         body["send_delay_min_s"], body["send_delay_max_s"] = high, low
+
+
+def _fix_sending_policy(case: Any, body: dict[str, Any], tenant_id: int) -> None:
+    stored = Instance.objects.filter(tenant_id=tenant_id, key=_path_uuid(case)).first()
+    _fix_delays(body, stored, 0.0, 0.0)
+    _fix_hours(body, stored)
+
+
+def _fix_sending_defaults(case: Any, body: dict[str, Any], tenant_id: int) -> None:
+    stored = SendingDefaults.objects.filter(tenant_id=tenant_id).first()
+    platform = Instance()  # a blank default is the platform's
+    _fix_delays(body, stored, platform.send_delay_min_s, platform.send_delay_max_s)
+    _fix_hours(body, stored)
 
 
 def _fix_auto_reply(case: Any, body: dict[str, Any], tenant_id: int) -> None:
@@ -327,6 +359,7 @@ FIXES: dict[tuple[str, str], Callable[[Any, dict[str, Any], int], None]] = {
     ("POST", "/api/v1/webhooks"): _fix_webhook,
     ("PATCH", "/api/v1/webhooks/{id}"): _fix_webhook,
     ("PATCH", "/api/v1/instances/{id}/sending-policy"): _fix_sending_policy,
+    ("PATCH", "/api/v1/sending-defaults"): _fix_sending_defaults,
     ("POST", "/api/v1/auto-replies"): _fix_auto_reply,
     ("PATCH", "/api/v1/auto-replies/{id}"): _fix_auto_reply,
 }

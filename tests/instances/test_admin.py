@@ -300,6 +300,7 @@ def _policy(instance: Instance, **changes: Any) -> dict[str, Any]:
         "send_delay_max_s": instance.send_delay_max_s,
         "hourly_cap": instance.hourly_cap,
         "daily_cap": instance.daily_cap,
+        "send_timezone": instance.send_timezone,
         **({"warmup": "on"} if instance.warmup else {}),
     }
     return {**fields, **changes}

@@ -174,6 +174,9 @@ def test_the_sending_policy_is_read_and_changed_through_the_api_and_the_next_rea
         "daily_cap",
         "warmup",
         "typing",
+        "send_hours_start",
+        "send_hours_end",
+        "send_timezone",
         "warmup_started_at",
         "slowed_until",
         "paused_until",
@@ -189,6 +192,7 @@ def test_the_sending_policy_is_read_and_changed_through_the_api_and_the_next_rea
         "warmup_day": None,
         "slowed": False,
         "paused": False,
+        "hours_open_at": None,
     }
     Message.objects.create(tenant=cast.tenant_a, instance=cast.instance_a, to="+5511999990002", text="hi")
     [(policy, _, _)] = outbox.next_batches([(cast.instance_a.pk, [], 10)], time.time())
