@@ -8,11 +8,14 @@ with beat, Redis and the test database.
 - rate-limit nacks slow the instance down, then pause it with an alert
   that resolves when sending resumes; every message still goes out once;
 - a 4402 ban raises an alert;
+- outside its sending hours an instance holds its messages while another
+  instance sends; opening the hours through the API lets them go;
 - typing before sending reaches the gateway as presence frames.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -200,6 +203,33 @@ def test_a_4402_ban_raises_an_alert(engine: Engine) -> None:
         f"{list(Alert.objects.values_list('kind', 'status'))}\n{engine.platform.logs()[-3000:]}",
     )
     assert engine.status(instance) != Status.CONNECTED
+
+
+@gateway_sim_args("--start-paired", "--receipt-delay", "0")
+def test_outside_its_sending_hours_an_instance_holds_its_messages_until_they_open(engine: Engine) -> None:
+    closed, open_ = engine.create("night"), engine.create("day")
+    engine.wait_all([closed, open_], Status.CONNECTED)
+    client = _client(engine)
+    now = dt.datetime.now(dt.UTC)
+    hours = {
+        "send_hours_start": (now + dt.timedelta(hours=2)).strftime("%H:%M"),
+        "send_hours_end": (now + dt.timedelta(hours=4)).strftime("%H:%M"),
+        "send_timezone": "UTC",
+    }
+    url = f"/api/v1/instances/{closed.key}/sending-policy"
+    answer = client.patch(url, hours, format="json")
+    assert answer.status_code == 200 and answer.json()["in_force"]["paused"] is True, answer.content
+    held = _send(engine, closed, 2)
+    sent = [accept(engine.tenant, open_, CUSTOMER, "open all day").message]
+    wait_until(lambda: Message.objects.filter(pk=sent[0].pk, status="read").exists(), timeout=30)
+    assert _attempted(held) == 0
+    assert client.patch(url, {"send_hours_start": None, "send_hours_end": None}, format="json").status_code == 200
+    wait_until(
+        lambda: Message.objects.filter(pk__in=[m.pk for m in held], status="read").count() == 2,
+        timeout=30,
+        message="the hours are open: the held messages go",
+    )
+    assert sorted(_deliveries(engine).values()) == [1, 1, 1]
 
 
 @gateway_sim_args("--start-paired", "--receipt-delay", "0")
