@@ -35,10 +35,9 @@ mark:
   (temporarily banned) for every session, the live one and any later, so it
   stays banned whatever the platform retries;
 - inside ``--nack-window`` (10 % to 75 %), for ``--nack-seconds`` (60 s) at
-  most: the third gets one ``nack`` fault (``--nack-error``
-  ``rate_limited``, transient, ``retry_after_s`` ``--nack-retry-after``, 5
-  s) at once and one more for every ``--nack-every`` (20) messages the
-  simulator accepted from it. (The time limit ends the episode when the
+  most: the third gets a ``nack`` fault (``--nack-error`` ``rate_limited``,
+  transient, ``retry_after_s`` ``--nack-retry-after``, 5 s) with ``every``
+  ``--nack-every`` (20): the simulator nacks one new send in 20 from it. (The time limit ends the episode when the
   third instance is the one holding the rest of the campaign, which would
   otherwise keep the share below 75 % for as long as it is nacked.)
 
@@ -409,23 +408,19 @@ def step(
             watch.marks["nacks"] = watch.now()
             watch.nack_base = accepted[nacked]
             watch.note(f"{share:.0%} sent: rate-limit nacks on {names[nacked]}, one every {plan.nack_every} sends")
-        # One at once, then one for every nack_every accepted.
-        owed = 1 + (accepted[nacked] - watch.nack_base) // plan.nack_every - watch.nacks_set
-        if owed > 0:
-            pending = sum(
-                f["remaining"] or 0 for f in control.faults() if f["fault"] == "nack" and f["instance"] == keys[nacked]
-            )
+            # The simulator nacks the Nth, 2Nth, ... new send while the fault lasts.
             control.set_fault(
                 "nack",
                 instance=keys[nacked],
-                count=pending + owed,
+                every=plan.nack_every,
                 error=plan.nack_error,
                 retry_after_s=plan.nack_retry_after,
             )
-            watch.nacks_set += owed
     elif over and watch.nack_base is not None:
-        if watch.mark("nacks_end", f"{share:.0%} sent: nacks on {names[nacked]} end ({watch.nacks_set} set)"):
+        if watch.mark("nacks_end", f"{share:.0%} sent: nacks on {names[nacked]} end"):
             control.clear_faults(keys[nacked])
+    if watch.nack_base is not None:
+        watch.nacks_set = int(control.stats(keys[nacked])["nacked"])
 
 
 def instance_figures(

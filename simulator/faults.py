@@ -45,6 +45,7 @@ class Fault:
     params: dict[str, Any]
     remaining: int | None
     created_at: float
+    seen: int = 0  # what it was offered so far (a nack fault with ``every`` acts on one in N)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -91,8 +92,9 @@ def parse_fault(body: Mapping[str, Any]) -> tuple[str | None, str, dict[str, Any
         p = Params(body, (*common, "count", "message"))
         params["message"] = p.string("message", "WhatsApp refused to give a pairing code", max_length=200)
     else:  # nack
-        p = Params(body, (*common, "count", "permanent", "error", "retry_after_s"))
+        p = Params(body, (*common, "count", "permanent", "error", "retry_after_s", "every"))
         params["permanent"] = p.boolean("permanent", False)
+        params["every"] = p.integer("every", 1, minimum=1, maximum=1_000_000)
         params["error"] = p.string("error", "simulated_failure", max_length=200)
         retry_after_s = p.number("retry_after_s", None, minimum=0)
         if retry_after_s is not None:
@@ -131,11 +133,15 @@ class FaultBook:
         return True
 
     def take(self, name: str, key: str) -> Fault | None:
-        """Find the fault ``name`` for ``key`` and use one unit of it."""
+        """Find the fault ``name`` for ``key`` and use one unit of it. A
+        fault with an ``every`` of N acts on the Nth, 2Nth, ... offer only."""
         fault = self.find(name, key)
-        if fault is not None and self.consume(fault):
-            return fault
-        return None
+        if fault is None:
+            return None
+        fault.seen += 1
+        if fault.seen % int(fault.params.get("every", 1)):
+            return None
+        return fault if self.consume(fault) else None
 
     def clear(self, instance: str | None = None, *, everything: bool = True) -> int:
         """Remove all faults (``everything``) or those of one instance; return how many."""

@@ -40,6 +40,8 @@ BAD_INPUT: list[tuple[str, str, Any]] = [
     ("POST", "faults", {"fault": "nack", "permanent": "yes"}),
     ("POST", "faults", {"fault": "nack", "error": ""}),
     ("POST", "faults", {"fault": "nack", "retry_after_s": -5}),
+    ("POST", "faults", {"fault": "nack", "every": 0}),
+    ("POST", "faults", {"fault": "nack", "every": "often"}),
     ("POST", "faults", {"fault": "hang", "status": 500}),
     ("POST", "restart", {"code": 1006.5}),
     ("POST", "restart", {"abort": "yes"}),

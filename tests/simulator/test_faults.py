@@ -226,6 +226,21 @@ async def test_nack_answers_sends_with_nack_instead_of_ack(gateway_sim: GatewayS
     assert stats["instances"][key]["nacked"] == 2
 
 
+async def test_a_nack_fault_with_every_nacks_one_send_in_n_until_its_count(gateway_sim: GatewaySim) -> None:
+    key = new_instance_key()
+    gateway_sim.control.set_fault("nack", instance=key, error="rate_limited", every=3, count=2)
+    answers = []
+    async with gateway_sim.connect(key) as ws:
+        await recv_until(ws, "ready")
+        for n in range(9):
+            await ws.send(send_frame(f"m{n}"))
+            answers.append((await recv_json(ws))["type"])
+    # The 3rd and the 6th are nacked; the count is used up, so the 9th goes.
+    assert answers == ["ack", "ack", "nack", "ack", "ack", "nack", "ack", "ack", "ack"]
+    assert gateway_sim.control.faults() == []
+    assert gateway_sim.control.stats()["instances"][key]["nacked"] == 2
+
+
 async def test_restart_drops_every_session_at_once(gateway_sim: GatewaySim) -> None:
     keys = [new_instance_key() for _ in range(3)]
     clients = [await gateway_sim.connect(key) for key in keys]
