@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 from django.db import transaction
-
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -51,7 +50,7 @@ class InForceSerializer(serializers.Serializer[Any]):
     )
     slowed = serializers.BooleanField(help_text="Slowed down after rate-limit nacks (until slowed_until).")
     paused = serializers.BooleanField(
-        help_text="Nothing is sent now: paused after repeated limits (until paused_until), or outside the sending hours."
+        help_text="Nothing is sent now: paused after repeated limits (until paused_until), or outside sending hours."
     )
     hours_open_at = serializers.DateTimeField(
         allow_null=True, help_text="Outside the sending hours: when they open next; null otherwise."
@@ -71,6 +70,24 @@ HOURS_HELP = {
     "send_hours_end": "Until this local time; before the start: overnight (22:00 to 06:00).",
     "send_timezone": "The IANA time zone of the sending hours, e.g. America/Sao_Paulo.",
 }
+
+
+def check_policy(attrs: dict[str, Any], current: Any) -> None:
+    """Raise the field-level 400 for a policy ``attrs`` would make of
+    ``current`` (an instance, or a tenant's defaults, whose blank fields are
+    the platform's settings)."""
+    platform = Instance()
+
+    def value(name: str) -> Any:
+        found = attrs[name] if name in attrs else getattr(current, name)
+        return getattr(platform, name) if found is None else found
+
+    problems = sending.policy_problems(
+        value("send_delay_min_s"), value("send_delay_max_s"), value("hourly_cap"), value("daily_cap")
+    )
+    problems.update(_hours_problems(attrs, current))
+    if problems:
+        raise serializers.ValidationError({name: [why] for name, why in problems.items()})
 
 
 def _hours_problems(attrs: dict[str, Any], current: Any) -> dict[str, str]:
@@ -139,18 +156,8 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        current = self.instance
-        assert current is not None
-
-        def value(name: str) -> Any:
-            return attrs.get(name, getattr(current, name))
-
-        problems = sending.policy_problems(
-            value("send_delay_min_s"), value("send_delay_max_s"), value("hourly_cap"), value("daily_cap")
-        )
-        problems.update(_hours_problems(attrs, current))
-        if problems:
-            raise serializers.ValidationError({name: [why] for name, why in problems.items()})
+        assert self.instance is not None
+        check_policy(attrs, self.instance)
         return attrs
 
 
@@ -215,20 +222,8 @@ class SendingDefaultsSerializer(StrictSerializerMixin, serializers.ModelSerializ
         read_only_fields = ["updated_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        current = self.instance
-        assert current is not None
-        platform = Instance()
-
-        def value(name: str) -> Any:
-            found = attrs[name] if name in attrs else getattr(current, name)
-            return getattr(platform, name) if found is None else found
-
-        problems = sending.policy_problems(
-            value("send_delay_min_s"), value("send_delay_max_s"), value("hourly_cap"), value("daily_cap")
-        )
-        problems.update(_hours_problems(attrs, current))
-        if problems:
-            raise serializers.ValidationError({name: [why] for name, why in problems.items()})
+        assert self.instance is not None
+        check_policy(attrs, self.instance)
         return attrs
 
 

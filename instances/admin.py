@@ -68,13 +68,13 @@ from instances import commands, controls, sending
 from instances import qr as qr_images
 from instances.commands import CommandRefused
 from instances.models import (
+    HOURS_FIELDS,
+    POLICY_DEFAULTS,
     Access,
     CircuitBreaker,
     ConnectionEvent,
     Gateway,
     GatewayState,
-    HOURS_FIELDS,
-    POLICY_DEFAULTS,
     Instance,
     PairState,
     SendingDefaults,
@@ -839,7 +839,9 @@ class InstanceAdmin(TenantScopedAdmin):
         if now.slowed:
             notes.append("slowed down after rate limits")
         if now.hours_open_at:
-            notes.append(f"outside the sending hours until {_when(dt.datetime.fromtimestamp(now.hours_open_at, dt.UTC))}")
+            notes.append(
+                f"outside the sending hours until {_when(dt.datetime.fromtimestamp(now.hours_open_at, dt.UTC))}"
+            )
         elif now.paused_until:
             notes.append("sending paused after repeated limits")
         delays = f"{now.delay_min_s:g}-{now.delay_max_s:g} s between sends"

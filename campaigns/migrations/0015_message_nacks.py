@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0014_reply_guard'),
+        ("campaigns", "0014_reply_guard"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='message',
-            name='nacks',
-            field=models.PositiveIntegerField(default=0, help_text='writes a gateway refused for now (transient nacks)'),
+            model_name="message",
+            name="nacks",
+            field=models.PositiveIntegerField(
+                default=0, help_text="writes a gateway refused for now (transient nacks)"
+            ),
         ),
     ]

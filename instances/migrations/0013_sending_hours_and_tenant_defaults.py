@@ -6,45 +6,55 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('instances', '0012_instance_typing'),
+        ("instances", "0012_instance_typing"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='instance',
-            name='send_hours_end',
-            field=models.TimeField(blank=True, help_text='Until this one; before the start: overnight.', null=True),
+            model_name="instance",
+            name="send_hours_end",
+            field=models.TimeField(blank=True, help_text="Until this one; before the start: overnight.", null=True),
         ),
         migrations.AddField(
-            model_name='instance',
-            name='send_hours_start',
-            field=models.TimeField(blank=True, help_text='Send from this local time (with an end).', null=True),
+            model_name="instance",
+            name="send_hours_start",
+            field=models.TimeField(blank=True, help_text="Send from this local time (with an end).", null=True),
         ),
         migrations.AddField(
-            model_name='instance',
-            name='send_timezone',
-            field=models.CharField(default=instances.models.default_send_timezone, help_text='IANA time zone of the sending hours.', max_length=64),
+            model_name="instance",
+            name="send_timezone",
+            field=models.CharField(
+                default=instances.models.default_send_timezone,
+                help_text="IANA time zone of the sending hours.",
+                max_length=64,
+            ),
         ),
         migrations.CreateModel(
-            name='SendingDefaults',
+            name="SendingDefaults",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('send_delay_min_s', models.FloatField(blank=True, null=True)),
-                ('send_delay_max_s', models.FloatField(blank=True, null=True)),
-                ('hourly_cap', models.PositiveIntegerField(blank=True, null=True)),
-                ('daily_cap', models.PositiveIntegerField(blank=True, null=True)),
-                ('warmup', models.BooleanField(blank=True, null=True)),
-                ('typing', models.BooleanField(blank=True, null=True)),
-                ('send_hours_start', models.TimeField(blank=True, null=True)),
-                ('send_hours_end', models.TimeField(blank=True, null=True)),
-                ('send_timezone', models.CharField(blank=True, max_length=64)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='sending_defaults', to='instances.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("send_delay_min_s", models.FloatField(blank=True, null=True)),
+                ("send_delay_max_s", models.FloatField(blank=True, null=True)),
+                ("hourly_cap", models.PositiveIntegerField(blank=True, null=True)),
+                ("daily_cap", models.PositiveIntegerField(blank=True, null=True)),
+                ("warmup", models.BooleanField(blank=True, null=True)),
+                ("typing", models.BooleanField(blank=True, null=True)),
+                ("send_hours_start", models.TimeField(blank=True, null=True)),
+                ("send_hours_end", models.TimeField(blank=True, null=True)),
+                ("send_timezone", models.CharField(blank=True, max_length=64)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sending_defaults",
+                        to="instances.tenant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'sending defaults',
+                "verbose_name_plural": "sending defaults",
             },
         ),
     ]

@@ -101,7 +101,9 @@ def test_the_workers_read_carries_closed_hours_as_a_pause(cast: Cast) -> None:
     # A two-hour window that opened three hours ago: closed now.
     start = (local - dt.timedelta(hours=3)).time().replace(microsecond=0)
     end = (local - dt.timedelta(hours=1)).time().replace(microsecond=0)
-    Instance.objects.filter(pk=cast.instance_a.pk).update(send_hours_start=start, send_hours_end=end, send_timezone="UTC")
+    Instance.objects.filter(pk=cast.instance_a.pk).update(
+        send_hours_start=start, send_hours_end=end, send_timezone="UTC"
+    )
     Message.objects.create(tenant=cast.tenant_a, instance=cast.instance_a, to="+5511999990002", text="hi")
     [(policy, batch, _)] = outbox.next_batches([(cast.instance_a.pk, [], 10)], now)
     assert len(batch) == 1
@@ -151,7 +153,9 @@ def test_the_admin_form_checks_hours_as_the_api_does(cast: Cast) -> None:
         name: getattr(instance, name)
         for name in ("tenant", "name", "gateway", "send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap")
     }
-    data.update(tenant=instance.tenant_id, gateway=instance.gateway_id, send_hours_start="09:00", send_timezone="Nowhere")
+    data.update(
+        tenant=instance.tenant_id, gateway=instance.gateway_id, send_hours_start="09:00", send_timezone="Nowhere"
+    )
     form = InstanceForm(data=data, instance=instance)
     form.is_valid()
     assert "both a start and an end" in " ".join(form.errors.get("send_hours_end", []))
@@ -165,8 +169,15 @@ def test_the_admin_form_checks_hours_as_the_api_does(cast: Cast) -> None:
 def test_new_instances_start_with_the_tenants_defaults(cast: Cast, settings: Any) -> None:
     answer = cast.owner.patch(
         "/api/v1/sending-defaults",
-        {"hourly_cap": 40, "send_delay_min_s": 8, "send_delay_max_s": 20, "send_hours_start": "08:00",
-         "send_hours_end": "20:00", "send_timezone": SAO_PAULO, "typing": True},
+        {
+            "hourly_cap": 40,
+            "send_delay_min_s": 8,
+            "send_delay_max_s": 20,
+            "send_hours_start": "08:00",
+            "send_hours_end": "20:00",
+            "send_timezone": SAO_PAULO,
+            "typing": True,
+        },
         format="json",
     )
     assert answer.status_code == 200, answer.content
@@ -188,9 +199,7 @@ def test_new_instances_start_with_the_tenants_defaults(cast: Cast, settings: Any
 @pytest.mark.django_db
 def test_apply_to_instances_writes_the_defaults_to_every_instance_of_the_tenant(cast: Cast) -> None:
     theirs = cast.instance_b.hourly_cap
-    answer = cast.owner.patch(
-        "/api/v1/sending-defaults", {"daily_cap": 150, "apply_to_instances": True}, format="json"
-    )
+    answer = cast.owner.patch("/api/v1/sending-defaults", {"daily_cap": 150, "apply_to_instances": True}, format="json")
     assert answer.status_code == 200, answer.content
     assert "apply_to_instances" not in answer.json()
     assert set(Instance.objects.filter(tenant=cast.tenant_a).values_list("daily_cap", flat=True)) == {150}
