@@ -95,7 +95,20 @@ def _hours_problems(attrs: dict[str, Any], current: Any) -> dict[str, str]:
         return attrs[name] if name in attrs else getattr(current, name)
 
     zone = value("send_timezone") or "UTC"
-    return sending.hours_problems(value("send_hours_start"), value("send_hours_end"), zone)
+    return sending.hours_problems(value("send_hours_start"), value("send_hours_end"), zone, value("send_days"))
+
+
+def days_field(**kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.ChoiceField(choices=sending.DAY_NAMES),
+        required=False,
+        allow_empty=False,
+        min_length=1,
+        max_length=7,
+        help_text="The days messages go out on, local to the time zone (mon ... sun); a window that spans "
+        "midnight belongs to the day it starts on.",
+        **kwargs,
+    )
 
 
 class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer[Instance]):
@@ -120,6 +133,7 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
     send_hours_start = LocalTimeField(required=False, allow_null=True, help_text=HOURS_HELP["send_hours_start"])
     send_hours_end = LocalTimeField(required=False, allow_null=True, help_text=HOURS_HELP["send_hours_end"])
     send_timezone = StrictCharField(required=False, max_length=64, help_text=HOURS_HELP["send_timezone"])
+    send_days = days_field()
     in_force = serializers.SerializerMethodField()
 
     class Meta:
@@ -134,6 +148,7 @@ class SendingPolicySerializer(StrictSerializerMixin, serializers.ModelSerializer
             "send_hours_start",
             "send_hours_end",
             "send_timezone",
+            "send_days",
             "warmup_started_at",
             "slowed_until",
             "paused_until",
@@ -210,6 +225,7 @@ class SendingDefaultsSerializer(StrictSerializerMixin, serializers.ModelSerializ
     send_timezone = StrictCharField(
         required=False, allow_blank=True, max_length=64, help_text=HOURS_HELP["send_timezone"]
     )
+    send_days = days_field(allow_null=True)
     apply_to_instances = StrictBooleanField(
         required=False,
         write_only=True,

@@ -11,6 +11,7 @@ drop (same client id, deduplicated by the gateway) records nothing twice.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +129,7 @@ _POLICY = (
     "send_hours_start",
     "send_hours_end",
     "send_timezone",
+    "send_days",
 )
 
 
@@ -160,7 +162,7 @@ def _read_postgresql(requests: list[tuple[int, list[int], int]], when: dt.dateti
                m.media_id, f.kind, f.mime, f.filename, f.size,
                i.send_delay_min_s, i.send_delay_max_s, i.hourly_cap, i.daily_cap,
                i.warmup, i.warmup_started_at, i.slowed_until, i.paused_until, i.typing,
-               i.send_hours_start, i.send_hours_end, i.send_timezone
+               i.send_hours_start, i.send_hours_end, i.send_timezone, i.send_days
         FROM unnest(%s::bigint[], %s::int[]) AS r(instance_id, lim)
         JOIN {q(Instance._meta.db_table)} i ON i.id = r.instance_id
         CROSS JOIN LATERAL (
@@ -192,6 +194,12 @@ def _expired(row: dict[str, Any], when: dt.datetime) -> bool:
     return row["expires_at"] is not None and row["expires_at"] <= when
 
 
+def _days(value: Any) -> list[str] | None:
+    """An instance's sending days: a raw read returns the JSON's text."""
+    found = json.loads(value) if isinstance(value, str) else value
+    return [str(day) for day in found] if isinstance(found, list) else None
+
+
 def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
     if not rows:
         return Policy(0, 0, 0, 0), [], False
@@ -207,7 +215,7 @@ def _batch(rows: list[dict[str, Any]], limit: int, when: dt.datetime) -> Read:
         warmup_started_at=first["warmup_started_at"],
         slowed_until=first["slowed_until"],
         paused_until=first["paused_until"],
-        hours=(first["send_hours_start"], first["send_hours_end"], first["send_timezone"]),
+        hours=(first["send_hours_start"], first["send_hours_end"], first["send_timezone"], _days(first["send_days"])),
     )
     policy = Policy(
         delay_min_s=effective.delay_min_s,

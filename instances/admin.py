@@ -449,6 +449,22 @@ class TenantScopedAdmin(AccessGatedAdmin):
         super().save_model(request, obj, form, change)
 
 
+DAY_CHOICES = [(day, day.capitalize()) for day in sending.DAY_NAMES]
+
+
+def days_field(db_field: Any, required: bool) -> forms.MultipleChoiceField | None:
+    """Sending days as ticks, where the form shows them (None: another field)."""
+    if db_field.name != "send_days":
+        return None
+    return forms.MultipleChoiceField(
+        choices=DAY_CHOICES,
+        widget=forms.CheckboxSelectMultiple,
+        required=required,
+        label="Send days",
+        help_text="Days messages go out on, local to the time zone.",
+    )
+
+
 class SendingDefaultsForm(forms.ModelForm):  # type: ignore[type-arg]
     """Checks the defaults as the API does; a blank field is the platform's."""
 
@@ -466,8 +482,9 @@ class SendingDefaultsForm(forms.ModelForm):  # type: ignore[type-arg]
             ]
             for name, why in sending.policy_problems(*values).items():
                 self.add_error(name, why)
-            start, end, zone = (cleaned.get(name) for name in HOURS_FIELDS)
-            for name, why in sending.hours_problems(start, end, zone or "UTC").items():
+            start, end, zone, days = (cleaned.get(name) for name in HOURS_FIELDS)
+            cleaned["send_days"] = days or None  # none ticked: the platform's, every day
+            for name, why in sending.hours_problems(start, end, zone or "UTC", days or None).items():
                 self.add_error(name, why)
         return cleaned
 
@@ -477,6 +494,9 @@ class SendingDefaultsInline(admin.StackedInline):  # type: ignore[type-arg]
     form = SendingDefaultsForm
     can_delete = False
     verbose_name = verbose_name_plural = "sending defaults for new instances (blank: the platform's setting)"
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        return days_field(db_field, required=False) or super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 @admin.register(Tenant)
@@ -619,9 +639,9 @@ class InstanceForm(forms.ModelForm):  # type: ignore[type-arg]
         if all(cleaned.get(name) is not None for name in POLICY_FIELDS[:4]):
             for name, why in sending.policy_problems(*(cleaned[name] for name in POLICY_FIELDS[:4])).items():
                 self.add_error(name, why)
-        hours = [cleaned.get(name) for name in HOURS_FIELDS]
+        start, end, zone, days = (cleaned.get(name) for name in HOURS_FIELDS)
         if "send_timezone" in self.fields:
-            for name, why in sending.hours_problems(hours[0], hours[1], hours[2] or "").items():
+            for name, why in sending.hours_problems(start, end, zone or "", days).items():
                 if name not in self.errors:
                     self.add_error(name, why)
         return cleaned
@@ -747,6 +767,9 @@ class InstanceAdmin(TenantScopedAdmin):
             ("Recent events", {"fields": ["recent_events"]}),
             (None, {"fields": ["created_at"]}),
         ]
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        return days_field(db_field, required=True) or super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Instance, form: ModelForm[Any], change: bool) -> None:
         if not change:

@@ -260,8 +260,12 @@ def default_send_timezone() -> str:
     return str(settings.TIME_ZONE)
 
 
+def every_day() -> list[str]:
+    return ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 POLICY_DEFAULTS = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap", "warmup", "typing")
-HOURS_FIELDS = ("send_hours_start", "send_hours_end", "send_timezone")
+HOURS_FIELDS = ("send_hours_start", "send_hours_end", "send_timezone", "send_days")
 
 
 class SendingDefaults(models.Model):
@@ -279,6 +283,7 @@ class SendingDefaults(models.Model):
     send_hours_start = models.TimeField(null=True, blank=True)
     send_hours_end = models.TimeField(null=True, blank=True)
     send_timezone = models.CharField(max_length=64, blank=True)
+    send_days = models.JSONField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -294,6 +299,8 @@ class SendingDefaults(models.Model):
             found.update(send_hours_start=self.send_hours_start, send_hours_end=self.send_hours_end)
         if self.send_timezone:
             found["send_timezone"] = self.send_timezone
+        if self.send_days:
+            found["send_days"] = list(self.send_days)
         return found
 
 
@@ -400,6 +407,7 @@ class Instance(models.Model):
     send_timezone = models.CharField(
         max_length=64, default=default_send_timezone, help_text="IANA time zone of the sending hours."
     )
+    send_days = models.JSONField(default=every_day, help_text="Days messages go out on: mon ... sun.")
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

@@ -14,9 +14,10 @@ outbox reads the columns, :func:`effective` says what they mean now.
 - **Pause.** Until ``paused_until`` nothing is sent.
 - **Sending hours.** With ``send_hours_start`` and ``send_hours_end`` set,
   messages go out only between them, on the clock of ``send_timezone``
-  (22:00 to 06:00 spans midnight); outside them sending waits for the next
-  opening, as in a pause. Nobody likes a blast at 3 in the morning, and
-  recipients who are woken report it.
+  (22:00 to 06:00 spans midnight), and only on ``send_days`` (every day by
+  default); outside them sending waits for the next opening, as in a
+  pause. Nobody likes a blast at 3 in the morning, and recipients who are
+  woken report it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from instances.models import Instance
 
 DAY_S = 86_400.0
+# Sending hours: (start, end, time zone, days), as instances.models keeps them.
+Hours = tuple[dt.time | None, dt.time | None, str, Sequence[str] | None]
 
 
 @dataclass(frozen=True)
@@ -72,22 +75,43 @@ def time_zone(name: str) -> zoneinfo.ZoneInfo | None:
         return None
 
 
-def hours_open_at(start: dt.time | None, end: dt.time | None, zone: str, now: float) -> float:
-    """When sending hours ``start``-``end`` (local to ``zone``) next open, as
-    epoch seconds; 0 while they are open, or when none are set. An end before
-    the start spans midnight; the end itself is outside the hours."""
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def hours_open_at(
+    start: dt.time | None, end: dt.time | None, zone: str, now: float, days: Sequence[str] | None = None
+) -> float:
+    """When sending hours ``start``-``end`` on ``days`` (local to ``zone``)
+    next open, as epoch seconds; 0 while they are open, or when none are
+    set. An end before the start spans midnight and belongs to the day it
+    starts on (Friday 22:00 to 06:00 runs into Saturday morning); the end
+    itself is outside the hours. Without a start and an end, ``days`` are
+    whole days; ``days`` None or empty: every day."""
     tz = time_zone(zone) or dt.UTC
-    if start is None or end is None or start == end:
-        return 0.0
+    allowed = {DAY_NAMES.index(day) for day in days or DAY_NAMES if day in DAY_NAMES} or set(range(7))
     local = dt.datetime.fromtimestamp(now, tz)
-    clock = local.time().replace(tzinfo=None)
-    inside = start <= clock < end if start < end else (clock >= start or clock < end)
-    if inside:
-        return 0.0
-    day = local.date() if clock < start else local.date() + dt.timedelta(days=1)
-    # A start inside a clock's jump forward maps to the instant just after it.
-    opens = dt.datetime.combine(day, start, tzinfo=tz)
-    return max(opens.astimezone(dt.UTC).timestamp(), now)
+    today = local.date()
+    if start is None or end is None or start == end:
+        if len(allowed) == 7 or today.weekday() in allowed:
+            return 0.0
+        start, first = dt.time(0), 1
+    else:
+        clock = local.time().replace(tzinfo=None)
+        yesterday = (today - dt.timedelta(days=1)).weekday()
+        if start < end:
+            inside = start <= clock < end and today.weekday() in allowed
+        else:
+            inside = (clock >= start and today.weekday() in allowed) or (clock < end and yesterday in allowed)
+        if inside:
+            return 0.0
+        first = 0 if clock < start else 1
+    for ahead in range(first, first + 8):
+        day = today + dt.timedelta(days=ahead)
+        if day.weekday() in allowed:
+            # A start inside a clock's jump forward maps to the instant just after it.
+            opens = dt.datetime.combine(day, start, tzinfo=tz)
+            return max(opens.astimezone(dt.UTC).timestamp(), now)
+    return 0.0
 
 
 def _lower(cap: int, factor: float) -> int:
@@ -107,10 +131,10 @@ def effective(
     paused_until: dt.datetime | float | None = None,
     schedule: Sequence[int] = (),
     slowdown_factor: float = 2.0,
-    hours: tuple[dt.time | None, dt.time | None, str] = (None, None, ""),
+    hours: Hours = (None, None, "", None),
 ) -> Effective:
     """The policy in force at ``now`` (see the module docstring); ``hours``
-    is (start, end, time zone)."""
+    is (start, end, time zone, days)."""
     day, cap = warmup_cap(_ts(warmup_started_at), now, schedule) if warmup else (None, None)
     if cap is not None:
         daily_cap = cap if daily_cap <= 0 else min(daily_cap, cap)
@@ -119,7 +143,8 @@ def effective(
         delay_min_s, delay_max_s = slowed_delays(delay_min_s, delay_max_s, slowdown_factor)
         hourly_cap, daily_cap = _lower(hourly_cap, slowdown_factor), _lower(daily_cap, slowdown_factor)
     paused = _ts(paused_until) or 0.0
-    opens = hours_open_at(*hours, now)
+    start, end, zone, days = hours
+    opens = hours_open_at(start, end, zone, now, days)
     paused = max(paused, opens)
     return Effective(
         delay_min_s=delay_min_s,
@@ -144,7 +169,7 @@ def from_settings(
     warmup_started_at: dt.datetime | float | None,
     slowed_until: dt.datetime | float | None,
     paused_until: dt.datetime | float | None,
-    hours: tuple[dt.time | None, dt.time | None, str] = (None, None, ""),
+    hours: Hours = (None, None, "", None),
 ) -> Effective:
     """:func:`effective` with the warm-up switch, schedule and slow-down
     factor of the settings."""
@@ -191,9 +216,13 @@ def policy_problems(delay_min_s: float, delay_max_s: float, hourly_cap: int, dai
     return problems
 
 
-def hours_problems(start: dt.time | None, end: dt.time | None, zone: str) -> dict[str, str]:
+def hours_problems(
+    start: dt.time | None, end: dt.time | None, zone: str, days: Sequence[str] | None = None
+) -> dict[str, str]:
     """Field -> why sending hours cannot be used (empty: they can)."""
     problems: dict[str, str] = {}
+    if days is not None and (not days or any(day not in DAY_NAMES for day in days) or len(set(days)) < len(days)):
+        problems["send_days"] = f"Some of {', '.join(DAY_NAMES)}, each once; at least one."
     if (start is None) != (end is None):
         missing = "send_hours_end" if end is None else "send_hours_start"
         problems[missing] = "Sending hours need both a start and an end (or neither, to send at any hour)."
@@ -216,5 +245,5 @@ def in_force(instance: Instance, now: float) -> Effective:
         warmup_started_at=instance.warmup_started_at,
         slowed_until=instance.slowed_until,
         paused_until=instance.paused_until,
-        hours=(instance.send_hours_start, instance.send_hours_end, instance.send_timezone),
+        hours=(instance.send_hours_start, instance.send_hours_end, instance.send_timezone, instance.send_days),
     )

@@ -291,10 +291,12 @@ ZONES = ["UTC", "America/Sao_Paulo", "Europe/Berlin", "Asia/Kolkata"]
 
 
 def _fix_hours(body: dict[str, Any], stored: Any) -> None:
-    """The schema states them in words: an IANA time zone, and sending hours
-    with both ends or neither, the end not the start."""
+    """The schema states them in words: an IANA time zone, each sending day
+    once, and sending hours with both ends or neither, the end not the start."""
     if "send_timezone" in body and body["send_timezone"] != "":
         body["send_timezone"] = _pick(ZONES, body["send_timezone"])
+    if isinstance(body.get("send_days"), list):
+        body["send_days"] = list(dict.fromkeys(body["send_days"]))  # each day once
     start = body["send_hours_start"] if "send_hours_start" in body else getattr(stored, "send_hours_start", None)
     end = body["send_hours_end"] if "send_hours_end" in body else getattr(stored, "send_hours_end", None)
     if "send_hours_start" not in body and "send_hours_end" not in body:

@@ -7,6 +7,7 @@ to Rival, Root is a superuser.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from collections.abc import Iterator
@@ -301,6 +302,7 @@ def _policy(instance: Instance, **changes: Any) -> dict[str, Any]:
         "hourly_cap": instance.hourly_cap,
         "daily_cap": instance.daily_cap,
         "send_timezone": instance.send_timezone,
+        "send_days": list(instance.send_days),
         **({"warmup": "on"} if instance.warmup else {}),
     }
     return {**fields, **changes}
@@ -320,6 +322,20 @@ def test_the_sending_policy_is_edited_in_the_form_and_checked(cast: AdminCast) -
     assert saved.status_code == 302, saved.content.decode()[-2000:]
     cast.mine.refresh_from_db()
     assert (cast.mine.hourly_cap, cast.mine.daily_cap, cast.mine.send_delay_max_s) == (12, 90, 5)
+
+
+def test_sending_hours_and_days_are_edited_in_the_form_and_checked(cast: AdminCast) -> None:
+    client = cast.login(cast.alice)
+    url = _change("instances_instance", cast.mine.pk)
+    assert 'type="checkbox" name="send_days" value="sat"' in client.get(url).content.decode()
+    hours = {"send_hours_start": "09:00", "send_hours_end": "18:00", "send_timezone": "America/Sao_Paulo"}
+    no_days = {**_policy(cast.mine), **hours, "send_days": []}
+    refused = client.post(url, {"name": cast.mine.name, **no_days})
+    assert refused.status_code == 200 and "This field is required" in refused.content.decode()
+    saved = client.post(url, {"name": cast.mine.name, **_policy(cast.mine), **hours, "send_days": ["mon", "fri"]})
+    assert saved.status_code == 302, saved.content.decode()[-2000:]
+    cast.mine.refresh_from_db()
+    assert (cast.mine.send_hours_start, cast.mine.send_days) == (dt.time(9), ["mon", "fri"])
 
 
 # --- dropdowns ------------------------------------------------------------------

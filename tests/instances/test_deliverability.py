@@ -177,6 +177,7 @@ def test_the_sending_policy_is_read_and_changed_through_the_api_and_the_next_rea
         "send_hours_start",
         "send_hours_end",
         "send_timezone",
+        "send_days",
         "warmup_started_at",
         "slowed_until",
         "paused_until",

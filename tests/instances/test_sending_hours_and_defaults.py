@@ -23,7 +23,7 @@ from campaigns.models import Message
 from engine import outbox
 from instances.admin import InstanceForm
 from instances.models import Instance, SendingDefaults
-from instances.sending import effective, hours_open_at
+from instances.sending import DAY_NAMES, effective, hours_open_at
 from tests.fixtures.cast import Cast, build_cast
 
 SAO_PAULO = "America/Sao_Paulo"  # UTC-3 all year
@@ -70,6 +70,44 @@ def test_a_window_follows_a_clock_change() -> None:
     )
 
 
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+
+
+@pytest.mark.parametrize(
+    ("now", "opens"),
+    [
+        ("2026-12-04T14:00:00+00:00", "2026-12-04T14:00:00+00:00"),  # Friday 14:00: open
+        ("2026-12-04T18:00:00+00:00", "2026-12-07T09:00:00+00:00"),  # Friday 18:00: Monday 09:00
+        ("2026-12-05T10:00:00+00:00", "2026-12-07T09:00:00+00:00"),  # Saturday, inside the hours: Monday
+        ("2026-12-07T08:00:00+00:00", "2026-12-07T09:00:00+00:00"),  # Monday early: the same morning
+    ],
+)
+def test_sending_days_skip_the_days_left_out(now: str, opens: str) -> None:
+    found = hours_open_at(NINE, SIX_PM, "UTC", at(now), WEEKDAYS)
+    assert (found or at(now)) == at(opens)
+
+
+def test_an_overnight_window_belongs_to_the_day_it_starts_on() -> None:
+    ten_pm, six_am = dt.time(22), dt.time(6)
+    # Friday 22:00 to Saturday 06:00 is Friday's: open on Saturday at 03:00...
+    assert hours_open_at(ten_pm, six_am, "UTC", at("2026-12-05T03:00:00+00:00"), ["fri"]) == 0
+    # ...and Saturday's own 22:00 start is not: the next is the Friday after.
+    assert hours_open_at(ten_pm, six_am, "UTC", at("2026-12-05T23:00:00+00:00"), ["fri"]) == at(
+        "2026-12-11T22:00:00+00:00"
+    )
+
+
+def test_days_without_hours_are_whole_days() -> None:
+    assert hours_open_at(None, None, "UTC", at("2026-12-04T23:59:00+00:00"), WEEKDAYS) == 0
+    assert hours_open_at(None, None, "UTC", at("2026-12-05T00:00:00+00:00"), WEEKDAYS) == at(
+        "2026-12-07T00:00:00+00:00"
+    )
+    # On the instance's own clock: Sunday 22:00 in São Paulo is Monday 01:00 UTC.
+    assert hours_open_at(None, None, SAO_PAULO, at("2026-12-07T01:00:00+00:00"), WEEKDAYS) == at(
+        "2026-12-07T03:00:00+00:00"
+    )
+
+
 def test_no_hours_means_any_hour() -> None:
     assert hours_open_at(None, None, "UTC", at("2026-12-03T03:00:00+00:00")) == 0
 
@@ -77,7 +115,7 @@ def test_no_hours_means_any_hour() -> None:
 def test_closed_hours_pause_sending_like_a_pause_for_limits() -> None:
     now = at("2026-12-03T22:00:00+00:00")  # 19:00 in São Paulo
     policy = effective(
-        delay_min_s=1, delay_max_s=2, hourly_cap=0, daily_cap=0, now=now, hours=(NINE, SIX_PM, SAO_PAULO)
+        delay_min_s=1, delay_max_s=2, hourly_cap=0, daily_cap=0, now=now, hours=(NINE, SIX_PM, SAO_PAULO, None)
     )
     assert policy.paused_until == policy.hours_open_at == at("2026-12-04T12:00:00+00:00")
     # A longer pause for limits wins.
@@ -89,7 +127,7 @@ def test_closed_hours_pause_sending_like_a_pause_for_limits() -> None:
         daily_cap=0,
         now=now,
         paused_until=later,
-        hours=(NINE, SIX_PM, SAO_PAULO),
+        hours=(NINE, SIX_PM, SAO_PAULO, None),
     )
     assert policy.paused_until == later
 
@@ -108,6 +146,12 @@ def test_the_workers_read_carries_closed_hours_as_a_pause(cast: Cast) -> None:
     [(policy, batch, _)] = outbox.next_batches([(cast.instance_a.pk, [], 10)], now)
     assert len(batch) == 1
     assert policy.paused_until == pytest.approx(now + 21 * 3600, abs=2)
+    # Every day but today, no hours: closed until midnight.
+    others = [day for n, day in enumerate(DAY_NAMES) if n != local.weekday()]
+    Instance.objects.filter(pk=cast.instance_a.pk).update(send_hours_start=None, send_hours_end=None, send_days=others)
+    [(policy, _, _)] = outbox.next_batches([(cast.instance_a.pk, [], 10)], now)
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+    assert policy.paused_until == midnight.timestamp()
 
 
 @pytest.mark.django_db
@@ -123,6 +167,9 @@ def test_hours_are_set_and_shown_through_the_api(cast: Cast) -> None:
     assert body["in_force"]["paused"] is closed
     cleared = cast.owner.patch(url, {"send_hours_start": None, "send_hours_end": None}, format="json")
     assert cleared.status_code == 200 and cleared.json()["in_force"]["hours_open_at"] is None
+    assert cleared.json()["send_days"] == ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    weekdays = cast.owner.patch(url, {"send_days": WEEKDAYS}, format="json")
+    assert weekdays.status_code == 200 and weekdays.json()["send_days"] == WEEKDAYS
 
 
 @pytest.mark.django_db
@@ -136,12 +183,16 @@ def test_hours_are_set_and_shown_through_the_api(cast: Cast) -> None:
         ({"send_timezone": "Mars/Olympus"}, "send_timezone", "not a time zone"),
         ({"send_timezone": "../../etc/passwd"}, "send_timezone", "not a time zone"),
         ({"send_timezone": 3}, "send_timezone", "Not a valid string"),
+        ({"send_days": []}, "send_days", "may not be empty"),
+        ({"send_days": ["monday"]}, "send_days", "not a valid choice"),
+        ({"send_days": ["mon", "mon"]}, "send_days", "each once"),
+        ({"send_days": "mon"}, "send_days", "Expected a list"),
     ],
 )
 def test_bad_hours_get_a_400_naming_the_field(cast: Cast, body: dict[str, Any], field: str, says: str) -> None:
     answer = cast.owner.patch(f"/api/v1/instances/{cast.instance_a.key}/sending-policy", body, format="json")
     assert answer.status_code == 400, answer.content
-    assert says in " ".join(answer.json()[field])
+    assert says in str(answer.json()[field])
     cast.instance_a.refresh_from_db()
     assert cast.instance_a.send_hours_start is None
 
@@ -177,6 +228,7 @@ def test_new_instances_start_with_the_tenants_defaults(cast: Cast, settings: Any
             "send_hours_end": "20:00",
             "send_timezone": SAO_PAULO,
             "typing": True,
+            "send_days": WEEKDAYS,
         },
         format="json",
     )
@@ -187,6 +239,7 @@ def test_new_instances_start_with_the_tenants_defaults(cast: Cast, settings: Any
     policy = cast.owner.get(f"/api/v1/instances/{created.json()['id']}/sending-policy").json()
     assert (policy["hourly_cap"], policy["send_delay_min_s"], policy["send_delay_max_s"]) == (40, 8.0, 20.0)
     assert (policy["send_hours_start"], policy["send_timezone"], policy["typing"]) == ("08:00", SAO_PAULO, True)
+    assert policy["send_days"] == WEEKDAYS
     assert policy["daily_cap"] == settings.BLAST_DAILY_CAP  # blank default: the platform's
     # A field its creator set stays as set.
     own = Instance.objects.create(tenant=cast.tenant_a, name="own", gateway=cast.gateway, hourly_cap=5)
@@ -258,6 +311,12 @@ def test_an_operator_sets_a_tenants_defaults_in_the_admin(cast: Cast, admin_clie
     assert answer.status_code == 302, answer.content.decode()[:2000]
     defaults = SendingDefaults.objects.get(tenant=cast.tenant_a)
     assert (defaults.hourly_cap, defaults.daily_cap, defaults.send_timezone) == (25, None, SAO_PAULO)
+    assert defaults.send_days is None  # none ticked: the platform's, every day
+    data = {**_tenant_form(cast), "sending_defaults-0-send_days": ["sat", "sun"]}
+    data.update({"sending_defaults-INITIAL_FORMS": "1", "sending_defaults-0-id": str(defaults.pk)})
+    assert admin_client.post(url, data).status_code == 302
+    defaults.refresh_from_db()
+    assert defaults.send_days == ["sat", "sun"]
     bad = admin_client.post(url, _tenant_form(cast, send_hours_start="08:00", send_timezone="Nowhere"))
     assert bad.status_code == 200
     page = bad.content.decode()
