@@ -10,7 +10,7 @@ send: the worker reads the columns with each batch of messages.
 An instance created with a policy field left at the platform's default takes
 the tenant's default (instances.models.SendingDefaults); ``apply_to_instances``
 in a PATCH of the defaults also writes the fields it sets to every instance
-the tenant has.
+the tenant has (sent alone: every default that is set).
 """
 
 from __future__ import annotations
@@ -229,7 +229,8 @@ class SendingDefaultsSerializer(StrictSerializerMixin, serializers.ModelSerializ
     apply_to_instances = StrictBooleanField(
         required=False,
         write_only=True,
-        help_text="Also write the fields this request sets to every instance you have (null ones: the platform's).",
+        help_text="Also write the fields this request sets to every instance you have (null ones: the platform's); "
+        "sent alone, every default that is set.",
     )
 
     class Meta:
@@ -292,5 +293,6 @@ class SendingDefaultsView(TenantView):
                     setattr(defaults, name, value)
                 defaults.save(update_fields=[*attrs, "updated_at"])
             if apply:
-                apply_to_instances(self.tenant.pk, attrs)
+                # The fields this request sets; alone, every default that is set.
+                apply_to_instances(self.tenant.pk, attrs or defaults.values())
         return Response(SendingDefaultsSerializer(defaults).data)

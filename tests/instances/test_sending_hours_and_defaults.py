@@ -262,6 +262,11 @@ def test_apply_to_instances_writes_the_defaults_to_every_instance_of_the_tenant(
     assert cast.owner.patch("/api/v1/sending-defaults", {"daily_cap": 90}, format="json").status_code == 200
     assert set(Instance.objects.filter(tenant=cast.tenant_a).values_list("daily_cap", flat=True)) == {150}
     assert SendingDefaults.objects.get(tenant=cast.tenant_a).daily_cap == 90
+    # Sent alone, it writes every default that is set.
+    assert cast.owner.patch("/api/v1/sending-defaults", {"apply_to_instances": True}, format="json").status_code == 200
+    assert set(Instance.objects.filter(tenant=cast.tenant_a).values_list("daily_cap", flat=True)) == {90}
+    cast.instance_b.refresh_from_db()
+    assert cast.instance_b.daily_cap != 90
 
 
 @pytest.mark.django_db
