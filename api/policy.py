@@ -34,7 +34,7 @@ from api.serializers import (
 )
 from api.views import ID, TenantView, errors
 from instances import sending
-from instances.models import HOURS_FIELDS, POLICY_DEFAULTS, Instance, SendingDefaults
+from instances.models import POLICY_FIELDS, Instance, SendingDefaults
 
 # Far above any account's volume, and inside every database's integer column.
 MAX_CAP = 1_000_000
@@ -76,26 +76,9 @@ def check_policy(attrs: dict[str, Any], current: Any) -> None:
     """Raise the field-level 400 for a policy ``attrs`` would make of
     ``current`` (an instance, or a tenant's defaults, whose blank fields are
     the platform's settings)."""
-    platform = Instance()
-
-    def value(name: str) -> Any:
-        found = attrs[name] if name in attrs else getattr(current, name)
-        return getattr(platform, name) if found is None else found
-
-    problems = sending.policy_problems(
-        value("send_delay_min_s"), value("send_delay_max_s"), value("hourly_cap"), value("daily_cap")
-    )
-    problems.update(_hours_problems(attrs, current))
+    problems = sending.check({**{name: getattr(current, name) for name in POLICY_FIELDS}, **attrs})
     if problems:
         raise serializers.ValidationError({name: [why] for name, why in problems.items()})
-
-
-def _hours_problems(attrs: dict[str, Any], current: Any) -> dict[str, str]:
-    def value(name: str) -> Any:
-        return attrs[name] if name in attrs else getattr(current, name)
-
-    zone = value("send_timezone") or "UTC"
-    return sending.hours_problems(value("send_hours_start"), value("send_hours_end"), zone, value("send_days"))
 
 
 def days_field(**kwargs: Any) -> serializers.ListField:
@@ -235,7 +218,7 @@ class SendingDefaultsSerializer(StrictSerializerMixin, serializers.ModelSerializ
 
     class Meta:
         model = SendingDefaults
-        fields = [*POLICY_DEFAULTS, *HOURS_FIELDS, "apply_to_instances", "updated_at"]
+        fields = [*POLICY_FIELDS, "apply_to_instances", "updated_at"]
         read_only_fields = ["updated_at"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -247,12 +230,8 @@ class SendingDefaultsSerializer(StrictSerializerMixin, serializers.ModelSerializ
 def apply_to_instances(tenant_id: int, attrs: dict[str, Any]) -> int:
     """Write the given default fields to every instance of ``tenant_id``
     (null: the platform's default); how many instances."""
-    platform = Instance()
-    fields = {
-        name: getattr(platform, name) if value is None or value == "" else value
-        for name, value in attrs.items()
-        if name in (*POLICY_DEFAULTS, *HOURS_FIELDS)
-    }
+    policy = sending.with_platform_defaults(attrs)
+    fields = {name: policy[name] for name in attrs if name in POLICY_FIELDS}
     if not fields:
         return 0
     return Instance.objects.filter(tenant_id=tenant_id).update(**fields)

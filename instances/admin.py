@@ -68,8 +68,7 @@ from instances import commands, controls, sending
 from instances import qr as qr_images
 from instances.commands import CommandRefused
 from instances.models import (
-    HOURS_FIELDS,
-    POLICY_DEFAULTS,
+    POLICY_FIELDS,
     Access,
     CircuitBreaker,
     ConnectionEvent,
@@ -470,21 +469,13 @@ class SendingDefaultsForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = SendingDefaults
-        fields = [*POLICY_DEFAULTS, *HOURS_FIELDS]
+        fields = list(POLICY_FIELDS)
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
-        platform = Instance()
+        cleaned["send_days"] = cleaned.get("send_days") or None  # none ticked: the platform's, every day
         if not self.errors:
-            values = [
-                platform_value if (value := cleaned.get(name)) is None else value
-                for name, platform_value in ((n, getattr(platform, n)) for n in POLICY_DEFAULTS[:4])
-            ]
-            for name, why in sending.policy_problems(*values).items():
-                self.add_error(name, why)
-            start, end, zone, days = (cleaned.get(name) for name in HOURS_FIELDS)
-            cleaned["send_days"] = days or None  # none ticked: the platform's, every day
-            for name, why in sending.hours_problems(start, end, zone or "UTC", days or None).items():
+            for name, why in sending.check(cleaned).items():
                 self.add_error(name, why)
         return cleaned
 
@@ -624,9 +615,6 @@ class GatewayAdmin(AccessGatedAdmin):
         return super().get_exclude(request, obj) if access_of(request.user).operator else ["url"]
 
 
-POLICY_FIELDS = (*POLICY_DEFAULTS, *HOURS_FIELDS)
-
-
 class InstanceForm(forms.ModelForm):  # type: ignore[type-arg]
     """Checks the sending policy as the API does (instances.sending)."""
 
@@ -636,14 +624,11 @@ class InstanceForm(forms.ModelForm):  # type: ignore[type-arg]
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
-        if all(cleaned.get(name) is not None for name in POLICY_FIELDS[:4]):
-            for name, why in sending.policy_problems(*(cleaned[name] for name in POLICY_FIELDS[:4])).items():
+        # A field the form does not show (the add form), or one already
+        # refused, is read as the platform's default.
+        for name, why in sending.check(cleaned).items():
+            if name not in self.errors:
                 self.add_error(name, why)
-        start, end, zone, days = (cleaned.get(name) for name in HOURS_FIELDS)
-        if "send_timezone" in self.fields:
-            for name, why in sending.hours_problems(start, end, zone or "", days).items():
-                if name not in self.errors:
-                    self.add_error(name, why)
         return cleaned
 
 

@@ -266,6 +266,7 @@ def every_day() -> list[str]:
 
 POLICY_DEFAULTS = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap", "warmup", "typing")
 HOURS_FIELDS = ("send_hours_start", "send_hours_end", "send_timezone", "send_days")
+POLICY_FIELDS = (*POLICY_DEFAULTS, *HOURS_FIELDS)
 
 
 class SendingDefaults(models.Model):

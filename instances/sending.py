@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from instances.models import Instance
@@ -230,6 +230,34 @@ def hours_problems(
         problems["send_hours_end"] = "The end is the start: leave both empty to send at any hour."
     if time_zone(zone) is None:
         problems["send_timezone"] = f"{zone!r} is not a time zone: use an IANA name such as America/Sao_Paulo."
+    return problems
+
+
+def with_platform_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every sending-policy field (instances.models.POLICY_FIELDS) from
+    ``values``; one absent, None or blank (a tenant default left blank) is
+    the platform's default."""
+    from instances.models import POLICY_FIELDS, Instance
+
+    return {
+        name: value if (value := values.get(name)) not in (None, "") else Instance._meta.get_field(name).get_default()
+        for name in POLICY_FIELDS
+    }
+
+
+def check(values: Mapping[str, Any]) -> dict[str, str]:
+    """Field -> why the sending policy ``values`` make (see
+    :func:`with_platform_defaults`) cannot be used; empty: it can. The API and
+    the admin's forms, for instances and for tenant defaults, all ask this."""
+    policy = with_platform_defaults(values)
+    problems = policy_problems(
+        policy["send_delay_min_s"], policy["send_delay_max_s"], policy["hourly_cap"], policy["daily_cap"]
+    )
+    problems.update(
+        hours_problems(
+            policy["send_hours_start"], policy["send_hours_end"], policy["send_timezone"], policy["send_days"]
+        )
+    )
     return problems
 
 
