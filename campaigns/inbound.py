@@ -144,12 +144,8 @@ def handle_many(frames: list[Frame]) -> int:
 
 def _act(rows: list[tuple[InboundMessage, str | None]], now: dt.datetime) -> None:
     """Stop/start keywords and auto-replies of just-stored messages (inside
-    the storing transaction)."""
-    if any(row.pk is None for row, _ in rows):  # a backend that returns no ids
-        keys = {row.key for row, _ in rows}
-        ids = dict(InboundMessage.objects.filter(key__in=keys).values_list("key", "pk"))
-        for row, _ in rows:
-            row.pk = ids[row.key]
+    the storing transaction; bulk_create set their ids: PostgreSQL and SQLite
+    return them)."""
     with_rules = set(
         AutoReplyRule.objects.filter(instance_id__in={row.instance_id for row, _ in rows}, enabled=True).values_list(
             "instance_id", flat=True

@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -49,15 +50,22 @@ Membership = Campaign.instances.through
 STRANDED_ERROR = "Its instance stopped and no other instance of the campaign could send it before the deadline."
 
 
-def stopped_instances(instance_ids: list[int], now: dt.datetime) -> tuple[set[int], set[int]]:
-    """(stopped, targets) among ``instance_ids``.
+@dataclass(frozen=True)
+class Rotation:
+    """A campaign's instances as :func:`rotation` sorts them."""
 
-    Stopped: terminal, not connected for ``BLAST_CAMPAIGN_REROUTE_AFTER_S``,
-    or connected with its sending paused for limits (instances.restrictions).
-    Targets: connected and sending at full speed; when every connected one
-    is slowed down, the slowed ones."""
+    stopped: set[int]  # terminal, or not connected for BLAST_CAMPAIGN_REROUTE_AFTER_S
+    paused: set[int]  # connected, its sending paused for limits (instances.restrictions)
+    targets: set[int]  # connected at full speed; when every connected one is slowed down, the slowed ones
+
+
+def rotation(instance_ids: list[int], now: dt.datetime) -> Rotation:
+    """Sort ``instance_ids``: the stopped and the paused hand their share to
+    the targets; only the stopped ones' share fails when it is stranded (a
+    paused instance sends again after the pause)."""
     after = dt.timedelta(seconds=float(settings.BLAST_CAMPAIGN_REROUTE_AFTER_S))
     stopped: set[int] = set()
+    paused: set[int] = set()
     fast: set[int] = set()
     slowed: set[int] = set()
     rows = Instance.objects.filter(pk__in=instance_ids).values_list(
@@ -66,21 +74,22 @@ def stopped_instances(instance_ids: list[int], now: dt.datetime) -> tuple[set[in
     for pk, status, changed_at, paused_until, slowed_until in rows:
         if status == Status.CONNECTED:
             if paused_until is not None and paused_until > now:
-                stopped.add(pk)
+                paused.add(pk)
             elif slowed_until is not None and slowed_until > now:
                 slowed.add(pk)
             else:
                 fast.add(pk)
         elif status in TERMINAL_STATUSES or changed_at <= now - after:
             stopped.add(pk)
-    return stopped, fast or slowed
+    return Rotation(stopped, paused, fast or slowed)
 
 
 def reroute(campaign_id: int, now: dt.datetime) -> int:
     """Move the unsent queued messages of ``campaign_id`` off its stopped
     instances onto its connected ones; how many moved."""
     members = list(Membership.objects.filter(campaign_id=campaign_id).values_list("instance_id", flat=True))
-    stopped, connected = stopped_instances(members, now)
+    found = rotation(members, now)
+    stopped, connected = found.stopped | found.paused, found.targets
     if not stopped or not connected:
         return 0
     stranded = list(
@@ -112,9 +121,7 @@ def fail_stranded(campaign: Campaign, now: dt.datetime) -> int:
     """Fail what is left queued on the campaign's stopped instances once its
     deadline (or the stranded grace after the instance stopped) has passed."""
     members = list(Membership.objects.filter(campaign_id=campaign.pk).values_list("instance_id", flat=True))
-    stopped, _ = stopped_instances(members, now)
-    # A connected instance paused for limits sends again after the pause.
-    stopped -= set(Instance.objects.filter(pk__in=stopped, status=Status.CONNECTED).values_list("pk", flat=True))
+    stopped = rotation(members, now).stopped
     if not stopped:
         return 0
     if campaign.deadline is not None:
