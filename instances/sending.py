@@ -23,10 +23,11 @@ outbox reads the columns, :func:`effective` says what they mean now.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from campaigns import schedule
 
 if TYPE_CHECKING:
     from instances.models import Instance
@@ -65,17 +66,21 @@ def warmup_cap(started_at: float | None, now: float, schedule: Sequence[int]) ->
     return day, int(schedule[day])
 
 
-def time_zone(name: str) -> zoneinfo.ZoneInfo | None:
-    """The IANA time zone ``name``, or None when there is no such zone."""
-    if not name or name.startswith(("/", ".")) or ".." in name:
-        return None
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
-
-
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def allowed(start: dt.time | None, end: dt.time | None, zone: str, days: Sequence[str] | None) -> schedule.AllowedHours:
+    """An instance's sending hours as the campaigns' allowed hours
+    (campaigns.schedule): ``days`` by name; without a start and an end (or
+    with an end that is the start, which the API refuses) whole days. A time
+    zone no longer known reads as UTC rather than stop the worker's read."""
+    weekdays = [DAY_NAMES.index(day) for day in days or () if day in DAY_NAMES]
+    if start is None or end is None or start == end:
+        start = end = None
+    try:
+        return schedule.allowed_hours(start, end, zone, weekdays)
+    except schedule.ScheduleError:
+        return schedule.allowed_hours(start, end, "UTC", weekdays)
 
 
 def hours_open_at(
@@ -87,31 +92,9 @@ def hours_open_at(
     starts on (Friday 22:00 to 06:00 runs into Saturday morning); the end
     itself is outside the hours. Without a start and an end, ``days`` are
     whole days; ``days`` None or empty: every day."""
-    tz = time_zone(zone) or dt.UTC
-    allowed = {DAY_NAMES.index(day) for day in days or DAY_NAMES if day in DAY_NAMES} or set(range(7))
-    local = dt.datetime.fromtimestamp(now, tz)
-    today = local.date()
-    if start is None or end is None or start == end:
-        if len(allowed) == 7 or today.weekday() in allowed:
-            return 0.0
-        start, first = dt.time(0), 1
-    else:
-        clock = local.time().replace(tzinfo=None)
-        yesterday = (today - dt.timedelta(days=1)).weekday()
-        if start < end:
-            inside = start <= clock < end and today.weekday() in allowed
-        else:
-            inside = (clock >= start and today.weekday() in allowed) or (clock < end and yesterday in allowed)
-        if inside:
-            return 0.0
-        first = 0 if clock < start else 1
-    for ahead in range(first, first + 8):
-        day = today + dt.timedelta(days=ahead)
-        if day.weekday() in allowed:
-            # A start inside a clock's jump forward maps to the instant just after it.
-            opens = dt.datetime.combine(day, start, tzinfo=tz)
-            return max(opens.astimezone(dt.UTC).timestamp(), now)
-    return 0.0
+    at = dt.datetime.fromtimestamp(now, dt.UTC)
+    opens = schedule.next_open(allowed(start, end, zone, days), at)
+    return 0.0 if opens <= at else opens.timestamp()
 
 
 def _lower(cap: int, factor: float) -> int:
@@ -228,7 +211,9 @@ def hours_problems(
         problems[missing] = "Sending hours need both a start and an end (or neither, to send at any hour)."
     elif start is not None and start == end:
         problems["send_hours_end"] = "The end is the start: leave both empty to send at any hour."
-    if time_zone(zone) is None:
+    try:
+        schedule.zone(zone)
+    except schedule.ScheduleError:
         problems["send_timezone"] = f"{zone!r} is not a time zone: use an IANA name such as America/Sao_Paulo."
     return problems
 
