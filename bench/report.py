@@ -287,8 +287,7 @@ class Page:
 
     def inbound(self) -> str:
         out = ["## Inbound: gateway to worker to database to webhooks, PostgreSQL", ""]
-        # The published run first, then its variants (inbound-preload.json, ...).
-        files = sorted(self.results.glob("inbound*.json"), key=lambda path: (path.name != "inbound.json", path.name))
+        files = self.runs("inbound")
         if not files:
             self.missing_targets("inbound", INBOUND_TARGETS)
             return _join(out, not_measured("inbound"))
@@ -296,8 +295,9 @@ class Page:
         out += [
             "The simulator sends `inbound` frames at a fixed rate, round robin over the instances "
             "(`POST /_control/inbound-burst`, each text stamped with the time its frame was written); the "
-            "connection worker stores each one (`campaigns.inbound.handle_inbound`), and Celery's fan-out job "
-            "(every `BLAST_WEBHOOK_PERIOD_S`) turns the rows into signed `message.inbound` webhook deliveries "
+            "connection worker stores them in batches of up to 500 (`campaigns.inbound.handle_many`), and "
+            "Celery's fan-out job (every `BLAST_WEBHOOK_PERIOD_S`) turns the rows into signed `message.inbound` "
+            "webhook deliveries "
             "of up to `BLAST_WEBHOOK_BATCH` events, posted to a receiver on 127.0.0.1. A stage's rate is its "
             "messages over the time from the first frame sent to its last message (for the webhooks that "
             "includes the wait for the last fan-out); lags run from a frame's stamp to its row's `received_at` "
@@ -338,11 +338,7 @@ class Page:
 
     def campaign_health(self) -> str:
         out = ["## Campaign health: instances failing under a running campaign, PostgreSQL", ""]
-        # The published run first, then its variants (campaign-health-<variant>.json).
-        files = sorted(
-            self.results.glob("campaign-health*.json"),
-            key=lambda path: (path.name != "campaign-health.json", path.name),
-        )
+        files = self.runs("campaign-health")
         if not files:
             self.verdicts.append(("campaign health", "scenario", CAMPAIGN_HEALTH_TARGET, "-", "not measured yet"))
             self.missing_targets("campaign health", CAMPAIGN_HEALTH_TARGETS)
@@ -627,6 +623,10 @@ class Page:
             "",
         ]
         return _join(out)
+
+    def runs(self, stem: str) -> list[Path]:
+        """The published run, ``<stem>.json``, first; then its variants (``<stem>-<variant>.json``)."""
+        return sorted(self.results.glob(f"{stem}*.json"), key=lambda path: (path.name != f"{stem}.json", path.name))
 
     def load(self, name: str) -> dict[str, Any] | None:
         path = self.results / name
