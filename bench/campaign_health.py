@@ -94,6 +94,7 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402
     Processes,
     bench_env,
+    bench_tenant,
     celery_argv,
     command_line,
     create_database,
@@ -102,6 +103,7 @@ from bench.harness import (  # noqa: E402
     free_port,
     run_facts,
     setup_django,
+    start_simulator,
     utc,
     wait,
 )
@@ -576,17 +578,12 @@ def main() -> int:
         from api.models import ApiKey
         from campaigns.models import Campaign, Contact, Message
         from instances import hints
-        from instances.models import Gateway, Instance, Status, Tenant
-        from simulator.control import SimulatorControl
+        from instances.models import Instance, Status
 
-        sim_port, web_port = free_port(), free_port()
-        sim = ["run_gateway_sim", "--port", str(sim_port), "--start-paired", "--receipt-delay", "-1"]
-        start("gateway", [python, "manage.py", *sim])
-        control = SimulatorControl(f"http://127.0.0.1:{sim_port}")
-        control.wait_healthy(30)
-
-        tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
-        gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{sim_port}")
+        web_port = free_port()
+        simulator = start_simulator(group, "--receipt-delay", "-1")
+        control = simulator.control
+        tenant, gateway = bench_tenant(tag, simulator)
         ids = create_instances(tenant, gateway, args.instances)
         names = {}
         for n, (pk, role) in enumerate(zip(ids, roles(len(ids)), strict=True)):

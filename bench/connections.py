@@ -59,12 +59,13 @@ from bench.harness import (  # noqa: E402
     Processes,
     alerts_raised,
     bench_env,
+    bench_tenant,
     celery_argv,
     command_line,
     create_instances,
-    free_port,
     run_facts,
     setup_django,
+    start_simulator,
     utc,
     wait,
 )
@@ -100,22 +101,16 @@ def main() -> int:
     from django.db.models import Count
 
     from instances import hints
-    from instances.models import CircuitBreaker, ConnectionEvent, Gateway, GatewayEvent, Instance, Status, Tenant
+    from instances.models import CircuitBreaker, ConnectionEvent, GatewayEvent, Instance, Status
 
-    port = free_port()
     logs = run_dir / f"bench-connections-{tag}"
     group = Processes(env, logs)
     start = group.start
 
     try:
-        start("gateway", [python, "manage.py", "run_gateway_sim", "--port", str(port), "--start-paired"])
-        from simulator.control import SimulatorControl
-
-        control = SimulatorControl(f"http://127.0.0.1:{port}")
-        control.wait_healthy(30)
-
-        tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
-        gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{port}")
+        simulator = start_simulator(group)
+        control = simulator.control
+        tenant, gateway = bench_tenant(tag, simulator)
         created = time.monotonic()
         ids = create_instances(tenant, gateway, args.sessions)
         print(f"created {len(ids)} instances in {time.monotonic() - created:.1f}s")

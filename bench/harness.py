@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,41 @@ def celery_argv(env: dict[str, str], logs: Path, loglevel: str = "WARNING") -> l
         "--scheduler",
         "blast.beat:ResilientDatabaseScheduler",
     ]
+
+
+@dataclass
+class Simulator:
+    """The run's gateway simulator: its port, control client and process."""
+
+    port: int
+    control: Any  # simulator.control.SimulatorControl
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+def start_simulator(group: Processes, *options: str) -> Simulator:
+    """``manage.py run_gateway_sim --start-paired`` (then ``options``) on a
+    free port, logging to ``gateway.log``, once its control API answers."""
+    from simulator.control import SimulatorControl
+
+    port = free_port()
+    argv = [sys.executable, "manage.py", "run_gateway_sim", "--port", str(port), "--start-paired", *options]
+    process = group.start("gateway", argv)
+    control = SimulatorControl(f"http://127.0.0.1:{port}")
+    control.wait_healthy(30)
+    return Simulator(port, control, process)
+
+
+def bench_tenant(tag: str, simulator: Simulator) -> tuple[Any, Any]:
+    """The run's tenant, ``bench-<tag>``, and its gateway: ``simulator``."""
+    from instances.models import Gateway, Tenant
+
+    tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
+    gateway = Gateway.objects.create(name=f"bench-{tag}", url=simulator.url)
+    return tenant, gateway
 
 
 def create_instances(tenant: Any, gateway: Any, count: int, prefix: str = "i") -> list[int]:

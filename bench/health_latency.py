@@ -50,10 +50,12 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402
     Processes,
     bench_env,
+    bench_tenant,
     celery_argv,
     create_instances,
     free_port,
     setup_django,
+    start_simulator,
     wait,
 )
 
@@ -77,21 +79,16 @@ def main() -> int:
     setup_django(env)
     python = sys.executable
     from instances import hints
-    from instances.models import Gateway, Instance, Status, Tenant, WorkerHeartbeat
-    from simulator.control import SimulatorControl
+    from instances.models import Instance, Status, WorkerHeartbeat
 
-    sim_port = free_port()
     logs = run_dir / f"bench-health-{tag}"
     group = Processes(env, logs)
     start = group.start
 
     try:
-        start("gateway", [python, "manage.py", "run_gateway_sim", "--port", str(sim_port), "--start-paired"])
-        control = SimulatorControl(f"http://127.0.0.1:{sim_port}")
-        control.wait_healthy(30)
-
-        tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
-        gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{sim_port}")
+        simulator = start_simulator(group)
+        control = simulator.control
+        tenant, gateway = bench_tenant(tag, simulator)
         ids = create_instances(tenant, gateway, args.instances)
 
         start("worker", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}"])

@@ -74,14 +74,15 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402
     Processes,
     bench_env,
+    bench_tenant,
     celery_argv,
     command_line,
     create_database,
     create_instances,
     drop_database,
-    free_port,
     run_facts,
     setup_django,
+    start_simulator,
     wait,
 )
 from simulator.bursts import parse_stamp  # noqa: E402
@@ -562,28 +563,11 @@ def main() -> int:
 
         from campaigns.models import TenantWebhook
         from instances import hints
-        from instances.models import Gateway, Instance, Tenant, WorkerHeartbeat
-        from simulator.control import SimulatorControl
+        from instances.models import Instance, WorkerHeartbeat
 
-        sim_port = free_port()
-        simulator = group.start(
-            "gateway",
-            [
-                python,
-                "manage.py",
-                "run_gateway_sim",
-                "--port",
-                str(sim_port),
-                "--start-paired",
-                "--receipt-delay",
-                "-1",
-            ],
-        )
-        control = SimulatorControl(f"http://127.0.0.1:{sim_port}")
-        control.wait_healthy(30)
-
-        tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
-        gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{sim_port}")
+        simulator = start_simulator(group, "--receipt-delay", "-1")
+        control = simulator.control
+        tenant, gateway = bench_tenant(tag, simulator)
         ids = create_instances(tenant, gateway, args.instances)
         keys = [str(key) for key in Instance.objects.filter(id__in=ids).order_by("id").values_list("key", flat=True)]
         probe = probe_inbound(tenant, gateway)
@@ -599,7 +583,7 @@ def main() -> int:
         receiver.secret = webhook.set_secret()
         webhook.save()
 
-        procs = {"simulator": psutil.Process(simulator.pid)}
+        procs = {"simulator": psutil.Process(simulator.process.pid)}
         for n in range(args.workers):
             worker = group.start(
                 f"worker-{n}", [python, "manage.py", "run_connection_worker", "--worker-id", f"bench-{tag}-{n}"]

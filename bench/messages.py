@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402
     Processes,
     bench_env,
+    bench_tenant,
     celery_argv,
     command_line,
     create_database,
@@ -57,6 +58,7 @@ from bench.harness import (  # noqa: E402
     free_port,
     run_facts,
     setup_django,
+    start_simulator,
     wait,
 )
 
@@ -128,27 +130,10 @@ def main() -> int:
         from campaigns.messages import NewMessage, accept, accept_many
         from campaigns.models import Message, MessageStatus
         from instances import hints
-        from instances.models import Gateway, Instance, Status, Tenant
-        from simulator.control import SimulatorControl
+        from instances.models import Instance, Status
 
-        sim_port = free_port()
-        start(
-            "gateway",
-            [
-                python,
-                "manage.py",
-                "run_gateway_sim",
-                "--port",
-                str(sim_port),
-                "--start-paired",
-                "--receipt-delay",
-                "0" if args.receipts else "-1",
-            ],
-        )
-        SimulatorControl(f"http://127.0.0.1:{sim_port}").wait_healthy(30)
-
-        tenant = Tenant.objects.create(slug=f"bench-{tag}", name="Bench")
-        gateway = Gateway.objects.create(name=f"bench-{tag}", url=f"ws://127.0.0.1:{sim_port}")
+        simulator = start_simulator(group, "--receipt-delay", "0" if args.receipts else "-1")
+        tenant, gateway = bench_tenant(tag, simulator)
         create_instances(tenant, gateway, args.instances)
         instances = list(Instance.objects.filter(tenant=tenant).values_list("id", "key"))
         _, api_key = ApiKey.objects.create_key(tenant, "bench")
@@ -296,8 +281,7 @@ def main() -> int:
         # Acked: sent, or further along when receipts are on.
         acked_statuses = [MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ]
         text_figures, errors = phase(None)
-        control = SimulatorControl(f"http://127.0.0.1:{sim_port}")
-        deliveries = control.stats()["deliveries"]
+        deliveries = simulator.control.stats()["deliveries"]
         figures = {
             "command": command_line(),
             **facts,
@@ -322,9 +306,9 @@ def main() -> int:
             upload = _upload(web_ports[0], api_key, "catalogue.png", image)
             media_figures, media_errors = phase(upload)
             errors += media_errors
-            deliveries = control.stats()["deliveries"]
+            deliveries = simulator.control.stats()["deliveries"]
             media = Media.objects.get(key=upload)
-            fetched = control.stats()["media_bytes_fetched"]
+            fetched = simulator.control.stats()["media_bytes_fetched"]
             figures.update(
                 {
                     "media_bytes": len(image),
