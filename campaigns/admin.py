@@ -30,7 +30,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from campaigns import autoreplies, contacts, lifecycle, optouts, phones, reports, schedule, states, webhooks
+from campaigns import autoreplies, contacts, lifecycle, optouts, phones, reports, states, webhooks
 from campaigns.models import (
     AutoReplyRule,
     Campaign,
@@ -48,6 +48,7 @@ from campaigns.models import (
 )
 from campaigns.templating import TemplateError
 from campaigns.templating import parse as parse_template
+from instances import schedule
 from instances.admin import ReadOnlyAdmin, TenantScopedAdmin, actor_of, shown_once, titled
 from instances.models import access_of
 

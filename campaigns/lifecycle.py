@@ -25,13 +25,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns import dispatch, schedule, states
+from campaigns import dispatch, states
 from campaigns.failures import fail_unsent
 from campaigns.models import HOLD, Campaign, CampaignStatus, FailureReason, Message, MessageStatus, PauseReason
 from campaigns.states import IllegalTransition
 from campaigns.templating import TemplateError
 from campaigns.templating import parse as parse_template
-from instances import hints
+from instances import hints, schedule
 
 logger = logging.getLogger("blast.campaigns")
 

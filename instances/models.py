@@ -25,7 +25,7 @@ from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
-from instances import attempts, sending, tokens
+from instances import attempts, schedule, tokens
 from instances.reasons import Reason
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "Use 1-63 lowercase letters, digits or hyphens.")
@@ -261,7 +261,7 @@ def default_send_timezone() -> str:
 
 
 def every_day() -> list[str]:
-    return list(sending.DAY_NAMES)
+    return list(schedule.DAY_NAMES)
 
 
 POLICY_DEFAULTS = ("send_delay_min_s", "send_delay_max_s", "hourly_cap", "daily_cap", "warmup", "typing")

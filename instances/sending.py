@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from campaigns import schedule
+from instances import schedule
 
 if TYPE_CHECKING:
     from instances.models import Instance
@@ -66,12 +66,12 @@ def warmup_cap(started_at: float | None, now: float, schedule: Sequence[int]) ->
     return day, int(schedule[day])
 
 
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = schedule.DAY_NAMES
 
 
 def allowed(start: dt.time | None, end: dt.time | None, zone: str, days: Sequence[str] | None) -> schedule.AllowedHours:
     """An instance's sending hours as the campaigns' allowed hours
-    (campaigns.schedule): ``days`` by name; without a start and an end (or
+    (instances.schedule): ``days`` by name; without a start and an end (or
     with an end that is the start, which the API refuses) whole days. A time
     zone no longer known reads as UTC rather than stop the worker's read."""
     weekdays = [DAY_NAMES.index(day) for day in days or () if day in DAY_NAMES]

@@ -31,12 +31,13 @@ from api.serializers import (
     StrictUUIDField,
     validate_display_name,
 )
-from campaigns import lifecycle, schedule, states
+from campaigns import lifecycle, states
 from campaigns.api.base import CAMPAIGN_ID, CampaignsView, errors
 from campaigns.api.fields import TenantObjectField, scoped_tenant
 from campaigns.models import Campaign, CampaignStatus, ContactList, PauseReason, RotationMode
 from campaigns.templating import TemplateError
 from campaigns.templating import parse as parse_template
+from instances import schedule
 from instances.models import Instance
 from media.models import Media
 

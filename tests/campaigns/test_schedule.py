@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from campaigns.schedule import ScheduleError, allowed_hours, closes_at, hold_until, is_open, next_open
+from instances.schedule import ScheduleError, allowed_hours, closes_at, hold_until, is_open, next_open
 
 
 def utc(text: str) -> dt.datetime:

@@ -1,4 +1,5 @@
-"""Allowed hours of a campaign, in a timezone: pure, the time is an argument.
+"""Allowed hours, in a timezone: pure, the time is an argument. A campaign's
+(campaigns.lifecycle) and an instance's sending hours (instances.sending).
 
 A window opens every allowed day at ``start`` and closes at ``end``, in
 local time of ``tz`` (an IANA name; daylight-saving changes follow zoneinfo).
@@ -22,6 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 UTC = dt.UTC
 ALL_DAYS = frozenset(range(7))
+# The weekdays 0 (Monday) to 6 by name, as an instance's sending days list them.
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Enough days on either side for any window of a weekly schedule.
 HORIZON_DAYS = 9
 
