@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
@@ -15,6 +17,7 @@ import pino from 'pino';
 import { createMemoryAuthState, createTestRoot, rootEnvironment, startFakeWhatsApp, trustTestRoot } from './fakewa/index.js';
 import { issueCertChain } from './fakewa/certs.js';
 import { FakeMediaHost } from './fakewa/media.js';
+import { positiveInteger, selfSignedCertificate } from './fakewa/tls.js';
 import { isValidSignature } from './fakewa/xeddsa.js';
 
 const WAIT_MS = 5000;
@@ -430,5 +433,31 @@ describe('media, number checks and presence', () => {
         const node = await wa.loggedIn().waitFor(n => n.tag === 'chatstate');
         assert.equal(node.attrs.to, contact.pnJid);
         assert.equal(node.content[0].tag, 'composing');
+    });
+});
+
+describe("the media host's certificate", () => {
+    // A random serial starts with a zero byte one time in 256; DER wants it
+    // unpadded, and OpenSSL refuses the certificate otherwise.
+    const serials = [
+        ['a serial with its top bit set', Buffer.from([0x80, 1, 2, 3])],
+        ['a serial starting with zero bytes', Buffer.from([0, 0, 0x12, 0x34])],
+        ['a serial whose zero byte pads a set top bit', Buffer.from([0, 0x80, 1])],
+        ['a zero serial', Buffer.from([0, 0])],
+    ];
+    for (const [name, serial] of serials) {
+        test(`parses with ${name}`, () => {
+            const { key, cert } = selfSignedCertificate({ serial });
+            const parsed = new X509Certificate(cert);
+            assert.equal(BigInt(`0x${parsed.serialNumber}`), BigInt(`0x${serial.toString('hex')}`));
+            assert.ok(tls.createSecureContext({ key, cert }));
+        });
+    }
+
+    test('encodes integers in their one DER form', () => {
+        assert.deepEqual(positiveInteger(Buffer.from([0, 0, 0x7f])), Buffer.from([0x02, 1, 0x7f]));
+        assert.deepEqual(positiveInteger(Buffer.from([0, 0, 0x80])), Buffer.from([0x02, 2, 0, 0x80]));
+        assert.deepEqual(positiveInteger(Buffer.from([0x80])), Buffer.from([0x02, 2, 0, 0x80]));
+        assert.deepEqual(positiveInteger(Buffer.from([0])), Buffer.from([0x02, 1, 0]));
     });
 });

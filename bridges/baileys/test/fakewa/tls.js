@@ -44,8 +44,18 @@ function oid(dotted) {
     return tlv(0x06, Buffer.from(bytes));
 }
 
-function positiveInteger(bytes) {
-    return tlv(0x02, bytes[0] & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+/**
+ * A DER INTEGER of the unsigned big-endian `bytes`, in its one valid form:
+ * no leading zero byte unless the next byte's top bit is set (OpenSSL
+ * refuses a certificate whose serial is padded: "illegal padding").
+ */
+export function positiveInteger(bytes) {
+    let start = 0;
+    while (start < bytes.length - 1 && bytes[start] === 0) {
+        start++;
+    }
+    const minimal = bytes.subarray(start);
+    return tlv(0x02, minimal[0] & 0x80 ? Buffer.concat([Buffer.from([0]), minimal]) : minimal);
 }
 
 function utcTime(date) {
@@ -59,15 +69,15 @@ function commonName(name) {
 
 const ECDSA_WITH_SHA256 = sequence(oid('1.2.840.10045.4.3.2'));
 
-/** `{ key, cert }` (PEM strings) of a fresh certificate for IP 127.0.0.1, valid for `days`. */
-export function selfSignedCertificate({ name = 'fake WhatsApp media host', days = 7 } = {}) {
+/** `{ key, cert }` (PEM strings) of a fresh certificate for IP 127.0.0.1, valid for `days`; `serial` is its bytes, random by default. */
+export function selfSignedCertificate({ name = 'fake WhatsApp media host', days = 7, serial = randomBytes(16) } = {}) {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const now = Date.now();
     const subjectAltName = sequence(tlv(0x87, Buffer.from([127, 0, 0, 1])));
     const basicConstraints = sequence(tlv(0x01, Buffer.from([0xff])));
     const tbs = sequence(
         tlv(0xa0, tlv(0x02, Buffer.from([2]))), // version 3
-        positiveInteger(randomBytes(16)),
+        positiveInteger(serial),
         ECDSA_WITH_SHA256,
         commonName(name),
         sequence(utcTime(new Date(now - 3600_000)), utcTime(new Date(now + days * 86400_000))),
